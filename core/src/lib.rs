@@ -1,0 +1,12 @@
+//! Waxwing core: the part of a mobile XMPP client that is hard to get right.
+//!
+//! Layers, bottom up (each imports only from below):
+//! - [`store`]: the encrypted SQLCipher store;
+//! - [`xml`] and [`proto`]: XML stream framing and the sans-IO session engine
+//!   (negotiation, SASL, bind, stream management, keepalive);
+//! - [`transport`]: the small tokio driver that moves bytes between a socket
+//!   and the engine (DNS SRV, TCP, TLS);
+//! - [`features`]: roster, presence and messages as stanza ↔ domain mappings;
+//! - [`client`]: the `Client` facade apps call, and its events.
+
+pub mod store;

@@ -1,0 +1,342 @@
+//! Conversations, messages and the outbox.
+//!
+//! An outgoing message is written (with an outbox row) before it is sent; the
+//! outbox row goes away only when the server has acknowledged it. Incoming
+//! messages are deduplicated by stanza-id (set by our own server) and by
+//! origin-id, so a message seen live, via carbons and again via MAM is stored
+//! once.
+
+use super::{Store, StoreError};
+use rusqlite::{params, OptionalExtension, Row};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
+/// Where a message is in its life. Outgoing: queued → sent → acked (the server
+/// has it) → delivered (the recipient's client confirmed it), or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageState {
+    Queued = 0,
+    Sent = 1,
+    Acked = 2,
+    Delivered = 3,
+    Failed = 4,
+    Received = 5,
+}
+
+impl MessageState {
+    fn from_i64(v: i64) -> Self {
+        match v {
+            0 => Self::Queued,
+            1 => Self::Sent,
+            2 => Self::Acked,
+            3 => Self::Delivered,
+            4 => Self::Failed,
+            _ => Self::Received,
+        }
+    }
+}
+
+/// A message as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredMessage {
+    /// Row id: stable, local, and the handle the app uses.
+    pub id: i64,
+    /// Bare JID of the other party.
+    pub peer: String,
+    pub direction: Direction,
+    pub state: MessageState,
+    pub sender: String,
+    pub body: String,
+    pub origin_id: Option<String>,
+    pub stanza_id: Option<String>,
+    pub timestamp_ms: i64,
+}
+
+/// An incoming message about to be stored.
+#[derive(Debug, Clone)]
+pub struct IncomingMessage {
+    pub peer: String,
+    pub sender: String,
+    pub body: String,
+    pub origin_id: Option<String>,
+    pub stanza_id: Option<String>,
+    pub remote_id: Option<String>,
+    pub timestamp_ms: i64,
+}
+
+/// One row of the conversation list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConversationSummary {
+    pub peer: String,
+    pub unread_count: u32,
+    pub last_message: Option<StoredMessage>,
+}
+
+/// Where the next (older) history page starts: the oldest message of the last page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryCursor {
+    pub timestamp_ms: i64,
+    pub id: i64,
+}
+
+const MESSAGE_COLUMNS: &str =
+    "m.id, c.peer_jid, m.direction, m.state, m.sender, m.body, m.origin_id, m.stanza_id, m.timestamp_ms";
+
+fn message_from_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
+    Ok(StoredMessage {
+        id: r.get(0)?,
+        peer: r.get(1)?,
+        direction: if r.get::<_, i64>(2)? == 0 {
+            Direction::Incoming
+        } else {
+            Direction::Outgoing
+        },
+        state: MessageState::from_i64(r.get(3)?),
+        sender: r.get(4)?,
+        body: r.get(5)?,
+        origin_id: r.get(6)?,
+        stanza_id: r.get(7)?,
+        timestamp_ms: r.get(8)?,
+    })
+}
+
+impl Store {
+    fn conversation_id(tx: &rusqlite::Connection, peer: &str) -> rusqlite::Result<i64> {
+        tx.execute(
+            "INSERT OR IGNORE INTO conversations(peer_jid) VALUES (?1)",
+            [peer],
+        )?;
+        tx.query_row(
+            "SELECT id FROM conversations WHERE peer_jid = ?1",
+            [peer],
+            |r| r.get(0),
+        )
+    }
+
+    fn touch_conversation(
+        tx: &rusqlite::Connection,
+        conversation: i64,
+        message: i64,
+        timestamp_ms: i64,
+        unread: bool,
+    ) -> rusqlite::Result<()> {
+        tx.execute(
+            "UPDATE conversations SET last_message = ?2, updated_at = max(updated_at, ?3),
+                 unread_count = unread_count + ?4
+             WHERE id = ?1",
+            params![conversation, message, timestamp_ms, unread as i64],
+        )?;
+        Ok(())
+    }
+
+    /// Stores a message the user is sending, and queues it in the outbox, in one transaction.
+    pub fn insert_outgoing(
+        &mut self,
+        peer: &str,
+        sender: &str,
+        body: &str,
+        origin_id: &str,
+        timestamp_ms: i64,
+    ) -> Result<StoredMessage, StoreError> {
+        let tx = self.conn.transaction()?;
+        let conversation = Self::conversation_id(&tx, peer)?;
+        tx.execute(
+            "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, remote_id, timestamp_ms)
+             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?5, ?6)",
+            params![conversation, MessageState::Queued as i64, sender, body, origin_id, timestamp_ms],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO outbox(message_id, queued_at) VALUES (?1, ?2)",
+            params![id, timestamp_ms],
+        )?;
+        Self::touch_conversation(&tx, conversation, id, timestamp_ms, false)?;
+        tx.commit()?;
+        Ok(self.message(id)?.expect("just inserted"))
+    }
+
+    /// Stores a burst of incoming messages in one transaction. Returns, in the
+    /// same order, the stored message or `None` for a duplicate.
+    pub fn insert_incoming_batch(
+        &mut self,
+        messages: &[IncomingMessage],
+    ) -> Result<Vec<Option<StoredMessage>>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut ids = Vec::with_capacity(messages.len());
+        for m in messages {
+            let conversation = Self::conversation_id(&tx, &m.peer)?;
+            let duplicate: Option<i64> = tx
+                .query_row(
+                    "SELECT id FROM messages WHERE conversation_id = ?1 AND direction = 0 AND
+                       ((?2 IS NOT NULL AND stanza_id = ?2) OR (?3 IS NOT NULL AND origin_id = ?3)
+                        OR (?2 IS NULL AND ?3 IS NULL AND ?4 IS NOT NULL AND remote_id = ?4 AND sender = ?5))",
+                    params![conversation, m.stanza_id, m.origin_id, m.remote_id, m.sender],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(existing) = duplicate {
+                // Learn the archive id of a message first seen without one.
+                if let Some(sid) = &m.stanza_id {
+                    tx.execute(
+                        "UPDATE messages SET stanza_id = ?2 WHERE id = ?1 AND stanza_id IS NULL",
+                        params![existing, sid],
+                    )?;
+                }
+                ids.push(None);
+                continue;
+            }
+            tx.execute(
+                "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, stanza_id, remote_id, timestamp_ms)
+                 VALUES (?1, 0, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![conversation, MessageState::Received as i64, m.sender, m.body, m.origin_id, m.stanza_id, m.remote_id, m.timestamp_ms],
+            )?;
+            let id = tx.last_insert_rowid();
+            Self::touch_conversation(&tx, conversation, id, m.timestamp_ms, true)?;
+            ids.push(Some(id));
+        }
+        tx.commit()?;
+        ids.into_iter()
+            .map(|id| match id {
+                Some(id) => self.message(id),
+                None => Ok(None),
+            })
+            .collect()
+    }
+
+    /// One message by row id.
+    pub fn message(&self, id: i64) -> Result<Option<StoredMessage>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {MESSAGE_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE m.id = ?1"),
+                [id],
+                message_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Moves an outgoing message forward in its life; never backwards (a late
+    /// ack must not undo "delivered"). Returns the message if it changed.
+    pub fn advance_outgoing(
+        &mut self,
+        id: i64,
+        state: MessageState,
+    ) -> Result<Option<StoredMessage>, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE messages SET state = ?2 WHERE id = ?1 AND direction = 1 AND state < ?2",
+            params![id, state as i64],
+        )?;
+        if matches!(
+            state,
+            MessageState::Acked | MessageState::Delivered | MessageState::Failed
+        ) {
+            self.conn
+                .execute("DELETE FROM outbox WHERE message_id = ?1", [id])?;
+        }
+        if changed == 0 {
+            return Ok(None);
+        }
+        self.message(id)
+    }
+
+    /// Finds our outgoing message to `peer` by the id the recipient echoes in a receipt.
+    pub fn outgoing_by_origin_id(
+        &self,
+        peer: &str,
+        origin_id: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE c.peer_jid = ?1 AND m.direction = 1 AND m.origin_id = ?2",
+                [peer, origin_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Messages waiting to be sent (or re-sent), oldest first.
+    pub fn outbox(&self) -> Result<Vec<StoredMessage>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM outbox o JOIN messages m ON m.id = o.message_id
+             JOIN conversations c ON c.id = m.conversation_id ORDER BY o.queued_at, m.id"
+        ))?;
+        let rows = stmt.query_map([], message_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A page of a conversation's history, newest first, older than `before`.
+    pub fn history(
+        &self,
+        peer: &str,
+        before: Option<HistoryCursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let (ts, id) = before.map_or((i64::MAX, i64::MAX), |c| (c.timestamp_ms, c.id));
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_id
+             WHERE c.peer_jid = ?1 AND (m.timestamp_ms, m.id) < (?2, ?3)
+             ORDER BY m.timestamp_ms DESC, m.id DESC LIMIT ?4"
+        ))?;
+        let rows = stmt.query_map(params![peer, ts, id, limit], message_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// All conversations, most recently active first, with their last message.
+    pub fn conversations(&self) -> Result<Vec<ConversationSummary>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT c.peer_jid, c.unread_count, {MESSAGE_COLUMNS}
+             FROM conversations c LEFT JOIN messages m ON m.id = c.last_message
+             ORDER BY c.updated_at DESC, c.id DESC"
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            let peer: String = r.get(0)?;
+            let unread: i64 = r.get(1)?;
+            let has_last: Option<i64> = r.get(2)?;
+            let last_message = match has_last {
+                Some(_) => {
+                    let mut m = StoredMessage {
+                        id: r.get(2)?,
+                        peer: r.get(3)?,
+                        direction: if r.get::<_, i64>(4)? == 0 {
+                            Direction::Incoming
+                        } else {
+                            Direction::Outgoing
+                        },
+                        state: MessageState::from_i64(r.get(5)?),
+                        sender: r.get(6)?,
+                        body: r.get(7)?,
+                        origin_id: r.get(8)?,
+                        stanza_id: r.get(9)?,
+                        timestamp_ms: r.get(10)?,
+                    };
+                    m.peer.clone_from(&peer);
+                    Some(m)
+                }
+                None => None,
+            };
+            Ok(ConversationSummary {
+                peer,
+                unread_count: unread as u32,
+                last_message,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The user has read the conversation.
+    pub fn mark_read(&self, peer: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE conversations SET unread_count = 0 WHERE peer_jid = ?1",
+            [peer],
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,84 @@
+//! Versioned schema migrations, tracked in `PRAGMA user_version`.
+//!
+//! Each entry moves the schema one version forward inside one transaction; a
+//! store written by a newer build is refused rather than guessed at.
+
+use super::{OpenStoreError, StoreError};
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: the walking skeleton.
+    "CREATE TABLE account_state (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE contacts (
+        jid          TEXT PRIMARY KEY NOT NULL,
+        name         TEXT,
+        subscription TEXT NOT NULL DEFAULT 'none',
+        ask          INTEGER NOT NULL DEFAULT 0,
+        groups_json  TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE conversations (
+        id           INTEGER PRIMARY KEY,
+        peer_jid     TEXT NOT NULL UNIQUE,
+        unread_count INTEGER NOT NULL DEFAULT 0,
+        last_message INTEGER,
+        updated_at   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX conversations_by_update ON conversations(updated_at DESC);
+    CREATE TABLE messages (
+        id              INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        direction       INTEGER NOT NULL,   -- 0 incoming, 1 outgoing
+        state           INTEGER NOT NULL,   -- see MessageState
+        sender          TEXT NOT NULL,      -- full JID it came from / bare JID of ours
+        body            TEXT NOT NULL,
+        origin_id       TEXT,               -- XEP-0359 origin-id
+        stanza_id       TEXT,               -- XEP-0359 stanza-id set by our server
+        remote_id       TEXT,               -- the stanza's id attribute
+        timestamp_ms    INTEGER NOT NULL
+    );
+    CREATE INDEX messages_history ON messages(conversation_id, timestamp_ms DESC, id DESC);
+    CREATE UNIQUE INDEX messages_by_stanza_id ON messages(conversation_id, stanza_id)
+        WHERE stanza_id IS NOT NULL;
+    CREATE UNIQUE INDEX messages_by_origin_id ON messages(conversation_id, direction, origin_id)
+        WHERE origin_id IS NOT NULL;
+    CREATE TABLE outbox (
+        message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
+        queued_at  INTEGER NOT NULL
+    );",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+pub(super) fn migrate(conn: &Connection) -> Result<(), OpenStoreError> {
+    let current: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(OpenStoreError::from_open)?;
+    if current > SCHEMA_VERSION {
+        return Err(OpenStoreError::TooNew {
+            found: current,
+            known: SCHEMA_VERSION,
+        });
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index as i64 + 1;
+        let apply = || -> Result<(), StoreError> {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let result = conn
+                .execute_batch(sql)
+                .and_then(|_| conn.execute_batch(&format!("PRAGMA user_version = {version}")));
+            match result {
+                Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Err(e.into())
+                }
+            }
+        };
+        apply()?;
+    }
+    Ok(())
+}

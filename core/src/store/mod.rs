@@ -1,0 +1,159 @@
+//! The encrypted local store: one SQLCipher database per account directory.
+//!
+//! Owns everything that must survive a process: the account's session state,
+//! the roster, conversations, messages and the outbox. The app supplies a raw
+//! 32-byte key (kept in Android Keystore / iOS Keychain); no passphrase KDF runs
+//! on open (`PRAGMA key = "x'..'"`), so opening costs well under a millisecond.
+//!
+//! A small plaintext `key-check` file beside the database holds an HMAC of a
+//! fixed label under the key. It reveals nothing about the key, but lets `open`
+//! tell a wrong key ([`OpenStoreError::WrongKey`]) from a damaged file
+//! ([`OpenStoreError::Corrupt`]) before SQLCipher touches any page.
+//!
+//! The store is synchronous; callers hold it behind a mutex and keep each call
+//! short. Bursts (MAM pages, offline messages) go through batch methods that
+//! write in one transaction.
+
+mod error;
+mod messages;
+mod migrations;
+mod roster;
+
+pub use error::{OpenStoreError, StoreError};
+pub use messages::{
+    ConversationSummary, Direction, HistoryCursor, IncomingMessage, MessageState, StoredMessage,
+};
+pub use roster::{RosterEntry, Subscription};
+
+use hmac::{KeyInit, Mac};
+use rusqlite::{Connection, OptionalExtension};
+use std::path::{Path, PathBuf};
+
+/// A raw SQLCipher key: 32 bytes from the platform key store.
+#[derive(Clone)]
+pub struct StoreKey([u8; 32]);
+
+impl StoreKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Parses 64 hex characters (the CLI's `WAXWING_STORE_KEY`).
+    pub fn from_hex(hex_key: &str) -> Result<Self, OpenStoreError> {
+        let bytes = hex::decode(hex_key.trim()).map_err(|_| OpenStoreError::InvalidKey)?;
+        let arr: [u8; 32] = bytes.try_into().map_err(|_| OpenStoreError::InvalidKey)?;
+        Ok(Self(arr))
+    }
+
+    fn check_value(&self) -> Vec<u8> {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("any key length");
+        mac.update(b"waxwing store key-check v1");
+        mac.finalize().into_bytes().to_vec()
+    }
+}
+
+impl std::fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreKey(..)")
+    }
+}
+
+/// The account's encrypted database.
+pub struct Store {
+    conn: Connection,
+    dir: PathBuf,
+}
+
+const DB_FILE: &str = "waxwing.db";
+const KEY_CHECK_FILE: &str = "key-check";
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` and migrates its schema.
+    pub fn open(dir: &Path, key: &StoreKey) -> Result<Self, OpenStoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| OpenStoreError::Io(e.kind()))?;
+        let db_path = dir.join(DB_FILE);
+        let check_path = dir.join(KEY_CHECK_FILE);
+        let expected = key.check_value();
+        let db_exists = db_path.exists();
+        match std::fs::read(&check_path) {
+            Ok(stored) if stored != expected => return Err(OpenStoreError::WrongKey),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(OpenStoreError::Io(e.kind())),
+        }
+
+        let conn = Connection::open(&db_path).map_err(OpenStoreError::from_open)?;
+        // SQLCipher reports a failed HMAC on stderr unless told not to; the typed
+        // error is what callers see.
+        let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
+        conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex::encode(key.0)))
+            .map_err(OpenStoreError::from_open)?;
+        // The first read is where a wrong key or a damaged header shows up.
+        let probe: Result<i64, _> =
+            conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0));
+        if let Err(e) = probe {
+            return Err(match OpenStoreError::from_open(e) {
+                // A key-check file that matched means the key is right: the file is bad.
+                OpenStoreError::WrongKey if check_path.exists() => OpenStoreError::Corrupt,
+                other => other,
+            });
+        }
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(OpenStoreError::from_open)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(OpenStoreError::from_open)?;
+        migrations::migrate(&conn)?;
+        if !check_path.exists() || !db_exists {
+            std::fs::write(&check_path, &expected).map_err(|e| OpenStoreError::Io(e.kind()))?;
+        }
+        Ok(Self {
+            conn,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The directory this store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads a value of the account's key/value state (roster version, SM state…).
+    pub fn account_value(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT value FROM account_state WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Writes (or with `None`, deletes) a value of the account's state.
+    pub fn set_account_value(&self, key: &str, value: Option<&str>) -> Result<(), StoreError> {
+        match value {
+            Some(v) => self.conn.execute(
+                "INSERT INTO account_state(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [key, v],
+            )?,
+            None => self
+                .conn
+                .execute("DELETE FROM account_state WHERE key = ?1", [key])?,
+        };
+        Ok(())
+    }
+
+    /// Caps the database size, in pages. Used to exercise the disk-full path in tests.
+    #[doc(hidden)]
+    pub fn set_max_page_count(&self, pages: u32) -> Result<(), StoreError> {
+        self.conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

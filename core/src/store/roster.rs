@@ -1,0 +1,137 @@
+//! The roster as last seen from the server, with its version (XEP-0237).
+
+use super::{Store, StoreError};
+use rusqlite::params;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subscription {
+    None,
+    To,
+    From,
+    Both,
+}
+
+impl Subscription {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::To => "to",
+            Self::From => "from",
+            Self::Both => "both",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "to" => Self::To,
+            "from" => Self::From,
+            "both" => Self::Both,
+            _ => Self::None,
+        }
+    }
+}
+
+/// One contact in the roster.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RosterEntry {
+    pub jid: String,
+    pub name: Option<String>,
+    pub subscription: Subscription,
+    /// We asked to see their presence and they have not answered yet.
+    pub pending_out: bool,
+    pub groups: Vec<String>,
+}
+
+const ROSTER_VERSION_KEY: &str = "roster_ver";
+
+impl Store {
+    /// Replaces the whole roster (a full roster result) and its version.
+    pub fn replace_roster(
+        &mut self,
+        entries: &[RosterEntry],
+        version: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM contacts", [])?;
+        for e in entries {
+            Self::upsert_contact(&tx, e)?;
+        }
+        Self::write_roster_version(&tx, version)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Applies one roster push: an update, or a removal when `subscription='remove'`.
+    pub fn apply_roster_push(
+        &mut self,
+        entry: Option<&RosterEntry>,
+        removed_jid: Option<&str>,
+        version: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        if let Some(e) = entry {
+            Self::upsert_contact(&tx, e)?;
+        }
+        if let Some(jid) = removed_jid {
+            tx.execute("DELETE FROM contacts WHERE jid = ?1", [jid])?;
+        }
+        if version.is_some() {
+            Self::write_roster_version(&tx, version)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn upsert_contact(tx: &rusqlite::Connection, e: &RosterEntry) -> rusqlite::Result<()> {
+        let groups = serde_json::to_string(&e.groups).unwrap_or_else(|_| "[]".into());
+        tx.execute(
+            "INSERT INTO contacts(jid, name, subscription, ask, groups_json) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(jid) DO UPDATE SET name = excluded.name, subscription = excluded.subscription,
+                 ask = excluded.ask, groups_json = excluded.groups_json",
+            params![e.jid, e.name, e.subscription.as_str(), e.pending_out, groups],
+        )?;
+        Ok(())
+    }
+
+    fn write_roster_version(
+        tx: &rusqlite::Connection,
+        version: Option<&str>,
+    ) -> rusqlite::Result<()> {
+        match version {
+            Some(v) => tx.execute(
+                "INSERT INTO account_state(key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [ROSTER_VERSION_KEY, v],
+            )?,
+            None => tx.execute(
+                "DELETE FROM account_state WHERE key = ?1",
+                [ROSTER_VERSION_KEY],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// The roster version to offer the server on the next fetch.
+    pub fn roster_version(&self) -> Result<Option<String>, StoreError> {
+        self.account_value(ROSTER_VERSION_KEY)
+    }
+
+    /// The stored roster, by JID.
+    pub fn roster(&self) -> Result<Vec<RosterEntry>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT jid, name, subscription, ask, groups_json FROM contacts ORDER BY jid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let groups: String = r.get(4)?;
+            Ok(RosterEntry {
+                jid: r.get(0)?,
+                name: r.get(1)?,
+                subscription: Subscription::parse(&r.get::<_, String>(2)?),
+                pending_out: r.get(3)?,
+                groups: serde_json::from_str(&groups).unwrap_or_default(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

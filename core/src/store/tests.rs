@@ -1,0 +1,280 @@
+use super::*;
+
+fn key(b: u8) -> StoreKey {
+    StoreKey::from_bytes([b; 32])
+}
+
+fn incoming(
+    peer: &str,
+    body: &str,
+    stanza_id: Option<&str>,
+    origin_id: Option<&str>,
+    ts: i64,
+) -> IncomingMessage {
+    IncomingMessage {
+        peer: peer.into(),
+        sender: format!("{peer}/phone"),
+        body: body.into(),
+        origin_id: origin_id.map(Into::into),
+        stanza_id: stanza_id.map(Into::into),
+        remote_id: None,
+        timestamp_ms: ts,
+    }
+}
+
+#[test]
+fn reopening_with_the_same_key_keeps_data_and_nothing_is_plaintext_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = Store::open(dir.path(), &key(7)).unwrap();
+        store
+            .insert_outgoing(
+                "bob@example.org",
+                "alice@example.org",
+                "secret-body-xyzzy",
+                "o1",
+                10,
+            )
+            .unwrap();
+    }
+    let store = Store::open(dir.path(), &key(7)).unwrap();
+    let history = store.history("bob@example.org", None, 10).unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].body, "secret-body-xyzzy");
+    drop(store);
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let hay = String::from_utf8_lossy(&bytes);
+        assert!(!hay.contains("secret-body-xyzzy"));
+        assert!(!hay.contains("SQLite format 3"));
+        assert!(!hay.contains("bob@example.org"));
+    }
+}
+
+#[test]
+fn wrong_key_is_a_typed_error_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path(), &key(1)).unwrap();
+    let db = dir.path().join(DB_FILE);
+    let before = std::fs::read(&db).unwrap();
+    assert_eq!(
+        Store::open(dir.path(), &key(2)).err(),
+        Some(OpenStoreError::WrongKey)
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    // Without the key-check file SQLCipher's own HMAC check still refuses it.
+    std::fs::remove_file(dir.path().join(KEY_CHECK_FILE)).unwrap();
+    assert_eq!(
+        Store::open(dir.path(), &key(2)).err(),
+        Some(OpenStoreError::WrongKey)
+    );
+    assert!(Store::open(dir.path(), &key(1)).is_ok());
+}
+
+#[test]
+fn a_damaged_file_is_reported_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = Store::open(dir.path(), &key(3)).unwrap();
+        store
+            .insert_outgoing("bob@example.org", "me@example.org", "hi", "o1", 1)
+            .unwrap();
+    }
+    let db = dir.path().join(DB_FILE);
+    let mut bytes = std::fs::read(&db).unwrap();
+    for b in bytes.iter_mut().skip(16).take(64) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let _ = std::fs::remove_file(dir.path().join("waxwing.db-wal"));
+    assert_eq!(
+        Store::open(dir.path(), &key(3)).err(),
+        Some(OpenStoreError::Corrupt)
+    );
+}
+
+#[test]
+fn invalid_hex_key_is_rejected() {
+    assert_eq!(
+        StoreKey::from_hex("abcd").err(),
+        Some(OpenStoreError::InvalidKey)
+    );
+    assert!(StoreKey::from_hex(&"ab".repeat(32)).is_ok());
+}
+
+#[test]
+fn outgoing_messages_sit_in_the_outbox_until_acked_and_never_move_backwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), &key(4)).unwrap();
+    let m = store
+        .insert_outgoing("bob@x", "me@x", "one", "o1", 1)
+        .unwrap();
+    assert_eq!(m.state, MessageState::Queued);
+    assert_eq!(store.outbox().unwrap().len(), 1);
+    store.advance_outgoing(m.id, MessageState::Sent).unwrap();
+    assert_eq!(
+        store.outbox().unwrap().len(),
+        1,
+        "sent but not acked stays queued for resend"
+    );
+    store
+        .advance_outgoing(m.id, MessageState::Delivered)
+        .unwrap();
+    assert!(store.outbox().unwrap().is_empty());
+    assert_eq!(
+        store.advance_outgoing(m.id, MessageState::Acked).unwrap(),
+        None
+    );
+    assert_eq!(
+        store.message(m.id).unwrap().unwrap().state,
+        MessageState::Delivered
+    );
+    assert_eq!(
+        store.outgoing_by_origin_id("bob@x", "o1").unwrap(),
+        Some(m.id)
+    );
+}
+
+#[test]
+fn incoming_duplicates_by_stanza_id_or_origin_id_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), &key(5)).unwrap();
+    let first = store
+        .insert_incoming_batch(&[
+            incoming("bob@x", "a", Some("s1"), Some("o1"), 1),
+            incoming("bob@x", "a", Some("s1"), Some("o1"), 1),
+            incoming("bob@x", "b", None, Some("o2"), 2),
+        ])
+        .unwrap();
+    assert!(first[0].is_some() && first[1].is_none() && first[2].is_some());
+    // The same message again, now with its archive id: a duplicate, but the id is learned.
+    let again = store
+        .insert_incoming_batch(&[incoming("bob@x", "b", Some("s2"), Some("o2"), 2)])
+        .unwrap();
+    assert_eq!(again, vec![None]);
+    let history = store.history("bob@x", None, 10).unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].stanza_id.as_deref(), Some("s2"));
+    let convs = store.conversations().unwrap();
+    assert_eq!(convs.len(), 1);
+    assert_eq!(convs[0].unread_count, 2);
+    store.mark_read("bob@x").unwrap();
+    assert_eq!(store.conversations().unwrap()[0].unread_count, 0);
+}
+
+#[test]
+fn history_pages_newest_first_without_gaps_or_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), &key(6)).unwrap();
+    let batch: Vec<_> = (0..25)
+        .map(|i| {
+            incoming(
+                "carol@x",
+                &format!("m{i}"),
+                Some(&format!("s{i}")),
+                None,
+                1000 + i / 2,
+            )
+        })
+        .collect();
+    store.insert_incoming_batch(&batch).unwrap();
+    store
+        .insert_outgoing("dave@x", "me@x", "other conversation", "od", 5000)
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.history("carol@x", cursor, 10).unwrap();
+        if page.is_empty() {
+            break;
+        }
+        let last = page.last().unwrap();
+        cursor = Some(HistoryCursor {
+            timestamp_ms: last.timestamp_ms,
+            id: last.id,
+        });
+        seen.extend(page.into_iter().map(|m| m.body));
+    }
+    let expected: Vec<_> = (0..25).rev().map(|i| format!("m{i}")).collect();
+    assert_eq!(seen, expected);
+    let convs = store.conversations().unwrap();
+    assert_eq!(convs[0].peer, "dave@x");
+    assert_eq!(
+        convs[0].last_message.as_ref().unwrap().body,
+        "other conversation"
+    );
+    assert_eq!(convs[1].last_message.as_ref().unwrap().body, "m24");
+}
+
+#[test]
+fn a_full_disk_is_a_typed_error_and_loses_nothing_already_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), &key(8)).unwrap();
+    store
+        .insert_outgoing("bob@x", "me@x", "kept", "o0", 1)
+        .unwrap();
+    let pages: u32 = store
+        .conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    store.set_max_page_count(pages).unwrap();
+    let big = "x".repeat(64 * 1024);
+    let err = store
+        .insert_outgoing("bob@x", "me@x", &big, "o1", 2)
+        .unwrap_err();
+    assert_eq!(err, StoreError::DiskFull);
+    let history = store.history("bob@x", None, 10).unwrap();
+    assert_eq!(
+        history.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        vec!["kept"]
+    );
+    assert_eq!(store.outbox().unwrap().len(), 1);
+}
+
+#[test]
+fn roster_replace_push_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), &key(9)).unwrap();
+    let bob = RosterEntry {
+        jid: "bob@x".into(),
+        name: Some("Bob".into()),
+        subscription: Subscription::Both,
+        pending_out: false,
+        groups: vec!["Friends".into()],
+    };
+    store
+        .replace_roster(std::slice::from_ref(&bob), Some("v1"))
+        .unwrap();
+    assert_eq!(store.roster().unwrap(), vec![bob.clone()]);
+    let carol = RosterEntry {
+        jid: "carol@x".into(),
+        name: None,
+        subscription: Subscription::None,
+        pending_out: true,
+        groups: vec![],
+    };
+    store
+        .apply_roster_push(Some(&carol), None, Some("v2"))
+        .unwrap();
+    store
+        .apply_roster_push(None, Some("bob@x"), Some("v3"))
+        .unwrap();
+    assert_eq!(store.roster().unwrap(), vec![carol]);
+    assert_eq!(store.roster_version().unwrap().as_deref(), Some("v3"));
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path(), &key(10)).unwrap();
+        store
+            .conn
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
+    }
+    assert!(matches!(
+        Store::open(dir.path(), &key(10)),
+        Err(OpenStoreError::TooNew { found: 99, .. })
+    ));
+}

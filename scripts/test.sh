@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test Waxwing has: Rust unit and integration tests (the
+# integration tests start their own Prosody on loopback), the Kotlin JVM
+# tests against the real library, and the Swift syntax check.
+# Ends with one line "N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+export WAXWING_TOOLS="${WAXWING_TOOLS:-$PWD/target/tools}"
+
+passed=0; failed=0
+log=$(mktemp); trap 'rm -f "$log"' EXIT
+
+# cargo prints "test result: ok. N passed; M failed; ..." per test binary.
+cargo test --workspace --all-targets 2>&1 | tee "$log"
+rust_status=${PIPESTATUS[0]}
+while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(
+  sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log")
+if [ "$rust_status" != 0 ] && ! grep -q ' failed; ' "$log"; then failed=$((failed + 1)); fi
+
+for extra in scripts/test-kotlin.sh scripts/test-swift.sh; do
+  [ -f "$extra" ] || continue
+  bash "$extra" 2>&1 | tee "$log"
+  status=${PIPESTATUS[0]}
+  line=$(grep -E '^[a-z]+: [0-9]+ passed, [0-9]+ failed' "$log" | tail -1)
+  if [ -n "$line" ]; then
+    p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed.*/\1/')
+    f=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed, ([0-9]+) failed.*/\2/')
+    passed=$((passed + p)); failed=$((failed + f))
+  fi
+  if [ "$status" != 0 ] && { [ -z "$line" ] || [ "${f:-0}" = 0 ]; }; then failed=$((failed + 1)); fi
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
