@@ -9,4 +9,6 @@
 //! - [`features`]: roster, presence and messages as stanza ↔ domain mappings;
 //! - [`client`]: the `Client` facade apps call, and its events.
 
+pub mod proto;
 pub mod store;
+pub mod xml;

@@ -1,0 +1,839 @@
+//! The sans-IO session engine: one XMPP client stream from the first byte
+//! to `</stream:stream>` — stream negotiation (STARTTLS, SASL, resource
+//! binding), XEP-0198 stream management, XEP-0199 keepalive and clean close.
+//!
+//! It performs no I/O and never reads the clock. The driver
+//! ([`crate::transport`]) feeds it:
+//! - [`Session::handle_input`] with what happened ([`Input`]), and the
+//!   commands [`Session::send_stanza`] and [`Session::close`];
+//! - then drains [`Session::poll_output`] until it returns
+//!   [`Output::Wait`], writing [`Output::Transmit`] bytes to the socket,
+//!   upgrading to TLS on [`Output::StartTls`], passing
+//!   [`Output::Event`]s up, and calling back with [`Input::Timeout`] once
+//!   the deadline in `Wait` passes.
+//!
+//! One `Session` value can live across many connections: after
+//! [`SessionEvent::Disconnected`] it accepts [`Input::Connected`] again.
+
+pub mod error;
+pub mod features;
+pub mod sasl;
+pub mod sm;
+
+use std::collections::VecDeque;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use jid::{BareJid, FullJid};
+use minidom::Element;
+
+pub use error::{CommandError, SessionError, TimeoutKind};
+use features::*;
+use sasl::{Mechanism, SaslClient};
+pub use sm::SmState;
+
+use crate::xml::{self, StreamItem, StreamReader, NS_STREAM};
+
+/// What the engine needs to know to log in.
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub jid: BareJid,
+    pub password: String,
+    /// Resource to request; the server may change it.
+    pub resource: String,
+    /// Whether to enable XEP-0198.
+    pub stream_management: bool,
+    /// Idle time after which we check the connection is alive.
+    pub ping_interval: Duration,
+    /// How long a ping (or the close handshake) may go unanswered.
+    pub ping_timeout: Duration,
+    /// Upper bound for the whole negotiation.
+    pub negotiation_timeout: Duration,
+    pub max_element_bytes: usize,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    // Never print the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("resource", &self.resource)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionConfig {
+    pub fn new(jid: BareJid, password: String, resource: String) -> Self {
+        Self {
+            jid,
+            password,
+            resource,
+            stream_management: true,
+            ping_interval: Duration::from_secs(120),
+            ping_timeout: Duration::from_secs(30),
+            negotiation_timeout: Duration::from_secs(30),
+            max_element_bytes: xml::DEFAULT_MAX_ELEMENT_BYTES,
+        }
+    }
+}
+
+/// TLS facts the driver reports once the handshake is done.
+#[derive(Debug, Clone, Default)]
+pub struct TlsInfo {
+    /// RFC 9266 `tls-exporter` value; `None` below TLS 1.3.
+    pub channel_binding: Option<Vec<u8>>,
+}
+
+/// Something that happened outside the engine.
+pub enum Input<'a> {
+    /// The TCP connection is up; `tls` is set when it is direct TLS
+    /// (XEP-0368). `nonce` is fresh randomness for SASL.
+    Connected {
+        tls: Option<TlsInfo>,
+        nonce: String,
+    },
+    /// The STARTTLS handshake completed.
+    TlsEstablished(TlsInfo),
+    Received(&'a [u8]),
+    /// The deadline from the last [`Output::Wait`] passed.
+    Timeout,
+    /// The socket closed or failed.
+    Disconnected,
+}
+
+/// What the driver must do next.
+#[derive(Debug)]
+pub enum Output {
+    Transmit(Vec<u8>),
+    /// Upgrade the socket to TLS now, then report [`Input::TlsEstablished`].
+    StartTls,
+    Event(SessionEvent),
+    /// Close the socket (after writing everything transmitted so far).
+    CloseSocket,
+    /// Nothing more to do until input arrives or the instant passes.
+    Wait(Option<Instant>),
+}
+
+/// What the layers above learn from the engine.
+#[derive(Debug)]
+pub enum SessionEvent {
+    /// Negotiation finished; stanzas can flow.
+    Online {
+        jid: FullJid,
+        stream_management: bool,
+        roster_versioning: bool,
+        /// Request/response round trips from the stream header to here.
+        round_trips: u32,
+    },
+    /// A stanza (`message`, `presence`, `iq`) from the server.
+    Stanza(Element),
+    /// The server confirmed it holds these stanzas we sent (XEP-0198).
+    Acked(Vec<Element>),
+    /// The connection is gone; `error` is `None` after a clean close.
+    Disconnected { error: Option<SessionError> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Initial,
+    Secured,
+    Authenticated,
+}
+
+enum State {
+    Offline,
+    AwaitFeatures(Stage),
+    AwaitProceed,
+    AwaitTls,
+    Authenticating {
+        client: SaslClient,
+        mechanism: Mechanism,
+        offered: Vec<String>,
+    },
+    Binding {
+        bind_id: String,
+        bound: Option<FullJid>,
+        sm_pending: bool,
+    },
+    Online,
+    Closing,
+}
+
+/// Named deadlines; the earliest one is reported in [`Output::Wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    Negotiation,
+    KeepAlive,
+    PingAnswer,
+    Close,
+}
+const TIMERS: [Timer; 4] = [
+    Timer::Negotiation,
+    Timer::KeepAlive,
+    Timer::PingAnswer,
+    Timer::Close,
+];
+
+/// One XMPP client session; see the module docs for the calling contract.
+pub struct Session {
+    config: SessionConfig,
+    state: State,
+    reader: StreamReader,
+    tls: Option<TlsInfo>,
+    nonce: String,
+    features: Features,
+    sm: Option<SmState>,
+    /// Whether an `<r/>` should follow the stanzas sent in this turn.
+    ack_request_due: bool,
+    round_trips: u32,
+    next_id: u64,
+    ping_id: Option<String>,
+    rejected_channel_binding: bool,
+    timers: [Option<Instant>; 4],
+    last_timeout_reason: Option<Timer>,
+    outputs: VecDeque<Output>,
+}
+
+impl Session {
+    pub fn new(config: SessionConfig) -> Self {
+        let reader = StreamReader::new(config.max_element_bytes);
+        Self {
+            config,
+            state: State::Offline,
+            reader,
+            tls: None,
+            nonce: String::new(),
+            features: Features::default(),
+            sm: None,
+            ack_request_due: false,
+            round_trips: 0,
+            next_id: 0,
+            ping_id: None,
+            rejected_channel_binding: false,
+            timers: [None; 4],
+            last_timeout_reason: None,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    // ---- getters ----
+
+    pub fn is_online(&self) -> bool {
+        matches!(self.state, State::Online)
+    }
+
+    /// Stream management state, for persistence and inspection.
+    pub fn stream_management(&self) -> Option<&SmState> {
+        self.sm.as_ref()
+    }
+
+    /// Which timer caused the last [`Input::Timeout`] to act.
+    pub fn last_timeout_reason(&self) -> Option<Timer> {
+        self.last_timeout_reason
+    }
+
+    // ---- inputs ----
+
+    pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        match input {
+            Input::Connected { tls, nonce } => {
+                self.nonce = nonce;
+                self.tls = tls;
+                self.round_trips = 0;
+                self.rejected_channel_binding = false;
+                self.sm = None;
+                self.timers = [None; 4];
+                self.set_timer(Timer::Negotiation, now + self.config.negotiation_timeout);
+                let stage = if self.tls.is_some() {
+                    Stage::Secured
+                } else {
+                    Stage::Initial
+                };
+                self.open_stream(stage);
+            }
+            Input::TlsEstablished(info) => {
+                if matches!(self.state, State::AwaitTls) {
+                    self.tls = Some(info);
+                    self.open_stream(Stage::Secured);
+                }
+            }
+            Input::Received(bytes) => self.receive(now, bytes),
+            Input::Timeout => self.handle_timeout(now),
+            Input::Disconnected => match self.state {
+                State::Offline => {}
+                State::Closing => self.finish(None),
+                _ => self.finish(Some(SessionError::ConnectionLost)),
+            },
+        }
+    }
+
+    // ---- commands ----
+
+    /// Queues a stanza; counted and kept until acked when XEP-0198 is on.
+    pub fn send_stanza(&mut self, _now: Instant, stanza: &Element) -> Result<(), CommandError> {
+        if !self.is_online() {
+            return Err(CommandError::NotOnline);
+        }
+        let bytes = xml::to_bytes(stanza);
+        if let Some(sm) = &mut self.sm {
+            sm.record_sent(String::from_utf8_lossy(&bytes).into_owned());
+            self.ack_request_due = true;
+        }
+        self.outputs.push_back(Output::Transmit(bytes));
+        Ok(())
+    }
+
+    /// Starts a clean close: acknowledges what we handled, closes our side
+    /// of the stream and waits (bounded) for the server's.
+    pub fn close(&mut self, now: Instant) {
+        match self.state {
+            State::Offline | State::Closing => {}
+            _ => {
+                if let (State::Online, Some(sm)) = (&self.state, &self.sm) {
+                    let ack = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound_handled);
+                    self.transmit(ack);
+                }
+                self.transmit("</stream:stream>".to_owned());
+                self.state = State::Closing;
+                self.timers = [None; 4];
+                self.set_timer(Timer::Close, now + self.config.ping_timeout);
+            }
+        }
+    }
+
+    // ---- outputs ----
+
+    pub fn poll_output(&mut self) -> Output {
+        if let Some(output) = self.outputs.pop_front() {
+            return output;
+        }
+        if self.ack_request_due {
+            self.ack_request_due = false;
+            return Output::Transmit(format!("<r xmlns='{NS_SM}'/>").into_bytes());
+        }
+        Output::Wait(self.timers.iter().flatten().min().copied())
+    }
+
+    // ---- internals ----
+
+    fn set_timer(&mut self, timer: Timer, at: Instant) {
+        self.timers[timer as usize] = Some(at);
+    }
+
+    fn stop_timer(&mut self, timer: Timer) {
+        self.timers[timer as usize] = None;
+    }
+
+    fn transmit(&mut self, text: String) {
+        self.outputs.push_back(Output::Transmit(text.into_bytes()));
+    }
+
+    fn next_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("wx{}", self.next_id)
+    }
+
+    fn open_stream(&mut self, stage: Stage) {
+        self.reader = StreamReader::new(self.config.max_element_bytes);
+        let domain = xml::escape(self.config.jid.domain().as_str());
+        // RFC 6120 §4.7.1: announce who we are only once the stream is
+        // encrypted.
+        let from = match stage {
+            Stage::Initial => String::new(),
+            _ => format!(" from='{}'", xml::escape(self.config.jid.as_str())),
+        };
+        self.transmit(format!(
+            "<?xml version='1.0'?><stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAM}' \
+             to='{domain}'{from} version='1.0' xml:lang='en'>"
+        ));
+        self.round_trips += 1;
+        self.state = State::AwaitFeatures(stage);
+    }
+
+    fn finish(&mut self, error: Option<SessionError>) {
+        if matches!(self.state, State::Offline) {
+            return;
+        }
+        if let Some(err) = &error {
+            tracing::info!(error = %err, "session ended");
+        }
+        self.state = State::Offline;
+        self.timers = [None; 4];
+        self.ack_request_due = false;
+        self.ping_id = None;
+        self.outputs.push_back(Output::CloseSocket);
+        self.outputs
+            .push_back(Output::Event(SessionEvent::Disconnected { error }));
+    }
+
+    /// Ends the stream because of what the server did.
+    fn fail(&mut self, error: SessionError) {
+        if let SessionError::StreamManagement(_) = error {
+            self.transmit(format!(
+                "<stream:error><handled-count-too-high xmlns='urn:xmpp:sm:3'/>\
+                 <undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+            ));
+        } else if let SessionError::Xml(_) = error {
+            self.transmit(
+                "<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>".to_owned(),
+            );
+        }
+        if !matches!(self.state, State::Offline) {
+            self.transmit("</stream:stream>".to_owned());
+        }
+        self.finish(Some(error));
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        for timer in TIMERS {
+            let Some(at) = self.timers[timer as usize] else {
+                continue;
+            };
+            if at > now {
+                continue;
+            }
+            self.stop_timer(timer);
+            self.last_timeout_reason = Some(timer);
+            match timer {
+                Timer::Negotiation => {
+                    return self.fail(SessionError::Timeout(TimeoutKind::Negotiation))
+                }
+                Timer::PingAnswer => return self.fail(SessionError::Timeout(TimeoutKind::Ping)),
+                Timer::Close => return self.finish(None),
+                Timer::KeepAlive => self.send_ping(now),
+            }
+        }
+    }
+
+    fn send_ping(&mut self, now: Instant) {
+        if !self.is_online() {
+            return;
+        }
+        if self.sm.is_some() {
+            // An ack request is the cheapest liveness probe when SM is on.
+            self.ack_request_due = true;
+        } else {
+            let id = self.next_id();
+            self.transmit(format!(
+                "<iq type='get' id='{id}'><ping xmlns='{NS_PING}'/></iq>"
+            ));
+            self.ping_id = Some(id);
+        }
+        self.set_timer(Timer::PingAnswer, now + self.config.ping_timeout);
+    }
+
+    fn receive(&mut self, now: Instant, bytes: &[u8]) {
+        if matches!(self.state, State::Offline) {
+            return;
+        }
+        if self.is_online() {
+            // Any traffic proves the connection alive.
+            self.stop_timer(Timer::PingAnswer);
+            self.set_timer(Timer::KeepAlive, now + self.config.ping_interval);
+        }
+        let items = match self.reader.feed(bytes) {
+            Ok(items) => items,
+            Err(err) => return self.fail(err.into()),
+        };
+        for item in items {
+            if matches!(self.state, State::Offline) {
+                return;
+            }
+            match item {
+                StreamItem::Header { .. } => {}
+                StreamItem::End => {
+                    if matches!(self.state, State::Closing) {
+                        return self.finish(None);
+                    }
+                    self.transmit("</stream:stream>".to_owned());
+                    return self.finish(Some(SessionError::ConnectionLost));
+                }
+                StreamItem::Element(element) => self.handle_element(now, element),
+            }
+        }
+    }
+
+    fn handle_element(&mut self, now: Instant, element: Element) {
+        if element.is("error", NS_STREAM) {
+            let condition = error_condition(&element);
+            return self.fail(SessionError::StreamError { condition });
+        }
+        let state = std::mem::replace(&mut self.state, State::Offline);
+        match state {
+            State::Offline => {}
+            State::AwaitFeatures(stage) => self.on_features(now, stage, element),
+            State::AwaitProceed => {
+                if element.is("proceed", NS_TLS) {
+                    self.state = State::AwaitTls;
+                    self.outputs.push_back(Output::StartTls);
+                } else {
+                    self.state = State::AwaitProceed;
+                    self.fail(SessionError::TlsRefused);
+                }
+            }
+            State::AwaitTls => {
+                self.state = State::AwaitTls;
+                self.fail(unexpected("the TLS handshake", &element));
+            }
+            State::Authenticating {
+                client,
+                mechanism,
+                offered,
+            } => self.on_sasl(client, mechanism, offered, element),
+            State::Binding {
+                bind_id,
+                bound,
+                sm_pending,
+            } => self.on_binding(now, bind_id, bound, sm_pending, element),
+            State::Online => {
+                self.state = State::Online;
+                self.on_online_element(element);
+            }
+            State::Closing => {
+                self.state = State::Closing;
+                if element.is("a", NS_SM) || element.is("r", NS_SM) {
+                    return;
+                }
+                // Stanzas still arriving while we close are delivered.
+                if element.has_ns(NS_CLIENT) {
+                    self.outputs
+                        .push_back(Output::Event(SessionEvent::Stanza(element)));
+                }
+            }
+        }
+    }
+
+    fn on_features(&mut self, now: Instant, stage: Stage, element: Element) {
+        if !element.is("features", NS_STREAM) {
+            self.state = State::AwaitFeatures(stage);
+            return self.fail(unexpected("<stream:features/>", &element));
+        }
+        let features = Features::parse(&element);
+        match stage {
+            Stage::Initial => {
+                if !features.starttls {
+                    self.state = State::AwaitFeatures(stage);
+                    return self.fail(SessionError::TlsUnavailable);
+                }
+                self.transmit(format!("<starttls xmlns='{NS_TLS}'/>"));
+                self.round_trips += 1;
+                self.state = State::AwaitProceed;
+            }
+            Stage::Secured => {
+                self.features = features;
+                self.start_auth(&[]);
+            }
+            Stage::Authenticated => {
+                self.features.bind = features.bind;
+                self.features.stream_management = features.stream_management;
+                self.features.roster_versioning |= features.roster_versioning;
+                if !features.bind {
+                    self.state = State::AwaitFeatures(stage);
+                    return self.fail(SessionError::BindFailed {
+                        condition: "not-offered".to_owned(),
+                    });
+                }
+                let _ = now;
+                let bind_id = self.next_id();
+                self.transmit(format!(
+                    "<iq type='set' id='{bind_id}'><bind xmlns='{NS_BIND}'><resource>{}</resource></bind></iq>",
+                    xml::escape(&self.config.resource)
+                ));
+                // Pipelined with the bind request: servers handle them in
+                // order, which saves a round trip (XEP-0198 §3 only needs
+                // enable to come after bind).
+                let sm_pending = self.config.stream_management && features.stream_management;
+                if sm_pending {
+                    self.transmit(format!("<enable xmlns='{NS_SM}'/>"));
+                }
+                self.round_trips += 1;
+                self.state = State::Binding {
+                    bind_id,
+                    bound: None,
+                    sm_pending,
+                };
+            }
+        }
+    }
+
+    fn start_auth(&mut self, exclude: &[Mechanism]) {
+        let have_cb = self
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.channel_binding.is_some());
+        let offered = self.features.mechanisms.clone();
+        let Some(mechanism) = Mechanism::choose(&offered, have_cb, exclude) else {
+            self.state = State::AwaitFeatures(Stage::Secured);
+            return self.fail(SessionError::NoCommonMechanism);
+        };
+        let cb = self.tls.as_ref().and_then(|t| t.channel_binding.clone());
+        let username = self
+            .config
+            .jid
+            .node()
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default();
+        let (client, initial) = SaslClient::start(
+            mechanism,
+            &username,
+            &self.config.password,
+            &self.nonce,
+            cb.as_deref(),
+        );
+        use base64::Engine as _;
+        let initial = base64::engine::general_purpose::STANDARD.encode(initial);
+        self.transmit(format!(
+            "<auth xmlns='{NS_SASL}' mechanism='{}'>{initial}</auth>",
+            mechanism.name()
+        ));
+        self.round_trips += 1;
+        self.state = State::Authenticating {
+            client,
+            mechanism,
+            offered,
+        };
+    }
+
+    fn on_sasl(
+        &mut self,
+        mut client: SaslClient,
+        mechanism: Mechanism,
+        offered: Vec<String>,
+        element: Element,
+    ) {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let payload = element.text();
+        let decoded = match b64.decode(payload.trim()) {
+            Ok(d) => d,
+            Err(_) => {
+                self.state = State::Offline;
+                return self.fail(SessionError::Sasl(sasl::SaslError::MalformedChallenge));
+            }
+        };
+        if element.is("challenge", NS_SASL) {
+            match client.respond(&decoded) {
+                Ok(reply) => {
+                    self.transmit(format!(
+                        "<response xmlns='{NS_SASL}'>{}</response>",
+                        b64.encode(reply)
+                    ));
+                    self.round_trips += 1;
+                    self.state = State::Authenticating {
+                        client,
+                        mechanism,
+                        offered,
+                    };
+                }
+                Err(err) => {
+                    self.transmit(format!("<abort xmlns='{NS_SASL}'/>"));
+                    self.state = State::Authenticating {
+                        client,
+                        mechanism,
+                        offered,
+                    };
+                    self.fail(err.into());
+                }
+            }
+        } else if element.is("success", NS_SASL) {
+            if let Err(err) = client.verify_success(&decoded) {
+                self.state = State::Authenticating {
+                    client,
+                    mechanism,
+                    offered,
+                };
+                return self.fail(err.into());
+            }
+            self.open_stream(Stage::Authenticated);
+        } else if element.is("failure", NS_SASL) {
+            let condition = error_condition(&element);
+            if mechanism.uses_channel_binding()
+                && !self.rejected_channel_binding
+                && condition != "account-disabled"
+            {
+                // Some servers advertise -PLUS but reject tls-exporter
+                // (ejabberd 23.01): retry once, same hash, without binding.
+                tracing::info!(
+                    mechanism = mechanism.name(),
+                    "channel binding rejected, retrying without"
+                );
+                self.rejected_channel_binding = true;
+                self.features.mechanisms = offered;
+                return self.start_auth(&[Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus]);
+            }
+            self.state = State::Authenticating {
+                client,
+                mechanism,
+                offered,
+            };
+            self.fail(SessionError::AuthFailed { condition });
+        } else {
+            self.state = State::Authenticating {
+                client,
+                mechanism,
+                offered,
+            };
+            self.fail(unexpected("a SASL reply", &element));
+        }
+    }
+
+    fn on_binding(
+        &mut self,
+        now: Instant,
+        bind_id: String,
+        mut bound: Option<FullJid>,
+        mut sm_pending: bool,
+        element: Element,
+    ) {
+        if element.is("iq", NS_CLIENT) && element.attr("id") == Some(bind_id.as_str()) {
+            match element.attr("type") {
+                Some("result") => {
+                    let jid = element
+                        .get_child("bind", NS_BIND)
+                        .and_then(|b| b.get_child("jid", NS_BIND))
+                        .and_then(|j| FullJid::from_str(j.text().trim()).ok());
+                    match jid {
+                        Some(jid) => bound = Some(jid),
+                        None => {
+                            self.state = State::Binding {
+                                bind_id,
+                                bound,
+                                sm_pending,
+                            };
+                            return self.fail(SessionError::BindFailed {
+                                condition: "bad-jid".to_owned(),
+                            });
+                        }
+                    }
+                }
+                _ => {
+                    let condition = element
+                        .get_child("error", NS_CLIENT)
+                        .map(error_condition)
+                        .unwrap_or_else(|| "undefined-condition".to_owned());
+                    self.state = State::Binding {
+                        bind_id,
+                        bound,
+                        sm_pending,
+                    };
+                    return self.fail(SessionError::BindFailed { condition });
+                }
+            }
+        } else if element.is("enabled", NS_SM) && sm_pending {
+            sm_pending = false;
+            self.sm = Some(SmState {
+                resume_id: element
+                    .attr("id")
+                    .filter(|_| matches!(element.attr("resume"), Some("true") | Some("1")))
+                    .map(str::to_owned),
+                location: element.attr("location").map(str::to_owned),
+                max_seconds: element.attr("max").and_then(|m| m.parse().ok()),
+                ..SmState::default()
+            });
+        } else if element.is("failed", NS_SM) && sm_pending {
+            tracing::info!("server refused stream management; continuing without");
+            sm_pending = false;
+        } else if element.is("r", NS_SM) || element.is("a", NS_SM) {
+            // Nothing to ack before enabled; ignore.
+        } else if element.has_ns(NS_CLIENT) && bound.is_some() {
+            // A stanza can overtake <enabled/>; deliver it rather than drop.
+            self.outputs
+                .push_back(Output::Event(SessionEvent::Stanza(element)));
+        } else {
+            self.state = State::Binding {
+                bind_id,
+                bound,
+                sm_pending,
+            };
+            return self.fail(unexpected("the bind result", &element));
+        }
+        match bound {
+            Some(jid) if !sm_pending => {
+                self.state = State::Online;
+                self.stop_timer(Timer::Negotiation);
+                self.set_timer(Timer::KeepAlive, now + self.config.ping_interval);
+                self.outputs.push_back(Output::Event(SessionEvent::Online {
+                    jid,
+                    stream_management: self.sm.is_some(),
+                    roster_versioning: self.features.roster_versioning,
+                    round_trips: self.round_trips,
+                }));
+            }
+            bound => {
+                self.state = State::Binding {
+                    bind_id,
+                    bound,
+                    sm_pending,
+                }
+            }
+        }
+    }
+
+    fn on_online_element(&mut self, element: Element) {
+        if element.is("r", NS_SM) {
+            if let Some(sm) = &self.sm {
+                let ack = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound_handled);
+                self.transmit(ack);
+            }
+            return;
+        }
+        if element.is("a", NS_SM) {
+            let Some(h) = element.attr("h").and_then(|h| h.parse::<u32>().ok()) else {
+                return self.fail(unexpected("<a h='…'/>", &element));
+            };
+            let Some(sm) = &mut self.sm else { return };
+            match sm.remote_acked(h) {
+                Ok(acked) if acked.is_empty() => {}
+                Ok(acked) => {
+                    let elements = acked
+                        .iter()
+                        .filter_map(|s| Element::from_str(s).ok())
+                        .collect();
+                    self.outputs
+                        .push_back(Output::Event(SessionEvent::Acked(elements)));
+                }
+                Err(err) => self.fail(err.into()),
+            }
+            return;
+        }
+        if !element.has_ns(NS_CLIENT) || !matches!(element.name(), "message" | "presence" | "iq") {
+            // XEP-0198 counts only stanzas; unknown nonzas are dropped.
+            tracing::debug!(name = element.name(), "dropping unknown top-level element");
+            return;
+        }
+        if let Some(sm) = &mut self.sm {
+            sm.record_received();
+        }
+        if element.name() == "iq" {
+            let id = element.attr("id");
+            if self.ping_id.is_some() && id == self.ping_id.as_deref() {
+                self.ping_id = None;
+                return;
+            }
+            if element.attr("type") == Some("get") && element.has_child("ping", NS_PING) {
+                let reply = ping_reply(&element);
+                self.transmit(reply);
+                return;
+            }
+        }
+        self.outputs
+            .push_back(Output::Event(SessionEvent::Stanza(element)));
+    }
+}
+
+fn ping_reply(ping: &Element) -> String {
+    let id = xml::escape(ping.attr("id").unwrap_or(""));
+    match ping.attr("from") {
+        Some(from) => format!("<iq type='result' id='{id}' to='{}'/>", xml::escape(from)),
+        None => format!("<iq type='result' id='{id}'/>"),
+    }
+}
+
+fn unexpected(expected: &'static str, got: &Element) -> SessionError {
+    SessionError::UnexpectedElement {
+        expected,
+        got: got.name().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

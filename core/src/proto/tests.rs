@@ -1,0 +1,367 @@
+//! Engine tests against a scripted server, with simulated time.
+
+use super::*;
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='example.org' version='1.0'>";
+const TLS_FEATURES: &str =
+    "<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/></stream:features>";
+
+struct Harness {
+    session: Session,
+    now: Instant,
+    sent: String,
+    events: Vec<SessionEvent>,
+    start_tls: bool,
+    socket_closed: bool,
+    wait: Option<Instant>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let jid = BareJid::new("alice@example.org").unwrap();
+        let mut config = SessionConfig::new(jid, "secret".into(), "phone".into());
+        config.ping_interval = Duration::from_secs(60);
+        config.ping_timeout = Duration::from_secs(10);
+        Self {
+            session: Session::new(config),
+            now: Instant::now(),
+            sent: String::new(),
+            events: Vec::new(),
+            start_tls: false,
+            socket_closed: false,
+            wait: None,
+        }
+    }
+
+    fn drain(&mut self) {
+        loop {
+            match self.session.poll_output() {
+                Output::Transmit(bytes) => self.sent.push_str(std::str::from_utf8(&bytes).unwrap()),
+                Output::StartTls => self.start_tls = true,
+                Output::Event(e) => self.events.push(e),
+                Output::CloseSocket => self.socket_closed = true,
+                Output::Wait(at) => {
+                    self.wait = at;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn input(&mut self, input: Input<'_>) {
+        self.session.handle_input(self.now, input);
+        self.drain();
+    }
+
+    fn recv(&mut self, text: &str) {
+        self.input(Input::Received(text.as_bytes()));
+    }
+
+    fn take_sent(&mut self) -> String {
+        std::mem::take(&mut self.sent)
+    }
+
+    fn advance_to_wait(&mut self) {
+        self.now = self.wait.expect("a timer is set");
+        self.input(Input::Timeout);
+    }
+
+    fn disconnected_error(&self) -> Option<Option<SessionError>> {
+        self.events.iter().find_map(|e| match e {
+            SessionEvent::Disconnected { error } => Some(error.clone()),
+            _ => None,
+        })
+    }
+
+    /// STARTTLS + PLAIN + bind (+ SM when `sm`), as a scripted server.
+    fn log_in(&mut self, sm: bool) {
+        self.input(Input::Connected {
+            tls: None,
+            nonce: "n0nce".into(),
+        });
+        self.recv(&format!("{HEADER}{TLS_FEATURES}"));
+        assert!(self.take_sent().contains("<starttls"));
+        self.recv("<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>");
+        assert!(self.start_tls);
+        self.input(Input::TlsEstablished(TlsInfo::default()));
+        self.recv(&format!(
+            "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+             <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+        ));
+        let auth = self.take_sent();
+        assert!(auth.contains("from='alice@example.org'"), "{auth}");
+        assert!(auth.contains("mechanism='PLAIN'"), "{auth}");
+        self.recv("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+        let sm_feature = if sm {
+            "<sm xmlns='urn:xmpp:sm:3'/>"
+        } else {
+            ""
+        };
+        self.recv(&format!(
+            "{HEADER}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>{sm_feature}\
+             <ver xmlns='urn:xmpp:features:rosterver'/></stream:features>"
+        ));
+        let bind = self.take_sent();
+        assert!(bind.contains("<resource>phone</resource>"), "{bind}");
+        assert_eq!(bind.contains("<enable"), sm);
+        self.recv(
+            "<iq type='result' id='wx1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <jid>alice@example.org/phone</jid></bind></iq>",
+        );
+        if sm {
+            assert!(!self.session.is_online(), "online only once SM is settled");
+            self.recv("<enabled xmlns='urn:xmpp:sm:3'/>");
+        }
+        assert!(self.session.is_online());
+    }
+}
+
+#[test]
+fn starttls_login_binds_enables_sm_and_counts_round_trips() {
+    let mut h = Harness::new();
+    h.log_in(true);
+    let online = h.events.iter().find_map(|e| match e {
+        SessionEvent::Online {
+            jid,
+            stream_management,
+            roster_versioning,
+            round_trips,
+        } => Some((
+            jid.to_string(),
+            *stream_management,
+            *roster_versioning,
+            *round_trips,
+        )),
+        _ => None,
+    });
+    // header, starttls, header, auth, header, bind+enable.
+    assert_eq!(
+        online,
+        Some(("alice@example.org/phone".to_owned(), true, true, 6))
+    );
+}
+
+#[test]
+fn a_server_without_starttls_is_refused_never_plaintext() {
+    let mut h = Harness::new();
+    h.input(Input::Connected {
+        tls: None,
+        nonce: "n".into(),
+    });
+    h.recv(&format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    ));
+    assert!(!h.sent.contains("<auth"), "no credentials over plaintext");
+    assert_eq!(
+        h.disconnected_error(),
+        Some(Some(SessionError::TlsUnavailable))
+    );
+    assert!(h.socket_closed);
+}
+
+#[test]
+fn wrong_password_is_a_permanent_auth_error() {
+    let mut h = Harness::new();
+    h.input(Input::Connected {
+        tls: Some(TlsInfo::default()),
+        nonce: "abc".into(),
+    });
+    h.recv(&format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    ));
+    assert!(h.take_sent().contains("mechanism='SCRAM-SHA-1'"));
+    h.recv("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>");
+    let err = h.disconnected_error().unwrap().unwrap();
+    assert_eq!(
+        err,
+        SessionError::AuthFailed {
+            condition: "not-authorized".into()
+        }
+    );
+    assert!(err.is_permanent());
+}
+
+#[test]
+fn rejected_channel_binding_falls_back_to_the_same_hash_without_it() {
+    let mut h = Harness::new();
+    let tls = TlsInfo {
+        channel_binding: Some(b"exported".to_vec()),
+    };
+    h.input(Input::Connected {
+        tls: Some(tls),
+        nonce: "abc".into(),
+    });
+    h.recv(&format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism></mechanisms></stream:features>"
+    ));
+    assert!(h.take_sent().contains("mechanism='SCRAM-SHA-1-PLUS'"));
+    h.recv("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/><text>Invalid channel binding</text></failure>");
+    let retry = h.take_sent();
+    assert!(retry.contains("mechanism='SCRAM-SHA-1'"), "{retry}");
+    assert!(h.disconnected_error().is_none());
+    // A second failure is final.
+    h.recv("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>");
+    assert_eq!(
+        h.disconnected_error(),
+        Some(Some(SessionError::AuthFailed {
+            condition: "not-authorized".into()
+        }))
+    );
+}
+
+#[test]
+fn malformed_xml_ends_the_stream_with_a_typed_error() {
+    let mut h = Harness::new();
+    h.log_in(false);
+    h.recv("<message><body>unclosed</message>");
+    assert!(matches!(
+        h.disconnected_error(),
+        Some(Some(SessionError::Xml(_)))
+    ));
+    assert!(h.sent.contains("not-well-formed"));
+    assert!(h.socket_closed);
+    // Further input is ignored, not a panic.
+    h.recv("<presence/>");
+}
+
+#[test]
+fn unknown_nonzas_are_dropped_and_stanzas_delivered() {
+    let mut h = Harness::new();
+    h.log_in(false);
+    h.recv("<surprise xmlns='urn:example:unknown'/><message from='bob@example.org/x' id='m1'><body>hi</body></message>");
+    let stanzas: Vec<_> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Stanza(s) => Some(s.name().to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stanzas, vec!["message"]);
+    assert!(h.session.is_online());
+}
+
+#[test]
+fn stream_management_counts_acks_and_rejects_impossible_acks() {
+    let mut h = Harness::new();
+    h.log_in(true);
+    h.take_sent();
+    h.recv("<message from='bob@example.org/x'><body>1</body></message><presence from='bob@example.org/x'/>");
+    h.recv("<r xmlns='urn:xmpp:sm:3'/>");
+    assert!(h.take_sent().contains("h='2'"));
+    let msg: Element =
+        "<message xmlns='jabber:client' to='bob@example.org' id='o1'><body>x</body></message>"
+            .parse()
+            .unwrap();
+    h.session.send_stanza(h.now, &msg).unwrap();
+    h.drain();
+    assert!(h.take_sent().ends_with("<r xmlns='urn:xmpp:sm:3'/>"));
+    h.recv("<a xmlns='urn:xmpp:sm:3' h='1'/>");
+    let acked = h.events.iter().find_map(|e| match e {
+        SessionEvent::Acked(v) => Some(
+            v.iter()
+                .map(|e| e.attr("id").unwrap().to_owned())
+                .collect::<Vec<_>>(),
+        ),
+        _ => None,
+    });
+    assert_eq!(acked, Some(vec!["o1".to_owned()]));
+    h.recv("<a xmlns='urn:xmpp:sm:3' h='7'/>");
+    assert!(matches!(
+        h.disconnected_error(),
+        Some(Some(SessionError::StreamManagement(_)))
+    ));
+    assert!(h.sent.contains("handled-count-too-high"));
+}
+
+#[test]
+fn a_silent_connection_is_probed_then_declared_dead() {
+    let mut h = Harness::new();
+    h.log_in(false);
+    h.take_sent();
+    h.advance_to_wait();
+    assert!(h.take_sent().contains("<ping xmlns='urn:xmpp:ping'/>"));
+    assert_eq!(h.session.last_timeout_reason(), Some(Timer::KeepAlive));
+    h.advance_to_wait();
+    assert_eq!(
+        h.disconnected_error(),
+        Some(Some(SessionError::Timeout(TimeoutKind::Ping)))
+    );
+}
+
+#[test]
+fn an_answered_ping_keeps_the_session() {
+    let mut h = Harness::new();
+    h.log_in(false);
+    h.advance_to_wait();
+    let id = h.session.ping_id.clone().unwrap();
+    h.recv(&format!("<iq type='result' id='{id}'/>"));
+    assert!(h.session.is_online());
+    assert!(
+        h.events
+            .iter()
+            .all(|e| !matches!(e, SessionEvent::Stanza(_))),
+        "ping reply is not surfaced"
+    );
+}
+
+#[test]
+fn server_pings_are_answered() {
+    let mut h = Harness::new();
+    h.log_in(false);
+    h.take_sent();
+    h.recv("<iq type='get' id='p1' from='example.org'><ping xmlns='urn:xmpp:ping'/></iq>");
+    assert_eq!(
+        h.take_sent(),
+        "<iq type='result' id='p1' to='example.org'/>"
+    );
+}
+
+#[test]
+fn clean_close_waits_for_the_server_then_reports_no_error() {
+    let mut h = Harness::new();
+    h.log_in(true);
+    h.take_sent();
+    h.session.close(h.now);
+    h.drain();
+    let sent = h.take_sent();
+    assert!(sent.ends_with("</stream:stream>"), "{sent}");
+    assert!(h.disconnected_error().is_none());
+    h.recv("</stream:stream>");
+    assert_eq!(h.disconnected_error(), Some(None));
+    assert!(h
+        .session
+        .send_stanza(h.now, &"<presence xmlns='jabber:client'/>".parse().unwrap())
+        .is_err());
+}
+
+#[test]
+fn negotiation_that_stalls_times_out() {
+    let mut h = Harness::new();
+    h.input(Input::Connected {
+        tls: Some(TlsInfo::default()),
+        nonce: "n".into(),
+    });
+    h.advance_to_wait();
+    assert_eq!(
+        h.disconnected_error(),
+        Some(Some(SessionError::Timeout(TimeoutKind::Negotiation)))
+    );
+}
+
+#[test]
+fn stream_errors_are_reported_by_condition() {
+    let mut h = Harness::new();
+    h.log_in(false);
+    h.recv("<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>");
+    assert_eq!(
+        h.disconnected_error(),
+        Some(Some(SessionError::StreamError {
+            condition: "conflict".into()
+        }))
+    );
+}

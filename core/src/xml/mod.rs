@@ -1,0 +1,260 @@
+//! XML stream framing: turns the bytes of one `<stream:stream>` into the
+//! stream header and a sequence of top-level elements (stanzas and nonzas).
+//!
+//! Incremental: bytes may arrive split anywhere; the reader keeps partial
+//! state between calls. A new reader is needed for every stream restart
+//! (after STARTTLS and after SASL success, RFC 6120 §5.4.3.3 and §6.4.6).
+
+use minidom::tree_builder::TreeBuilder;
+use minidom::Element;
+use rxml::error::EndOrError;
+use rxml::{Parse, RawEvent, RawParser};
+
+/// Upper bound for one top-level element, so a hostile server cannot make
+/// us buffer without end.
+pub const DEFAULT_MAX_ELEMENT_BYTES: usize = 1 << 20;
+
+/// Namespace of the stream wrapper.
+pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
+
+/// What the reader found in the bytes it was given.
+#[derive(Debug)]
+pub enum StreamItem {
+    /// The `<stream:stream>` opening tag, with its attributes of interest.
+    Header {
+        id: Option<String>,
+        from: Option<String>,
+    },
+    /// One complete child of the stream element.
+    Element(Element),
+    /// `</stream:stream>`: the peer closed the stream.
+    End,
+}
+
+/// Why the byte stream cannot be read as XMPP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum XmlError {
+    #[error("not well-formed XML")]
+    NotWellFormed,
+    #[error("a top-level element is larger than {limit} bytes")]
+    ElementTooLarge { limit: usize },
+    #[error("the stream does not start with <stream:stream>")]
+    NotAStream,
+}
+
+/// Incremental reader for one XML stream.
+pub struct StreamReader {
+    parser: RawParser,
+    tree: TreeBuilder,
+    /// Bytes consumed since the current top-level element began.
+    element_bytes: usize,
+    max_element_bytes: usize,
+    header_seen: bool,
+    failed: Option<XmlError>,
+}
+
+impl Default for StreamReader {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_ELEMENT_BYTES)
+    }
+}
+
+impl StreamReader {
+    pub fn new(max_element_bytes: usize) -> Self {
+        Self {
+            parser: RawParser::new(),
+            tree: TreeBuilder::new(),
+            element_bytes: 0,
+            max_element_bytes,
+            header_seen: false,
+            failed: None,
+        }
+    }
+
+    /// Feeds bytes and returns every item they complete. After an error the
+    /// reader stays failed: the stream cannot be resynchronised.
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<Vec<StreamItem>, XmlError> {
+        if let Some(err) = &self.failed {
+            return Err(err.clone());
+        }
+        let mut items = Vec::new();
+        loop {
+            let before = bytes.len();
+            let result = self.parser.parse(&mut bytes, false);
+            if self.tree.depth() >= 2 || (self.tree.depth() == 1 && self.header_seen) {
+                self.element_bytes += before - bytes.len();
+                if self.element_bytes > self.max_element_bytes {
+                    return self.fail(XmlError::ElementTooLarge {
+                        limit: self.max_element_bytes,
+                    });
+                }
+            }
+            match result {
+                Ok(Some(event)) => {
+                    if let Some(item) = self.process(event)? {
+                        items.push(item);
+                    }
+                }
+                Ok(None) => {
+                    items.push(StreamItem::End);
+                    return Ok(items);
+                }
+                Err(EndOrError::NeedMoreData) => return Ok(items),
+                Err(EndOrError::Error(_)) => return self.fail(XmlError::NotWellFormed),
+            }
+        }
+    }
+
+    fn fail<T>(&mut self, err: XmlError) -> Result<T, XmlError> {
+        self.failed = Some(err.clone());
+        Err(err)
+    }
+
+    fn process(&mut self, event: RawEvent) -> Result<Option<StreamItem>, XmlError> {
+        // Whitespace keepalives between stanzas would otherwise pile up as
+        // text children of the stream element.
+        if matches!(event, RawEvent::Text(..)) && self.tree.depth() <= 1 {
+            return Ok(None);
+        }
+        if matches!(event, RawEvent::ElementFoot(_)) && self.tree.depth() == 1 {
+            return Ok(Some(StreamItem::End));
+        }
+        let is_head_close = matches!(event, RawEvent::ElementHeadClose(_));
+        let is_foot = matches!(event, RawEvent::ElementFoot(_));
+        if self.tree.process_event(event).is_err() {
+            return self.fail(XmlError::NotWellFormed);
+        }
+        if is_head_close && !self.header_seen && self.tree.depth() == 1 {
+            self.header_seen = true;
+            let Some(root) = self.tree.top() else {
+                return self.fail(XmlError::NotAStream);
+            };
+            if !root.is("stream", NS_STREAM) {
+                return self.fail(XmlError::NotAStream);
+            }
+            let id = root.attr("id").map(str::to_owned);
+            let from = root.attr("from").map(str::to_owned);
+            self.element_bytes = 0;
+            return Ok(Some(StreamItem::Header { id, from }));
+        }
+        if is_foot && self.tree.depth() == 1 {
+            self.element_bytes = 0;
+            if let Some(element) = self.tree.unshift_child() {
+                return Ok(Some(StreamItem::Element(element)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Escapes text for use in XML character data and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Serialises an element for the wire.
+pub fn to_bytes(element: &Element) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    // Writing into a Vec cannot fail for I/O reasons, and an Element we hold
+    // is always serialisable; fall back to nothing rather than panic.
+    if element.write_to(&mut out).is_err() {
+        out.clear();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' id='abc' from='example.org' version='1.0'>";
+
+    fn elements(items: &[StreamItem]) -> Vec<&Element> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                StreamItem::Element(e) => Some(e),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn bytes_split_anywhere_give_the_same_stanzas() {
+        let doc = format!(
+            "{HEADER} <message to='a@b' id='1'><body>h&amp;i</body></message>\n<presence/></stream:stream>"
+        );
+        for split in 1..doc.len() {
+            if !doc.is_char_boundary(split) {
+                continue;
+            }
+            let mut reader = StreamReader::default();
+            let mut items = reader.feed(&doc.as_bytes()[..split]).unwrap();
+            items.extend(reader.feed(&doc.as_bytes()[split..]).unwrap());
+            assert!(matches!(&items[0], StreamItem::Header { id: Some(id), .. } if id == "abc"));
+            let els = elements(&items);
+            assert_eq!(els.len(), 2, "split at {split}");
+            assert!(els[0].is("message", "jabber:client"));
+            assert_eq!(
+                els[0].get_child("body", "jabber:client").unwrap().text(),
+                "h&i"
+            );
+            assert!(matches!(items.last(), Some(StreamItem::End)));
+        }
+    }
+
+    #[test]
+    fn malformed_xml_is_an_error_that_sticks() {
+        let mut reader = StreamReader::default();
+        reader.feed(HEADER.as_bytes()).unwrap();
+        assert_eq!(
+            reader.feed(b"<message><body></message>").unwrap_err(),
+            XmlError::NotWellFormed
+        );
+        assert_eq!(
+            reader.feed(b"<presence/>").unwrap_err(),
+            XmlError::NotWellFormed
+        );
+    }
+
+    #[test]
+    fn an_oversized_element_is_refused_before_it_is_buffered() {
+        let mut reader = StreamReader::new(1000);
+        reader.feed(HEADER.as_bytes()).unwrap();
+        let big = format!("<message><body>{}</body></message>", "x".repeat(5000));
+        assert!(matches!(
+            reader.feed(big.as_bytes()),
+            Err(XmlError::ElementTooLarge { limit: 1000 })
+        ));
+    }
+
+    #[test]
+    fn a_document_that_is_not_a_stream_is_refused() {
+        let mut reader = StreamReader::default();
+        assert_eq!(
+            reader
+                .feed(b"<html xmlns='http://www.w3.org/1999/xhtml'><body/>")
+                .unwrap_err(),
+            XmlError::NotAStream
+        );
+    }
+
+    #[test]
+    fn undeclared_prefixes_are_not_well_formed() {
+        let mut reader = StreamReader::default();
+        reader.feed(HEADER.as_bytes()).unwrap();
+        assert!(reader.feed(b"<foo:bar/>").is_err());
+    }
+}
