@@ -9,6 +9,8 @@
 //! - [`features`]: roster, presence and messages as stanza ↔ domain mappings;
 //! - [`client`]: the `Client` facade apps call, and its events.
 
+pub mod features;
 pub mod proto;
 pub mod store;
+pub mod transport;
 pub mod xml;

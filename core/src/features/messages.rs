@@ -1,0 +1,273 @@
+//! 1:1 chat messages: building outgoing ones with an XEP-0359 origin-id and
+//! an XEP-0184 receipt request; reading incoming ones, receipts and bounces.
+
+use jid::BareJid;
+use minidom::Element;
+
+use super::{stanza, text_element, with_attrs, NS_CLIENT};
+
+pub const NS_SID: &str = "urn:xmpp:sid:0";
+pub const NS_RECEIPTS: &str = "urn:xmpp:receipts";
+pub const NS_DELAY: &str = "urn:xmpp:delay";
+pub const NS_HINTS: &str = "urn:xmpp:hints";
+
+/// An outgoing chat message. `origin_id` doubles as the stanza id so that
+/// receipts (which echo the stanza id) and dedupe (origin-id) agree.
+pub fn chat(to: &str, body: &str, origin_id: &str) -> Element {
+    stanza(
+        "message",
+        &[
+            ("to", Some(to)),
+            ("type", Some("chat")),
+            ("id", Some(origin_id)),
+        ],
+        vec![
+            text_element("body", NS_CLIENT, body),
+            with_attrs(Element::bare("origin-id", NS_SID), &[("id", origin_id)]),
+            Element::bare("request", NS_RECEIPTS),
+            // XEP-0334: the server should archive it even if it would not.
+            Element::bare("store", NS_HINTS),
+        ],
+    )
+}
+
+/// XEP-0184 §5: the receipt for a message we received.
+pub fn receipt(to: &str, message_id: &str) -> Element {
+    stanza(
+        "message",
+        &[
+            ("to", Some(to)),
+            ("id", Some(&format!("rcpt-{message_id}"))),
+        ],
+        vec![with_attrs(
+            Element::bare("received", NS_RECEIPTS),
+            &[("id", message_id)],
+        )],
+    )
+}
+
+/// What an incoming `<message/>` means to us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncomingMessageStanza {
+    Chat(ChatMessage),
+    /// The peer confirms delivery of our message with this id.
+    Receipt {
+        from: BareJid,
+        id: String,
+    },
+    /// The server or peer bounced our message with this id.
+    Bounce {
+        from: BareJid,
+        id: String,
+        condition: String,
+    },
+    /// Nothing for the chat list (chat states, unsupported kinds).
+    Ignored,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub from: BareJid,
+    pub from_full: String,
+    pub body: String,
+    pub id: Option<String>,
+    pub origin_id: Option<String>,
+    /// Archive id, only if stamped by our own server (XEP-0359 §6 trust).
+    pub stanza_id: Option<String>,
+    pub wants_receipt: bool,
+    /// XEP-0203 delay stamp, milliseconds since the epoch.
+    pub delayed_ms: Option<i64>,
+}
+
+/// Reads a message stanza addressed to `own` (our bare JID).
+pub fn parse(element: &Element, own: &BareJid) -> IncomingMessageStanza {
+    let Some(from_full) = element.attr("from") else {
+        return IncomingMessageStanza::Ignored;
+    };
+    let Ok(from_jid) = from_full.parse::<jid::Jid>() else {
+        return IncomingMessageStanza::Ignored;
+    };
+    let from = from_jid.to_bare();
+    let id = element.attr("id").map(str::to_owned);
+    if element.attr("type") == Some("error") {
+        let condition = element
+            .get_child("error", NS_CLIENT)
+            .map(crate::proto::features::error_condition)
+            .unwrap_or_else(|| "undefined-condition".to_owned());
+        return match id {
+            Some(id) => IncomingMessageStanza::Bounce {
+                from,
+                id,
+                condition,
+            },
+            None => IncomingMessageStanza::Ignored,
+        };
+    }
+    if let Some(received) = element.get_child("received", NS_RECEIPTS) {
+        if let Some(rid) = received.attr("id") {
+            return IncomingMessageStanza::Receipt {
+                from,
+                id: rid.to_owned(),
+            };
+        }
+    }
+    if !matches!(element.attr("type"), None | Some("chat") | Some("normal")) {
+        return IncomingMessageStanza::Ignored;
+    }
+    let Some(body) = element.get_child("body", NS_CLIENT).map(|b| b.text()) else {
+        return IncomingMessageStanza::Ignored;
+    };
+    let stanza_id = element
+        .children()
+        .filter(|c| c.is("stanza-id", NS_SID))
+        .find(|c| {
+            c.attr("by")
+                .and_then(|b| b.parse::<BareJid>().ok())
+                .as_ref()
+                == Some(own)
+        })
+        .and_then(|c| c.attr("id"))
+        .map(str::to_owned);
+    let origin_id = element
+        .get_child("origin-id", NS_SID)
+        .and_then(|o| o.attr("id"))
+        .map(str::to_owned);
+    let delayed_ms = element
+        .get_child("delay", NS_DELAY)
+        .and_then(|d| d.attr("stamp"))
+        .and_then(parse_xep0082_ms);
+    IncomingMessageStanza::Chat(ChatMessage {
+        from,
+        from_full: from_full.to_owned(),
+        body,
+        id,
+        origin_id,
+        stanza_id,
+        wants_receipt: element.has_child("request", NS_RECEIPTS),
+        delayed_ms,
+    })
+}
+
+/// Parses an XEP-0082 date-time (`2026-11-24T18:00:00.123Z`, offsets
+/// allowed) into Unix milliseconds.
+pub fn parse_xep0082_ms(stamp: &str) -> Option<i64> {
+    let s = stamp.trim();
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-');
+    let (y, mo, da): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    let (clock, offset_min) = if let Some(c) = time.strip_suffix('Z') {
+        (c, 0)
+    } else {
+        let pos = time.rfind(['+', '-'])?;
+        let (c, off) = time.split_at(pos);
+        let sign = if off.starts_with('-') { -1 } else { 1 };
+        let (oh, om) = off[1..].split_once(':')?;
+        (
+            c,
+            sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?),
+        )
+    };
+    let mut t = clock.split(':');
+    let (h, mi) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
+    let sec_part = t.next()?;
+    let (sec, frac) = sec_part.split_once('.').unwrap_or((sec_part, "0"));
+    let sec: i64 = sec.parse().ok()?;
+    let ms: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if mo > 2 { mo - 3 } else { mo + 9 }) + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    Some(((days * 86400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own() -> BareJid {
+        "alice@example.org".parse().unwrap()
+    }
+
+    fn el(xml: &str) -> Element {
+        xml.parse().unwrap()
+    }
+
+    #[test]
+    fn outgoing_chat_carries_origin_id_and_receipt_request() {
+        let m = chat("bob@example.org", "hi <3 & bye", "o-1");
+        let xml = String::from(&m);
+        let parsed: Element = xml.parse().unwrap();
+        assert_eq!(
+            parsed.get_child("body", NS_CLIENT).unwrap().text(),
+            "hi <3 & bye"
+        );
+        assert_eq!(
+            parsed.get_child("origin-id", NS_SID).unwrap().attr("id"),
+            Some("o-1")
+        );
+        assert!(parsed.has_child("request", NS_RECEIPTS));
+        assert_eq!(parsed.attr("id"), Some("o-1"));
+    }
+
+    #[test]
+    fn stanza_ids_are_trusted_only_from_our_own_server() {
+        let msg = el("<message xmlns='jabber:client' from='bob@example.org/x' type='chat' id='m1'>\
+            <body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' by='evil@example.org' id='forged'/>\
+            <stanza-id xmlns='urn:xmpp:sid:0' by='alice@example.org' id='real'/>\
+            <origin-id xmlns='urn:xmpp:sid:0' id='o1'/><request xmlns='urn:xmpp:receipts'/></message>");
+        let IncomingMessageStanza::Chat(chat) = parse(&msg, &own()) else {
+            panic!()
+        };
+        assert_eq!(chat.stanza_id.as_deref(), Some("real"));
+        assert_eq!(chat.origin_id.as_deref(), Some("o1"));
+        assert!(chat.wants_receipt);
+        assert_eq!(chat.from.as_str(), "bob@example.org");
+    }
+
+    #[test]
+    fn receipts_bounces_and_bodiless_messages_are_told_apart() {
+        let receipt = el("<message xmlns='jabber:client' from='bob@example.org/x'><received xmlns='urn:xmpp:receipts' id='o1'/></message>");
+        assert!(
+            matches!(parse(&receipt, &own()), IncomingMessageStanza::Receipt { id, .. } if id == "o1")
+        );
+        let bounce = el("<message xmlns='jabber:client' from='bob@example.org' type='error' id='o2'>\
+            <error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>");
+        assert!(
+            matches!(parse(&bounce, &own()), IncomingMessageStanza::Bounce { condition, .. } if condition == "service-unavailable")
+        );
+        let typing = el("<message xmlns='jabber:client' from='bob@example.org/x' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>");
+        assert_eq!(parse(&typing, &own()), IncomingMessageStanza::Ignored);
+        let headline = el("<message xmlns='jabber:client' from='news.example.org' type='headline'><body>x</body></message>");
+        assert_eq!(parse(&headline, &own()), IncomingMessageStanza::Ignored);
+        let no_from = el("<message xmlns='jabber:client'><body>x</body></message>");
+        assert_eq!(parse(&no_from, &own()), IncomingMessageStanza::Ignored);
+    }
+
+    #[test]
+    fn xep0082_timestamps() {
+        assert_eq!(parse_xep0082_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_xep0082_ms("2002-09-10T23:08:25.5Z"),
+            Some(1031699305500)
+        );
+        assert_eq!(
+            parse_xep0082_ms("2002-09-10T23:08:25-02:00"),
+            Some(1031699305000 + 7_200_000)
+        );
+        assert_eq!(parse_xep0082_ms("yesterday"), None);
+        assert_eq!(parse_xep0082_ms("2002-13-10T23:08:25Z"), None);
+    }
+}

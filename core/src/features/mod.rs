@@ -1,0 +1,51 @@
+//! Features: the mapping between XMPP stanzas and Waxwing's domain types for
+//! roster (RFC 6121 §2, XEP-0237), presence (RFC 6121 §3–4) and 1:1
+//! messages (XEP-0359 ids, XEP-0184 receipts). Pure functions: the client
+//! decides when to send and what to store.
+
+pub mod messages;
+pub mod presence;
+pub mod roster;
+
+use minidom::Element;
+
+pub(crate) const NS_CLIENT: &str = "jabber:client";
+
+/// Builds `<name xmlns='jabber:client' attrs…>children</name>`, skipping
+/// attributes whose value is `None`.
+pub(crate) fn stanza(
+    name: &str,
+    attrs: &[(&str, Option<&str>)],
+    children: Vec<Element>,
+) -> Element {
+    let mut element = Element::bare(name, NS_CLIENT);
+    for (key, value) in attrs {
+        if let Some(value) = value {
+            set_attr(&mut element, key, value);
+        }
+    }
+    for child in children {
+        element.append_child(child);
+    }
+    element
+}
+
+/// A leaf element with text content.
+pub(crate) fn text_element(name: &str, ns: &str, text: &str) -> Element {
+    let mut element = Element::bare(name, ns);
+    element.append_text(text.to_owned());
+    element
+}
+
+pub(crate) fn set_attr(element: &mut Element, key: &str, value: &str) {
+    if let Ok(name) = rxml::NcName::try_from(key.to_owned()) {
+        element.set_attr(rxml::Namespace::NONE, name, value.to_owned());
+    }
+}
+
+pub(crate) fn with_attrs(mut element: Element, attrs: &[(&str, &str)]) -> Element {
+    for (k, v) in attrs {
+        set_attr(&mut element, k, v);
+    }
+    element
+}

@@ -1,0 +1,173 @@
+//! Presence: own availability, subscription requests and answers, and
+//! contacts' presence per resource (RFC 6121 §3–4).
+
+use jid::BareJid;
+use minidom::Element;
+
+use super::{stanza, text_element, NS_CLIENT};
+
+/// Own availability, as the user picks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Availability {
+    Available,
+    Chat,
+    Away,
+    ExtendedAway,
+    DoNotDisturb,
+    Unavailable,
+}
+
+impl Availability {
+    fn show(self) -> Option<&'static str> {
+        match self {
+            Availability::Chat => Some("chat"),
+            Availability::Away => Some("away"),
+            Availability::ExtendedAway => Some("xa"),
+            Availability::DoNotDisturb => Some("dnd"),
+            Availability::Available | Availability::Unavailable => None,
+        }
+    }
+
+    fn from_show(show: Option<&str>) -> Availability {
+        match show {
+            Some("chat") => Availability::Chat,
+            Some("away") => Availability::Away,
+            Some("xa") => Availability::ExtendedAway,
+            Some("dnd") => Availability::DoNotDisturb,
+            _ => Availability::Available,
+        }
+    }
+}
+
+/// Broadcast presence with availability and an optional status text.
+pub fn own_presence(availability: Availability, status: Option<&str>) -> Element {
+    let mut children = Vec::new();
+    if let Some(show) = availability.show() {
+        children.push(text_element("show", NS_CLIENT, show));
+    }
+    if let Some(status) = status.filter(|s| !s.is_empty()) {
+        children.push(text_element("status", NS_CLIENT, status));
+    }
+    let kind = (availability == Availability::Unavailable).then_some("unavailable");
+    stanza("presence", &[("type", kind)], children)
+}
+
+/// The subscription presence types (RFC 6121 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionAction {
+    Subscribe,
+    Approve,
+    Unsubscribe,
+    Deny,
+}
+
+pub fn subscription(to: &BareJid, action: SubscriptionAction) -> Element {
+    let kind = match action {
+        SubscriptionAction::Subscribe => "subscribe",
+        SubscriptionAction::Approve => "subscribed",
+        SubscriptionAction::Unsubscribe => "unsubscribe",
+        SubscriptionAction::Deny => "unsubscribed",
+    };
+    stanza(
+        "presence",
+        &[("to", Some(to.as_str())), ("type", Some(kind))],
+        Vec::new(),
+    )
+}
+
+/// What an incoming presence tells us.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceUpdate {
+    /// A contact's resource changed availability.
+    Resource {
+        from: BareJid,
+        resource: String,
+        availability: Availability,
+        status: Option<String>,
+    },
+    /// Someone asks to see our presence.
+    SubscriptionRequest {
+        from: BareJid,
+    },
+    /// A contact answered our request, or revoked theirs.
+    SubscriptionChanged {
+        from: BareJid,
+        approved: bool,
+    },
+    Ignored,
+}
+
+pub fn parse(element: &Element) -> PresenceUpdate {
+    let Some(from) = element
+        .attr("from")
+        .and_then(|f| f.parse::<jid::Jid>().ok())
+    else {
+        return PresenceUpdate::Ignored;
+    };
+    let resource = from
+        .resource()
+        .map(|r| r.as_str().to_owned())
+        .unwrap_or_default();
+    let bare = from.to_bare();
+    let status = element.get_child("status", NS_CLIENT).map(|s| s.text());
+    match element.attr("type") {
+        None => {
+            let show = element.get_child("show", NS_CLIENT).map(|s| s.text());
+            PresenceUpdate::Resource {
+                from: bare,
+                resource,
+                availability: Availability::from_show(show.as_deref().map(str::trim)),
+                status,
+            }
+        }
+        Some("unavailable") => PresenceUpdate::Resource {
+            from: bare,
+            resource,
+            availability: Availability::Unavailable,
+            status,
+        },
+        Some("subscribe") => PresenceUpdate::SubscriptionRequest { from: bare },
+        Some("subscribed") => PresenceUpdate::SubscriptionChanged {
+            from: bare,
+            approved: true,
+        },
+        Some("unsubscribed") => PresenceUpdate::SubscriptionChanged {
+            from: bare,
+            approved: false,
+        },
+        _ => PresenceUpdate::Ignored,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_presence_round_trips_through_the_parser() {
+        let mut p = own_presence(Availability::Away, Some("lunch"));
+        super::super::set_attr(&mut p, "from", "alice@example.org/phone");
+        assert_eq!(
+            parse(&p),
+            PresenceUpdate::Resource {
+                from: "alice@example.org".parse().unwrap(),
+                resource: "phone".into(),
+                availability: Availability::Away,
+                status: Some("lunch".into())
+            }
+        );
+    }
+
+    #[test]
+    fn subscription_stanzas() {
+        let bob: BareJid = "bob@example.org".parse().unwrap();
+        let s = subscription(&bob, SubscriptionAction::Approve);
+        assert_eq!(s.attr("type"), Some("subscribed"));
+        let mut req = subscription(&bob, SubscriptionAction::Subscribe);
+        super::super::set_attr(&mut req, "from", "bob@example.org");
+        assert_eq!(
+            parse(&req),
+            PresenceUpdate::SubscriptionRequest { from: bob }
+        );
+    }
+}

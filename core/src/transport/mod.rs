@@ -1,0 +1,320 @@
+//! The tokio driver: finds the server (SRV or an explicit host:port), opens
+//! TCP and TLS, and moves bytes, timers and commands between the socket and
+//! the sans-IO [`Session`]. It holds no protocol logic of its own.
+//!
+//! Call order per turn (modelled on quinn's connection driver): drain
+//! [`Session::poll_output`] until `Wait`, write what was produced, then wait
+//! for the first of socket data, the deadline, or a command.
+
+pub mod dns;
+pub mod tls;
+
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ClientConfig;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::proto::{Input, Output, Session, SessionEvent, TlsInfo};
+
+pub use dns::Target;
+
+/// Where and how to connect.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// `host:port` that skips SRV lookup.
+    pub server: Option<(String, u16)>,
+    /// Use direct TLS (XEP-0368) with `server`; SRV results carry their own.
+    pub direct_tls: bool,
+    /// PEM of an extra CA to trust besides the platform's.
+    pub extra_ca_pem: Option<Vec<u8>>,
+}
+
+/// Failures below XMPP: DNS, TCP, TLS.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransportError {
+    #[error("the server's certificate is not trusted")]
+    UntrustedCertificate,
+    #[error("the TLS handshake failed")]
+    TlsHandshake,
+    #[error("TLS could not be set up on this platform")]
+    TlsSetup,
+    #[error("the extra CA file holds no usable certificate")]
+    BadCaFile,
+    #[error("the account's domain is not a valid host name")]
+    InvalidDomain,
+    #[error("network error: {0:?}")]
+    Network(std::io::ErrorKind),
+    #[error("no server address could be reached")]
+    Unreachable,
+}
+
+impl TransportError {
+    /// Errors that another attempt cannot fix.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            TransportError::UntrustedCertificate
+                | TransportError::TlsSetup
+                | TransportError::BadCaFile
+                | TransportError::InvalidDomain
+        )
+    }
+}
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const READ_BUFFER: usize = 16 * 1024;
+
+/// A TCP socket, before or after TLS.
+enum Socket {
+    Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Only while the TCP stream is being upgraded, or after a failed one.
+    Detached,
+}
+
+impl Socket {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Socket::Tcp(s) => s.read(buf).await,
+            Socket::Tls(s) => s.read(buf).await,
+            Socket::Detached => Ok(0),
+        }
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        match self {
+            Socket::Tcp(s) => write_flush(s, buf).await,
+            Socket::Tls(s) => write_flush(s.as_mut(), buf).await,
+            Socket::Detached => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let _ = match self {
+            Socket::Tcp(s) => s.shutdown().await,
+            Socket::Tls(s) => s.shutdown().await,
+            Socket::Detached => Ok(()),
+        };
+    }
+}
+
+async fn write_flush<S: AsyncWrite + Unpin>(s: &mut S, buf: &[u8]) -> std::io::Result<()> {
+    s.write_all(buf).await?;
+    s.flush().await
+}
+
+/// An open connection whose TLS (if direct) is established.
+pub struct Connection {
+    socket: Socket,
+    tls_config: Arc<ClientConfig>,
+    domain: String,
+    direct_tls_info: Option<TlsInfo>,
+    /// Round trips spent below XMPP (TCP, TLS), for the benchmarks.
+    pub transport_round_trips: u32,
+}
+
+/// Opens TCP (and TLS for direct-TLS targets) to the first reachable target.
+pub async fn connect(domain: &str, options: &ConnectOptions) -> Result<Connection, TransportError> {
+    let targets = match &options.server {
+        Some((host, port)) => vec![Target {
+            host: host.clone(),
+            port: *port,
+            direct_tls: options.direct_tls,
+        }],
+        None => dns::resolve(domain).await,
+    };
+    let mut last_error = TransportError::Unreachable;
+    for target in targets {
+        let tls_config = tls::client_config(options.extra_ca_pem.as_deref(), target.direct_tls)?;
+        match connect_target(domain, &target, tls_config).await {
+            Ok(conn) => return Ok(conn),
+            Err(err) if err.is_permanent() => return Err(err),
+            Err(err) => {
+                tracing::info!(port = target.port, error = %err, "connection attempt failed");
+                last_error = err;
+            }
+        }
+    }
+    Err(last_error)
+}
+
+async fn connect_target(
+    domain: &str,
+    target: &Target,
+    tls_config: Arc<ClientConfig>,
+) -> Result<Connection, TransportError> {
+    let tcp = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        TcpStream::connect((target.host.as_str(), target.port)),
+    )
+    .await
+    .map_err(|_| TransportError::Network(std::io::ErrorKind::TimedOut))?
+    .map_err(|e| TransportError::Network(e.kind()))?;
+    // Stanzas are small and latency matters more than packet count.
+    let _ = tcp.set_nodelay(true);
+    let mut conn = Connection {
+        socket: Socket::Tcp(tcp),
+        tls_config,
+        domain: domain.to_owned(),
+        direct_tls_info: None,
+        transport_round_trips: 1,
+    };
+    if target.direct_tls {
+        let info = conn.upgrade_tls().await?;
+        conn.direct_tls_info = Some(info);
+    }
+    Ok(conn)
+}
+
+impl Connection {
+    async fn upgrade_tls(&mut self) -> Result<TlsInfo, TransportError> {
+        // Take the socket out to upgrade it by value.
+        let Socket::Tcp(tcp) = std::mem::replace(&mut self.socket, Socket::Detached) else {
+            return Err(TransportError::TlsHandshake);
+        };
+        let name = tls::server_name(&self.domain)?;
+        let stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TlsConnector::from(self.tls_config.clone()).connect(name, tcp),
+        )
+        .await
+        .map_err(|_| TransportError::Network(std::io::ErrorKind::TimedOut))?
+        .map_err(|e| tls::classify_handshake_error(&e))?;
+        let (_, state) = stream.get_ref();
+        // RFC 9266: tls-exporter is defined for TLS 1.3 only.
+        let channel_binding = if state.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3)
+        {
+            state
+                .export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .ok()
+                .map(|out| out.to_vec())
+        } else {
+            None
+        };
+        self.transport_round_trips += 1;
+        self.socket = Socket::Tls(Box::new(stream));
+        Ok(TlsInfo { channel_binding })
+    }
+}
+
+/// What the layer above does with session events and its own commands.
+pub trait Handler {
+    type Command;
+    /// Handles an event; may queue stanzas on `session`.
+    fn on_event(&mut self, session: &mut Session, now: std::time::Instant, event: SessionEvent);
+    /// Handles a command; `Break` starts a clean close.
+    fn on_command(
+        &mut self,
+        session: &mut Session,
+        now: std::time::Instant,
+        command: Self::Command,
+    ) -> ControlFlow<()>;
+}
+
+/// Runs one connection until the session reports `Disconnected` (which the
+/// handler has seen). Returns `Ok(false)` when the command sender was
+/// dropped, `Ok(true)` otherwise, and `Err` when a STARTTLS upgrade failed
+/// (then the handler saw no `Disconnected`; the error is the outcome).
+pub async fn drive<H: Handler>(
+    mut conn: Connection,
+    session: &mut Session,
+    nonce: String,
+    handler: &mut H,
+    commands: &mut mpsc::UnboundedReceiver<H::Command>,
+) -> Result<bool, TransportError> {
+    let tls = conn.direct_tls_info.take();
+    session.handle_input(std::time::Instant::now(), Input::Connected { tls, nonce });
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut out = Vec::with_capacity(READ_BUFFER);
+    let mut commands_open = true;
+    loop {
+        let deadline;
+        let mut finished = false;
+        loop {
+            match session.poll_output() {
+                Output::Transmit(bytes) => out.extend_from_slice(&bytes),
+                Output::StartTls => {
+                    if flush(&mut conn.socket, &mut out).await.is_err() {
+                        session.handle_input(std::time::Instant::now(), Input::Disconnected);
+                        continue;
+                    }
+                    match conn.upgrade_tls().await {
+                        Ok(info) => session
+                            .handle_input(std::time::Instant::now(), Input::TlsEstablished(info)),
+                        Err(err) => return Err(err),
+                    }
+                }
+                Output::Event(event) => {
+                    let is_end = matches!(event, SessionEvent::Disconnected { .. });
+                    handler.on_event(session, std::time::Instant::now(), event);
+                    finished |= is_end;
+                }
+                Output::CloseSocket => {
+                    let _ = flush(&mut conn.socket, &mut out).await;
+                    conn.socket.shutdown().await;
+                }
+                Output::Wait(at) => {
+                    deadline = at;
+                    break;
+                }
+            }
+        }
+        if finished {
+            return Ok(commands_open);
+        }
+        if flush(&mut conn.socket, &mut out).await.is_err() {
+            session.handle_input(std::time::Instant::now(), Input::Disconnected);
+            continue;
+        }
+        let sleep_until = deadline.map(Instant::from_std);
+        tokio::select! {
+            read = conn.socket.read(&mut buf) => {
+                let now = std::time::Instant::now();
+                match read {
+                    Ok(0) | Err(_) => session.handle_input(now, Input::Disconnected),
+                    Ok(n) => session.handle_input(now, Input::Received(&buf[..n])),
+                }
+            }
+            _ = sleep_or_forever(sleep_until) => {
+                session.handle_input(std::time::Instant::now(), Input::Timeout);
+            }
+            command = commands.recv(), if commands_open => {
+                let now = std::time::Instant::now();
+                match command {
+                    Some(command) => {
+                        if handler.on_command(session, now, command).is_break() {
+                            session.close(now);
+                        }
+                    }
+                    None => {
+                        commands_open = false;
+                        session.close(now);
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn flush(socket: &mut Socket, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let result = socket.write_all(out).await;
+    out.clear();
+    result
+}
+
+async fn sleep_or_forever(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
