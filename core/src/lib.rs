@@ -9,7 +9,10 @@
 //! - [`features`]: roster, presence and messages as stanza ↔ domain mappings;
 //! - [`client`]: the `Client` facade apps call, and its events.
 
+pub mod client;
 pub mod features;
+
+pub use client::{Client, ClientConfig, ClientError, ClientEvent, ConnectionState, EventListener};
 pub mod proto;
 pub mod store;
 pub mod transport;

@@ -368,10 +368,11 @@ impl Session {
     /// Ends the stream because of what the server did.
     fn fail(&mut self, error: SessionError) {
         if let SessionError::StreamManagement(_) = error {
-            self.transmit(format!(
+            self.transmit(
                 "<stream:error><handled-count-too-high xmlns='urn:xmpp:sm:3'/>\
                  <undefined-condition xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
-            ));
+                    .to_owned(),
+            );
         } else if let SessionError::Xml(_) = error {
             self.transmit(
                 "<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>".to_owned(),

@@ -216,6 +216,9 @@ pub trait Handler {
         now: std::time::Instant,
         command: Self::Command,
     ) -> ControlFlow<()>;
+    /// Called once the engine's output is drained, before waiting: the
+    /// place to commit work batched during the turn.
+    fn end_of_turn(&mut self, _session: &mut Session, _now: std::time::Instant) {}
 }
 
 /// Runs one connection until the session reports `Disconnected` (which the
@@ -237,6 +240,7 @@ pub async fn drive<H: Handler>(
     loop {
         let deadline;
         let mut finished = false;
+        let mut turn_ended = false;
         loop {
             match session.poll_output() {
                 Output::Transmit(bytes) => out.extend_from_slice(&bytes),
@@ -261,6 +265,11 @@ pub async fn drive<H: Handler>(
                     conn.socket.shutdown().await;
                 }
                 Output::Wait(at) => {
+                    if !turn_ended && !finished {
+                        turn_ended = true;
+                        handler.end_of_turn(session, std::time::Instant::now());
+                        continue;
+                    }
                     deadline = at;
                     break;
                 }

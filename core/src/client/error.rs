@@ -1,0 +1,82 @@
+//! The client's error type: a small set of outcomes an app can act on.
+
+use crate::proto::SessionError;
+use crate::store::{OpenStoreError, StoreError};
+use crate::transport::TransportError;
+
+/// What went wrong, in terms an app can show or act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// Wrong password or no acceptable mechanism: ask the user; no retry.
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    /// The server's certificate is not trusted: never downgraded.
+    #[error("the server's certificate is not trusted")]
+    UntrustedCertificate,
+    /// TLS failed for another reason, or the server offers no TLS.
+    #[error("a secure connection could not be established")]
+    Tls,
+    /// Network trouble; the client retries with backoff.
+    #[error("network error")]
+    Network,
+    /// The server broke the protocol (bad XML, stream error).
+    #[error("the server broke the protocol: {0}")]
+    Protocol(String),
+    #[error("not connected")]
+    NotConnected,
+    #[error("not a valid JID")]
+    InvalidJid,
+    /// The server refused a request (roster edit), with its condition.
+    #[error("the server refused: {condition}")]
+    Refused { condition: String },
+    #[error("the server did not answer in time")]
+    Timeout,
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("store: {0}")]
+    OpenStore(#[from] OpenStoreError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl ClientError {
+    /// Whether reconnecting could help.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ClientError::AuthenticationFailed
+                | ClientError::UntrustedCertificate
+                | ClientError::Tls
+                | ClientError::Config(_)
+                | ClientError::InvalidJid
+        )
+    }
+}
+
+impl From<SessionError> for ClientError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::AuthFailed { .. }
+            | SessionError::NoCommonMechanism
+            | SessionError::Sasl(_) => ClientError::AuthenticationFailed,
+            SessionError::TlsUnavailable | SessionError::TlsRefused => ClientError::Tls,
+            SessionError::ConnectionLost => ClientError::Network,
+            SessionError::Timeout(_) => ClientError::Timeout,
+            other => ClientError::Protocol(other.to_string()),
+        }
+    }
+}
+
+impl From<TransportError> for ClientError {
+    fn from(e: TransportError) -> Self {
+        match e {
+            TransportError::UntrustedCertificate => ClientError::UntrustedCertificate,
+            TransportError::TlsHandshake | TransportError::TlsSetup => ClientError::Tls,
+            TransportError::BadCaFile => {
+                ClientError::Config("the extra CA file holds no certificate".into())
+            }
+            TransportError::InvalidDomain => ClientError::InvalidJid,
+            TransportError::Network(_) | TransportError::Unreachable => ClientError::Network,
+        }
+    }
+}

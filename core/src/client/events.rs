@@ -1,0 +1,48 @@
+//! Events the client delivers to the app, always after the store is updated.
+
+use crate::features::presence::Availability;
+use crate::store::{RosterEntry, StoredMessage};
+
+use super::ClientError;
+
+/// Where the connection stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    Connecting,
+    Online {
+        /// The full JID the server bound.
+        jid: String,
+        /// XMPP request/response round trips the login took.
+        round_trips: u32,
+    },
+    /// Offline; `error` is `None` after a logout. `will_retry` says whether
+    /// the client reconnects by itself.
+    Disconnected {
+        error: Option<ClientError>,
+        will_retry: bool,
+    },
+}
+
+/// Something the UI should reflect.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    ConnectionChanged(ConnectionState),
+    MessageReceived(StoredMessage),
+    MessageStateChanged(StoredMessage),
+    RosterChanged(Vec<RosterEntry>),
+    PresenceChanged {
+        jid: String,
+        resource: String,
+        availability: Availability,
+        status: Option<String>,
+    },
+    SubscriptionRequest {
+        from: String,
+    },
+}
+
+/// Receives the client's events; called from the client's task, so keep it
+/// quick (hand over to the UI thread).
+pub trait EventListener: Send + Sync {
+    fn on_event(&self, event: ClientEvent);
+}

@@ -1,0 +1,458 @@
+//! The client's side of a running connection: turns session events into
+//! store writes and then app events, answers the server's requests, flushes
+//! the outbox, and carries out the app's commands.
+//!
+//! Order matters: a message is committed to the store before the app hears
+//! of it, and a burst of incoming messages is written in one transaction at
+//! the end of each driver turn.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use jid::BareJid;
+use minidom::Element;
+use tokio::sync::{oneshot, watch};
+
+use super::events::{ClientEvent, ConnectionState, EventListener};
+use super::{now_ms, random_id, ClientError};
+use crate::features::messages::{self, IncomingMessageStanza};
+use crate::features::presence::{self, Availability, PresenceUpdate};
+use crate::features::roster::{self, RosterChange};
+use crate::features::NS_CLIENT;
+use crate::proto::{Session, SessionEvent};
+use crate::store::{IncomingMessage, MessageState, Store};
+use crate::transport::Handler;
+
+/// Reply to an IQ the app is waiting for.
+pub(crate) type IqReply = oneshot::Sender<Result<Element, ClientError>>;
+
+/// What the app asks the running connection to do.
+pub(crate) enum Command {
+    /// Send the outbox message with this row id (if not already sent).
+    SendQueued(i64),
+    /// Send a stanza without waiting for anything.
+    Send(Element),
+    /// Send an IQ and report its answer.
+    Iq(Element, IqReply),
+    /// Log out cleanly.
+    Close,
+}
+
+pub(crate) const PRESENCE_KEY: &str = "presence";
+
+pub(crate) struct ConnectionHandler {
+    pub store: Arc<Mutex<Store>>,
+    pub listener: Arc<dyn EventListener>,
+    pub own: BareJid,
+    pub state: watch::Sender<ConnectionState>,
+    pub pending_iqs: HashMap<String, IqReply>,
+    roster_request: Option<String>,
+    /// Outbox rows already written on this connection.
+    sent_now: HashSet<i64>,
+    sm_enabled: bool,
+    inbound: Vec<(IncomingMessage, Option<(String, String)>)>,
+    pub ended: Option<Option<crate::proto::SessionError>>,
+}
+
+impl ConnectionHandler {
+    pub fn new(
+        store: Arc<Mutex<Store>>,
+        listener: Arc<dyn EventListener>,
+        own: BareJid,
+        state: watch::Sender<ConnectionState>,
+    ) -> Self {
+        Self {
+            store,
+            listener,
+            own,
+            state,
+            pending_iqs: HashMap::new(),
+            roster_request: None,
+            sent_now: HashSet::new(),
+            sm_enabled: false,
+            inbound: Vec::new(),
+            ended: None,
+        }
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        // A panic while holding the lock cannot leave SQLite half-written
+        // (transactions roll back), so a poisoned lock is safe to reuse.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, event: ClientEvent) {
+        self.listener.on_event(event);
+    }
+
+    fn send(&self, session: &mut Session, now: Instant, stanza: &Element) {
+        if session.send_stanza(now, stanza).is_err() {
+            tracing::debug!("stanza dropped: session not online");
+        }
+    }
+
+    fn on_online(
+        &mut self,
+        session: &mut Session,
+        now: Instant,
+        jid: String,
+        round_trips: u32,
+        sm: bool,
+        roster_ver: bool,
+    ) {
+        self.sm_enabled = sm;
+        self.sent_now.clear();
+        let online = ConnectionState::Online { jid, round_trips };
+        let _ = self.state.send(online.clone());
+        self.emit(ClientEvent::ConnectionChanged(online));
+        // RFC 6121 §2.2: fetch the roster before sending initial presence.
+        let version = if roster_ver {
+            Some(
+                self.store()
+                    .roster_version()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+            )
+        } else {
+            None
+        };
+        let id = random_id();
+        self.send(session, now, &roster::get(&id, version.as_deref()));
+        self.roster_request = Some(id);
+        let (availability, status) = self.saved_presence();
+        self.send(
+            session,
+            now,
+            &presence::own_presence(availability, status.as_deref()),
+        );
+        self.flush_outbox(session, now);
+    }
+
+    fn saved_presence(&self) -> (Availability, Option<String>) {
+        let saved = self.store().account_value(PRESENCE_KEY).ok().flatten();
+        super::decode_presence(saved.as_deref())
+    }
+
+    fn flush_outbox(&mut self, session: &mut Session, now: Instant) {
+        let outbox = match self.store().outbox() {
+            Ok(outbox) => outbox,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the outbox");
+                return;
+            }
+        };
+        for message in outbox {
+            self.send_queued(session, now, message.id);
+        }
+    }
+
+    fn send_queued(&mut self, session: &mut Session, now: Instant, id: i64) {
+        if !session.is_online() || self.sent_now.contains(&id) {
+            return;
+        }
+        let message = match self.store().message(id) {
+            Ok(Some(m)) => m,
+            _ => return,
+        };
+        if message.state >= MessageState::Acked {
+            return;
+        }
+        // The original origin-id goes out again, so a resend after a crash
+        // is deduplicated by the receiver.
+        let origin_id = message.origin_id.clone().unwrap_or_else(random_id);
+        self.send(
+            session,
+            now,
+            &messages::chat(&message.peer, &message.body, &origin_id),
+        );
+        self.sent_now.insert(id);
+        let advanced = self.store().advance_outgoing(id, MessageState::Sent);
+        if let Ok(Some(updated)) = advanced {
+            self.emit(ClientEvent::MessageStateChanged(updated));
+        }
+        if !self.sm_enabled {
+            // Without XEP-0198 nothing more will confirm the server has it;
+            // the receipt will move it on to delivered.
+            tracing::debug!("stream management off: message stays 'sent' until a receipt");
+        }
+    }
+
+    fn advance(&self, peer: &str, origin_id: &str, state: MessageState) {
+        let result = {
+            let mut store = self.store();
+            match store.outgoing_by_origin_id(peer, origin_id) {
+                Ok(Some(id)) => store.advance_outgoing(id, state),
+                other => other.map(|_| None),
+            }
+        };
+        match result {
+            Ok(Some(updated)) => self.emit(ClientEvent::MessageStateChanged(updated)),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot record message state"),
+        }
+    }
+
+    fn on_message(&mut self, element: Element) {
+        match messages::parse(&element, &self.own) {
+            IncomingMessageStanza::Chat(chat) => {
+                let receipt = match (&chat.id, chat.wants_receipt) {
+                    (Some(id), true) => Some((chat.from_full.clone(), id.clone())),
+                    _ => None,
+                };
+                self.inbound.push((
+                    IncomingMessage {
+                        peer: chat.from.to_string(),
+                        sender: chat.from.to_string(),
+                        body: chat.body,
+                        origin_id: chat.origin_id,
+                        stanza_id: chat.stanza_id,
+                        remote_id: chat.id,
+                        timestamp_ms: chat.delayed_ms.unwrap_or_else(now_ms),
+                    },
+                    receipt,
+                ));
+            }
+            IncomingMessageStanza::Receipt { from, id } => {
+                self.advance(from.as_str(), &id, MessageState::Delivered)
+            }
+            IncomingMessageStanza::Bounce {
+                from,
+                id,
+                condition,
+            } => {
+                tracing::info!(condition, "message bounced");
+                self.advance(from.as_str(), &id, MessageState::Failed);
+            }
+            IncomingMessageStanza::Ignored => {}
+        }
+    }
+
+    /// Writes the turn's incoming messages in one transaction, then tells
+    /// the app and sends the receipts the senders asked for.
+    fn flush_inbound(&mut self, session: &mut Session, now: Instant) {
+        if self.inbound.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.inbound);
+        let messages: Vec<IncomingMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
+        let stored = self.store().insert_incoming_batch(&messages);
+        match stored {
+            Ok(stored) => {
+                for (message, (_, receipt)) in stored.into_iter().zip(batch) {
+                    if let Some(message) = message {
+                        self.emit(ClientEvent::MessageReceived(message));
+                    }
+                    // Duplicates get a receipt too: the sender may have
+                    // missed the first one.
+                    if let Some((to, id)) = receipt {
+                        self.send(session, now, &messages::receipt(&to, &id));
+                    }
+                }
+            }
+            Err(err) => {
+                // Not stored means not acknowledged: no receipts, and with
+                // the session closed the server keeps (or re-sends) them.
+                tracing::error!(error = %err, "cannot store incoming messages; closing the session");
+                session.close(now);
+            }
+        }
+    }
+
+    fn on_presence(&mut self, element: Element) {
+        match presence::parse(&element) {
+            PresenceUpdate::Resource {
+                from,
+                resource,
+                availability,
+                status,
+            } => self.emit(ClientEvent::PresenceChanged {
+                jid: from.to_string(),
+                resource,
+                availability,
+                status,
+            }),
+            PresenceUpdate::SubscriptionRequest { from } => {
+                self.emit(ClientEvent::SubscriptionRequest {
+                    from: from.to_string(),
+                })
+            }
+            PresenceUpdate::SubscriptionChanged { .. } | PresenceUpdate::Ignored => {}
+        }
+    }
+
+    fn emit_roster(&self) {
+        match self.store().roster() {
+            Ok(entries) => self.emit(ClientEvent::RosterChanged(entries)),
+            Err(err) => tracing::warn!(error = %err, "cannot read roster"),
+        }
+    }
+
+    fn on_iq(&mut self, session: &mut Session, now: Instant, element: Element) {
+        let id = element.attr("id").unwrap_or_default().to_owned();
+        match element.attr("type") {
+            Some("result") | Some("error") => {
+                if self.roster_request.as_deref() == Some(id.as_str()) {
+                    self.roster_request = None;
+                    if element.attr("type") == Some("result") {
+                        if let Some((entries, ver)) = roster::parse_result(&element) {
+                            let written = self.store().replace_roster(&entries, ver.as_deref());
+                            if let Err(err) = written {
+                                tracing::warn!(error = %err, "cannot store roster");
+                            }
+                        }
+                        self.emit_roster();
+                    }
+                    return;
+                }
+                if let Some(reply) = self.pending_iqs.remove(&id) {
+                    let outcome = if element.attr("type") == Some("result") {
+                        Ok(element)
+                    } else {
+                        let condition = element
+                            .get_child("error", NS_CLIENT)
+                            .map(crate::proto::features::error_condition)
+                            .unwrap_or_else(|| "undefined-condition".into());
+                        Err(ClientError::Refused { condition })
+                    };
+                    let _ = reply.send(outcome);
+                }
+            }
+            Some("set") if element.has_child("query", roster::NS_ROSTER) => {
+                match roster::parse_push(&element, &self.own) {
+                    Ok((change, ver)) => {
+                        let written = {
+                            let mut store = self.store();
+                            match &change {
+                                RosterChange::Upsert(entry) => {
+                                    store.apply_roster_push(Some(entry), None, ver.as_deref())
+                                }
+                                RosterChange::Remove(jid) => {
+                                    store.apply_roster_push(None, Some(jid), ver.as_deref())
+                                }
+                            }
+                        };
+                        if let Err(err) = written {
+                            tracing::warn!(error = %err, "cannot store roster push");
+                        }
+                        self.send(session, now, &iq_result(&element));
+                        self.emit_roster();
+                    }
+                    Err(rejected) => {
+                        tracing::warn!(?rejected, "refusing roster push");
+                        self.send(session, now, &iq_error(&element, "service-unavailable"));
+                    }
+                }
+            }
+            Some("get") | Some("set") => {
+                // RFC 6120 §8.4: answer what we do not support.
+                self.send(session, now, &iq_error(&element, "service-unavailable"));
+            }
+            _ => {}
+        }
+    }
+}
+
+impl Handler for ConnectionHandler {
+    type Command = Command;
+
+    fn on_event(&mut self, session: &mut Session, now: Instant, event: SessionEvent) {
+        match event {
+            SessionEvent::Online {
+                jid,
+                stream_management,
+                roster_versioning,
+                round_trips,
+            } => self.on_online(
+                session,
+                now,
+                jid.to_string(),
+                round_trips,
+                stream_management,
+                roster_versioning,
+            ),
+            SessionEvent::Stanza(element) => match element.name() {
+                "message" => self.on_message(element),
+                "presence" => self.on_presence(element),
+                "iq" => {
+                    self.flush_inbound(session, now);
+                    self.on_iq(session, now, element)
+                }
+                _ => {}
+            },
+            SessionEvent::Acked(stanzas) => {
+                for stanza in stanzas.iter().filter(|s| s.name() == "message") {
+                    let (Some(to), Some(id)) = (stanza.attr("to"), stanza.attr("id")) else {
+                        continue;
+                    };
+                    if stanza.has_child("body", NS_CLIENT) {
+                        self.advance(to, id, MessageState::Acked);
+                    }
+                }
+            }
+            SessionEvent::Disconnected { error } => {
+                self.flush_inbound(session, now);
+                for (_, reply) in self.pending_iqs.drain() {
+                    let _ = reply.send(Err(ClientError::NotConnected));
+                }
+                self.ended = Some(error);
+            }
+        }
+    }
+
+    fn on_command(
+        &mut self,
+        session: &mut Session,
+        now: Instant,
+        command: Command,
+    ) -> ControlFlow<()> {
+        match command {
+            Command::SendQueued(id) => self.send_queued(session, now, id),
+            Command::Send(stanza) => self.send(session, now, &stanza),
+            Command::Iq(iq, reply) => {
+                if !session.is_online() {
+                    let _ = reply.send(Err(ClientError::NotConnected));
+                } else {
+                    let id = iq.attr("id").unwrap_or_default().to_owned();
+                    self.pending_iqs.insert(id, reply);
+                    self.send(session, now, &iq);
+                }
+            }
+            Command::Close => return ControlFlow::Break(()),
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn end_of_turn(&mut self, session: &mut Session, now: Instant) {
+        self.flush_inbound(session, now);
+    }
+}
+
+fn iq_result(request: &Element) -> Element {
+    crate::features::stanza(
+        "iq",
+        &[
+            ("type", Some("result")),
+            ("id", request.attr("id")),
+            ("to", request.attr("from")),
+        ],
+        Vec::new(),
+    )
+}
+
+fn iq_error(request: &Element, condition: &str) -> Element {
+    let mut error = Element::bare("error", NS_CLIENT);
+    crate::features::set_attr(&mut error, "type", "cancel");
+    error.append_child(Element::bare(condition, crate::proto::features::NS_STANZAS));
+    crate::features::stanza(
+        "iq",
+        &[
+            ("type", Some("error")),
+            ("id", request.attr("id")),
+            ("to", request.attr("from")),
+        ],
+        vec![error],
+    )
+}

@@ -1,0 +1,421 @@
+//! The `Client` facade: what apps call. It owns the account's store and one
+//! background task that keeps the connection (connect, negotiate, run,
+//! reconnect with backoff on network errors, stop on authentication and
+//! certificate errors). Every event reaches the [`EventListener`] after the
+//! store has been updated.
+//!
+//! Lifecycle: [`Client::open`] (opens the encrypted store; works offline),
+//! [`Client::login`] (starts the task, returns the first attempt's outcome),
+//! then commands, and [`Client::logout`]. Messages sent while offline wait in
+//! the outbox and go out, once, on the next login.
+
+mod error;
+mod events;
+mod handler;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jid::BareJid;
+use rand::Rng;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+pub use error::ClientError;
+pub use events::{ClientEvent, ConnectionState, EventListener};
+use handler::{Command, ConnectionHandler, PRESENCE_KEY};
+
+use crate::features::presence::{self, Availability, SubscriptionAction};
+use crate::features::roster;
+use crate::proto::{Session, SessionConfig};
+use crate::store::{
+    ConversationSummary, HistoryCursor, RosterEntry, Store, StoreKey, StoredMessage,
+};
+use crate::transport::{self, ConnectOptions};
+
+/// Everything needed to open an account.
+#[derive(Clone)]
+pub struct ClientConfig {
+    pub jid: String,
+    pub password: String,
+    /// Resource to ask for; a random one when `None`.
+    pub resource: Option<String>,
+    pub connect: ConnectOptions,
+    pub store_dir: PathBuf,
+    pub store_key: StoreKey,
+    /// First reconnect delay; doubles up to [`MAX_BACKOFF`], with jitter.
+    pub initial_backoff: Duration,
+}
+
+/// Ceiling of the reconnect delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+const IQ_TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Running {
+    commands: mpsc::UnboundedSender<Command>,
+    task: JoinHandle<()>,
+}
+
+/// One account.
+pub struct Client {
+    config: ClientConfig,
+    own: BareJid,
+    store: Arc<Mutex<Store>>,
+    listener: Arc<dyn EventListener>,
+    running: Mutex<Option<Running>>,
+    state: watch::Sender<ConnectionState>,
+}
+
+impl Client {
+    /// Opens the account's store. Fails with a typed store error on a wrong
+    /// key or a damaged file, without touching it.
+    pub fn open(
+        config: ClientConfig,
+        listener: Arc<dyn EventListener>,
+    ) -> Result<Client, ClientError> {
+        let own: BareJid = config.jid.parse().map_err(|_| ClientError::InvalidJid)?;
+        if own.node().is_none() {
+            return Err(ClientError::InvalidJid);
+        }
+        let store = Store::open(&config.store_dir, &config.store_key)?;
+        let (state, _) = watch::channel(ConnectionState::Disconnected {
+            error: None,
+            will_retry: false,
+        });
+        Ok(Client {
+            config,
+            own,
+            store: Arc::new(Mutex::new(store)),
+            listener,
+            running: Mutex::new(None),
+            state,
+        })
+    }
+
+    pub fn own_jid(&self) -> String {
+        self.own.to_string()
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn commands(&self) -> Option<mpsc::UnboundedSender<Command>> {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        running
+            .as_ref()
+            .filter(|r| !r.task.is_finished())
+            .map(|r| r.commands.clone())
+    }
+
+    pub fn connection_state(&self) -> ConnectionState {
+        self.state.borrow().clone()
+    }
+
+    /// Connects and keeps the connection up. Returns once the first attempt
+    /// is online (`Ok(full JID)`) or has failed; after a network failure the
+    /// client keeps retrying in the background, after an authentication or
+    /// certificate failure it stops.
+    pub async fn login(&self) -> Result<String, ClientError> {
+        if let ConnectionState::Online { jid, .. } = self.connection_state() {
+            return Ok(jid);
+        }
+        let mut watcher = self.state.subscribe();
+        {
+            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            if running.as_ref().is_none_or(|r| r.task.is_finished()) {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let task = tokio::spawn(connection_task(
+                    self.config.clone(),
+                    self.own.clone(),
+                    self.store.clone(),
+                    self.listener.clone(),
+                    self.state.clone(),
+                    rx,
+                ));
+                *running = Some(Running { commands: tx, task });
+            }
+        }
+        watcher.mark_unchanged();
+        loop {
+            if watcher.changed().await.is_err() {
+                return Err(ClientError::NotConnected);
+            }
+            match watcher.borrow_and_update().clone() {
+                ConnectionState::Online { jid, .. } => return Ok(jid),
+                ConnectionState::Disconnected {
+                    error: Some(err), ..
+                } => return Err(err),
+                ConnectionState::Disconnected { error: None, .. } => {
+                    return Err(ClientError::NotConnected)
+                }
+                ConnectionState::Connecting => {}
+            }
+        }
+    }
+
+    /// Closes the stream cleanly and stops reconnecting.
+    pub async fn logout(&self) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(running) = running {
+            let _ = running.commands.send(Command::Close);
+            drop(running.commands);
+            let mut task = running.task;
+            if tokio::time::timeout(Duration::from_secs(10), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+        let _ = self.state.send(ConnectionState::Disconnected {
+            error: None,
+            will_retry: false,
+        });
+    }
+
+    /// Stores the message in the outbox, then sends it if online. Returns the
+    /// stored message (state `Queued` or later).
+    pub fn send_message(&self, to: &str, body: &str) -> Result<StoredMessage, ClientError> {
+        let to: BareJid = to.parse().map_err(|_| ClientError::InvalidJid)?;
+        let origin_id = random_id();
+        let message = self.store().insert_outgoing(
+            to.as_str(),
+            self.own.as_str(),
+            body,
+            &origin_id,
+            now_ms(),
+        )?;
+        if let Some(commands) = self.commands() {
+            let _ = commands.send(Command::SendQueued(message.id));
+        }
+        Ok(message)
+    }
+
+    /// Sets and remembers own availability; sent now if online, and on
+    /// every login.
+    pub fn set_presence(
+        &self,
+        availability: Availability,
+        status: Option<String>,
+    ) -> Result<(), ClientError> {
+        let encoded = encode_presence(availability, status.as_deref());
+        self.store()
+            .set_account_value(PRESENCE_KEY, Some(&encoded))?;
+        if let Some(commands) = self.commands() {
+            let _ = commands.send(Command::Send(presence::own_presence(
+                availability,
+                status.as_deref(),
+            )));
+        }
+        Ok(())
+    }
+
+    async fn iq(&self, iq: minidom::Element) -> Result<minidom::Element, ClientError> {
+        let commands = self.commands().ok_or(ClientError::NotConnected)?;
+        let (tx, rx) = oneshot::channel();
+        commands
+            .send(Command::Iq(iq, tx))
+            .map_err(|_| ClientError::NotConnected)?;
+        match tokio::time::timeout(IQ_TIMEOUT, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ClientError::NotConnected),
+            Err(_) => Err(ClientError::Timeout),
+        }
+    }
+
+    /// Adds a contact or renames it; the roster push updates the store and
+    /// emits `RosterChanged`.
+    pub async fn add_contact(&self, jid: &str, name: Option<String>) -> Result<(), ClientError> {
+        let jid: BareJid = jid.parse().map_err(|_| ClientError::InvalidJid)?;
+        self.iq(roster::set_item(&random_id(), &jid, name.as_deref(), &[]))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn rename_contact(&self, jid: &str, name: String) -> Result<(), ClientError> {
+        self.add_contact(jid, Some(name)).await
+    }
+
+    pub async fn remove_contact(&self, jid: &str) -> Result<(), ClientError> {
+        let jid: BareJid = jid.parse().map_err(|_| ClientError::InvalidJid)?;
+        self.iq(roster::remove_item(&random_id(), &jid))
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends a subscription request, approval, denial or cancellation.
+    pub fn subscription(&self, jid: &str, action: SubscriptionAction) -> Result<(), ClientError> {
+        let jid: BareJid = jid.parse().map_err(|_| ClientError::InvalidJid)?;
+        let commands = self.commands().ok_or(ClientError::NotConnected)?;
+        commands
+            .send(Command::Send(presence::subscription(&jid, action)))
+            .map_err(|_| ClientError::NotConnected)
+    }
+
+    pub fn roster(&self) -> Result<Vec<RosterEntry>, ClientError> {
+        Ok(self.store().roster()?)
+    }
+
+    /// A page of history with `peer`, newest first, older than `before`.
+    pub fn history(
+        &self,
+        peer: &str,
+        before: Option<HistoryCursor>,
+        limit: u32,
+    ) -> Result<Vec<StoredMessage>, ClientError> {
+        let peer: BareJid = peer.parse().map_err(|_| ClientError::InvalidJid)?;
+        Ok(self.store().history(peer.as_str(), before, limit)?)
+    }
+
+    pub fn conversations(&self) -> Result<Vec<ConversationSummary>, ClientError> {
+        Ok(self.store().conversations()?)
+    }
+
+    pub fn mark_read(&self, peer: &str) -> Result<(), ClientError> {
+        Ok(self.store().mark_read(peer)?)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.get_mut().ok().and_then(|r| r.take()) {
+            running.task.abort();
+        }
+    }
+}
+
+/// Keeps one account connected until logout or a permanent error.
+async fn connection_task(
+    config: ClientConfig,
+    own: BareJid,
+    store: Arc<Mutex<Store>>,
+    listener: Arc<dyn EventListener>,
+    state: watch::Sender<ConnectionState>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let resource = config
+        .resource
+        .clone()
+        .unwrap_or_else(|| format!("waxwing-{}", &random_id()[..8]));
+    let mut session = Session::new(SessionConfig::new(
+        own.clone(),
+        config.password.clone(),
+        resource,
+    ));
+    let mut handler = ConnectionHandler::new(store, listener.clone(), own.clone(), state.clone());
+    let mut backoff = config.initial_backoff;
+    loop {
+        let connecting = ConnectionState::Connecting;
+        let _ = state.send(connecting.clone());
+        listener.on_event(ClientEvent::ConnectionChanged(connecting));
+        let outcome: Result<bool, ClientError> =
+            match transport::connect(own.domain().as_str(), &config.connect).await {
+                Ok(conn) => {
+                    handler.ended = None;
+                    match transport::drive(
+                        conn,
+                        &mut session,
+                        random_id(),
+                        &mut handler,
+                        &mut commands,
+                    )
+                    .await
+                    {
+                        Ok(commands_open) => match handler.ended.take().flatten() {
+                            None => Ok(commands_open),
+                            Some(err) => Err(err.into()),
+                        },
+                        Err(err) => Err(err.into()),
+                    }
+                }
+                Err(err) => Err(err.into()),
+            };
+        let (error, stop) = match outcome {
+            // A clean close: the app logged out.
+            Ok(_) => (None, true),
+            Err(err) => {
+                let stop = err.is_permanent();
+                (Some(err), stop)
+            }
+        };
+        let was_online = session_was_online(&state);
+        let disconnected = ConnectionState::Disconnected {
+            error: error.clone(),
+            will_retry: !stop,
+        };
+        let _ = state.send(disconnected.clone());
+        listener.on_event(ClientEvent::ConnectionChanged(disconnected));
+        if stop {
+            return;
+        }
+        if was_online {
+            backoff = config.initial_backoff;
+        }
+        let jitter = rand::thread_rng().gen_range(0.5..1.5);
+        let delay = backoff.mul_f64(jitter);
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+        // Wait, but leave at once when the app logs out meanwhile.
+        let deadline = tokio::time::sleep(delay);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => break,
+                command = commands.recv() => match command {
+                    None | Some(Command::Close) => return,
+                    Some(Command::Iq(_, reply)) => { let _ = reply.send(Err(ClientError::NotConnected)); }
+                    // Outbox rows are flushed on the next login anyway.
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+}
+
+fn session_was_online(state: &watch::Sender<ConnectionState>) -> bool {
+    matches!(*state.borrow(), ConnectionState::Online { .. })
+}
+
+/// 128 random bits, hex: ids for stanzas, origin-ids and SASL nonces.
+pub(crate) fn random_id() -> String {
+    hex::encode(rand::thread_rng().gen::<[u8; 16]>())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn encode_presence(availability: Availability, status: Option<&str>) -> String {
+    let code = match availability {
+        Availability::Available => "available",
+        Availability::Chat => "chat",
+        Availability::Away => "away",
+        Availability::ExtendedAway => "xa",
+        Availability::DoNotDisturb => "dnd",
+        Availability::Unavailable => "unavailable",
+    };
+    serde_json::json!({ "availability": code, "status": status }).to_string()
+}
+
+pub(crate) fn decode_presence(saved: Option<&str>) -> (Availability, Option<String>) {
+    let Some(value) = saved.and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()) else {
+        return (Availability::Available, None);
+    };
+    let availability = match value["availability"].as_str() {
+        Some("chat") => Availability::Chat,
+        Some("away") => Availability::Away,
+        Some("xa") => Availability::ExtendedAway,
+        Some("dnd") => Availability::DoNotDisturb,
+        Some("unavailable") => Availability::Unavailable,
+        _ => Availability::Available,
+    };
+    (availability, value["status"].as_str().map(str::to_owned))
+}

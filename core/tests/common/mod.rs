@@ -1,0 +1,159 @@
+//! Test harness: a real Prosody on loopback (started through
+//! `scripts/prosody.sh`, stopped by PID on drop) and helpers to build
+//! clients against it.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use waxwing_core::store::StoreKey;
+use waxwing_core::transport::ConnectOptions;
+use waxwing_core::{Client, ClientConfig, ClientEvent, EventListener};
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub c2s_port: u16,
+    pub direct_tls_port: u16,
+    pub ca_pem: Vec<u8>,
+    pub ca_path: PathBuf,
+}
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+impl TestServer {
+    /// Starts a fresh server with the given `user:password` accounts.
+    pub fn start(users: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/prosody.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .args(users)
+            .env("WAXWING_WATCH_PID", std::process::id().to_string())
+            .env("WAXWING_SERVER_LIFETIME", "900")
+            .output()
+            .expect("run scripts/prosody.sh");
+        assert!(
+            out.status.success(),
+            "prosody did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let get = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}=")))
+                .unwrap_or_else(|| panic!("{key} missing in {text}"))
+                .to_owned()
+        };
+        let ca_path = PathBuf::from(get("CA"));
+        TestServer {
+            c2s_port: get("C2S_PORT").parse().unwrap(),
+            direct_tls_port: get("DIRECT_TLS_PORT").parse().unwrap(),
+            ca_pem: std::fs::read(&ca_path).unwrap(),
+            ca_path,
+            dir,
+        }
+    }
+
+    pub fn connect_options(&self, direct_tls: bool) -> ConnectOptions {
+        let port = if direct_tls {
+            self.direct_tls_port
+        } else {
+            self.c2s_port
+        };
+        ConnectOptions {
+            server: Some(("127.0.0.1".into(), port)),
+            direct_tls,
+            extra_ca_pem: Some(self.ca_pem.clone()),
+        }
+    }
+
+    pub fn config(&self, user: &str, password: &str, store_dir: PathBuf) -> ClientConfig {
+        ClientConfig {
+            jid: format!("{user}@localhost"),
+            password: password.into(),
+            resource: Some("test".into()),
+            connect: self.connect_options(false),
+            store_dir,
+            store_key: StoreKey::from_bytes([7u8; 32]),
+            initial_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo_root().join("scripts/prosody.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Records every event; lets a test wait for one.
+#[derive(Default)]
+pub struct Recorder {
+    events: Mutex<Vec<ClientEvent>>,
+    notify: tokio::sync::Notify,
+}
+
+impl EventListener for Recorder {
+    fn on_event(&self, event: ClientEvent) {
+        self.events.lock().unwrap().push(event);
+        self.notify.notify_waiters();
+    }
+}
+
+impl Recorder {
+    /// Forgets the events so far, so a wait sees only later ones.
+    pub fn clear(&self) {
+        self.events.lock().unwrap().clear();
+    }
+
+    pub fn events(&self) -> Vec<ClientEvent> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Waits up to `secs` for an event matching `pred`; returns it.
+    pub async fn wait_for<T>(
+        &self,
+        secs: u64,
+        mut pred: impl FnMut(&ClientEvent) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let notified = self.notify.notified();
+            if let Some(found) = self.events.lock().unwrap().iter().find_map(&mut pred) {
+                return found;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let events = self.events();
+                panic!("timed out waiting; events so far: {events:#?}");
+            }
+        }
+    }
+}
+
+pub fn open_client(config: ClientConfig) -> (Client, Arc<Recorder>) {
+    let recorder = Arc::new(Recorder::default());
+    let client = Client::open(config, recorder.clone()).expect("open client");
+    (client, recorder)
+}
+
+pub fn unique(text: &str) -> String {
+    format!(
+        "{text} {}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}

@@ -1,0 +1,301 @@
+//! End to end against a real Prosody 13 on loopback: login paths, typed
+//! failures, chat with receipts, the offline outbox, roster and presence,
+//! and history that survives a restart.
+
+mod common;
+
+use common::*;
+use waxwing_core::features::presence::{Availability, SubscriptionAction};
+use waxwing_core::store::{Direction, MessageState};
+use waxwing_core::{ClientError, ClientEvent, ConnectionState};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_over_starttls_and_direct_tls_counts_round_trips() {
+    let server = TestServer::start(&["alice:pw-a"]);
+    let store = tempfile::tempdir().unwrap();
+    let (client, events) = open_client(server.config("alice", "pw-a", store.path().into()));
+    let jid = client.login().await.expect("STARTTLS login");
+    assert_eq!(jid, "alice@localhost/test");
+    let trips = events
+        .wait_for(5, |e| match e {
+            ClientEvent::ConnectionChanged(ConnectionState::Online { round_trips, .. }) => {
+                Some(*round_trips)
+            }
+            _ => None,
+        })
+        .await;
+    // header, starttls, header, SASL (SCRAM: 2), header, bind+enable.
+    assert_eq!(trips, 7);
+    client.logout().await;
+
+    let mut config = server.config("alice", "pw-a", store.path().into());
+    config.connect = server.connect_options(true);
+    let (client, events) = open_client(config);
+    client.login().await.expect("direct TLS login");
+    let trips = events
+        .wait_for(5, |e| match e {
+            ClientEvent::ConnectionChanged(ConnectionState::Online { round_trips, .. }) => {
+                Some(*round_trips)
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        trips, 5,
+        "direct TLS saves the STARTTLS exchange and one header"
+    );
+    client.logout().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_a_typed_error_and_not_retried() {
+    let server = TestServer::start(&["alice:right"]);
+    let store = tempfile::tempdir().unwrap();
+    let (client, events) = open_client(server.config("alice", "wrong", store.path().into()));
+    assert_eq!(client.login().await, Err(ClientError::AuthenticationFailed));
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let attempts = events
+        .events()
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                ClientEvent::ConnectionChanged(ConnectionState::Connecting)
+            )
+        })
+        .count();
+    assert_eq!(attempts, 1, "no reconnect loop after an auth failure");
+    assert!(matches!(
+        client.connection_state(),
+        ConnectionState::Disconnected {
+            will_retry: false,
+            error: Some(ClientError::AuthenticationFailed)
+        }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_a_typed_error_never_a_downgrade() {
+    let server = TestServer::start(&["alice:pw"]);
+    let store = tempfile::tempdir().unwrap();
+    for direct_tls in [false, true] {
+        let mut config = server.config("alice", "pw", store.path().into());
+        config.connect = server.connect_options(direct_tls);
+        config.connect.extra_ca_pem = None;
+        let (client, _) = open_client(config);
+        assert_eq!(
+            client.login().await,
+            Err(ClientError::UntrustedCertificate),
+            "direct_tls={direct_tls}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_both_ways_with_acks_receipts_and_history_after_restart() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (alice, alice_events) =
+        open_client(server.config("alice", "pw-a", alice_dir.path().into()));
+    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
+    alice.login().await.unwrap();
+    bob.login().await.unwrap();
+
+    let body = unique("hello bob");
+    let sent = alice.send_message("bob@localhost", &body).unwrap();
+    assert_eq!(sent.state, MessageState::Queued);
+    let received = bob_events
+        .wait_for(10, |e| match e {
+            ClientEvent::MessageReceived(m) if m.body == body => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(received.peer, "alice@localhost");
+    assert_eq!(received.direction, Direction::Incoming);
+    assert_eq!(
+        received.origin_id, sent.origin_id,
+        "origin-id travels with the message"
+    );
+    assert!(
+        received.stanza_id.is_some(),
+        "the server's archive id is recorded"
+    );
+    // Server ack, then the recipient's receipt.
+    alice_events
+        .wait_for(10, |e| match e {
+            ClientEvent::MessageStateChanged(m)
+                if m.id == sent.id && m.state == MessageState::Delivered =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    assert!(alice_events.events().iter().any(
+        |e| matches!(e, ClientEvent::MessageStateChanged(m) if m.id == sent.id && m.state == MessageState::Acked)
+    ));
+
+    let reply = unique("hi alice");
+    bob.send_message("alice@localhost", &reply).unwrap();
+    alice_events
+        .wait_for(10, |e| match e {
+            ClientEvent::MessageReceived(m) if m.body == reply => Some(()),
+            _ => None,
+        })
+        .await;
+    let conversations = alice.conversations().unwrap();
+    assert_eq!(conversations.len(), 1);
+    assert_eq!(conversations[0].peer, "bob@localhost");
+    assert_eq!(conversations[0].unread_count, 1);
+    assert_eq!(conversations[0].last_message.as_ref().unwrap().body, reply);
+    alice.logout().await;
+    bob.logout().await;
+    drop(alice);
+
+    // A new process: the history is read back from the encrypted store.
+    let (alice, _) = open_client(server.config("alice", "pw-a", alice_dir.path().into()));
+    let history = alice.history("bob@localhost", None, 50).unwrap();
+    let bodies: Vec<_> = history.iter().map(|m| m.body.as_str()).collect();
+    assert_eq!(bodies, vec![reply.as_str(), body.as_str()], "newest first");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_sent_offline_go_out_on_the_next_login_exactly_once() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
+    bob.login().await.unwrap();
+
+    let bodies: Vec<String> = (0..3).map(|i| unique(&format!("offline {i}"))).collect();
+    {
+        // The app sends while offline, then dies.
+        let (alice, _) = open_client(server.config("alice", "pw-a", alice_dir.path().into()));
+        for b in &bodies {
+            assert_eq!(
+                alice.send_message("bob@localhost", b).unwrap().state,
+                MessageState::Queued
+            );
+        }
+    }
+    let (alice, alice_events) =
+        open_client(server.config("alice", "pw-a", alice_dir.path().into()));
+    alice.login().await.unwrap();
+    for b in &bodies {
+        bob_events
+            .wait_for(10, |e| match e {
+                ClientEvent::MessageReceived(m) if &m.body == b => Some(()),
+                _ => None,
+            })
+            .await;
+    }
+    alice_events
+        .wait_for(10, |e| match e {
+            ClientEvent::MessageStateChanged(m)
+                if m.body == bodies[2] && m.state >= MessageState::Acked =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    // Log in again: nothing is re-sent.
+    alice.logout().await;
+    alice.login().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let received: Vec<_> = bob_events
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::MessageReceived(m) => Some(m.body),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(received, bodies, "each exactly once, in order");
+    assert_eq!(bob.history("alice@localhost", None, 10).unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_edits_subscriptions_and_presence() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (alice, alice_events) =
+        open_client(server.config("alice", "pw-a", alice_dir.path().into()));
+    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
+    alice.login().await.unwrap();
+    bob.login().await.unwrap();
+
+    alice
+        .add_contact("bob@localhost", Some("Bob".into()))
+        .await
+        .unwrap();
+    alice_events
+        .wait_for(5, |e| match e {
+            ClientEvent::RosterChanged(r)
+                if r.iter()
+                    .any(|c| c.jid == "bob@localhost" && c.name.as_deref() == Some("Bob")) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    alice
+        .subscription("bob@localhost", SubscriptionAction::Subscribe)
+        .unwrap();
+    bob_events
+        .wait_for(5, |e| match e {
+            ClientEvent::SubscriptionRequest { from } if from == "alice@localhost" => Some(()),
+            _ => None,
+        })
+        .await;
+    bob.subscription("alice@localhost", SubscriptionAction::Approve)
+        .unwrap();
+    bob.set_presence(Availability::Away, Some("at lunch".into()))
+        .unwrap();
+    alice_events
+        .wait_for(5, |e| match e {
+            ClientEvent::PresenceChanged {
+                jid,
+                availability: Availability::Away,
+                status,
+                ..
+            } if jid == "bob@localhost" && status.as_deref() == Some("at lunch") => Some(()),
+            _ => None,
+        })
+        .await;
+    alice
+        .rename_contact("bob@localhost", "Robert".into())
+        .await
+        .unwrap();
+    alice_events
+        .wait_for(5, |e| match e {
+            ClientEvent::RosterChanged(r)
+                if r.iter().any(|c| c.name.as_deref() == Some("Robert")) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    let entry = alice
+        .roster()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.jid == "bob@localhost")
+        .unwrap();
+    assert_eq!(entry.name.as_deref(), Some("Robert"));
+    assert_eq!(entry.subscription.as_str(), "to");
+    alice_events.clear();
+    alice.remove_contact("bob@localhost").await.unwrap();
+    alice_events
+        .wait_for(5, |e| match e {
+            ClientEvent::RosterChanged(r) if r.is_empty() => Some(()),
+            _ => None,
+        })
+        .await;
+    assert!(alice.roster().unwrap().is_empty());
+    assert_eq!(
+        alice.add_contact("not a jid@@", None).await,
+        Err(ClientError::InvalidJid)
+    );
+}
