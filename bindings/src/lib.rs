@@ -1,1 +1,189 @@
-//! Waxwing FFI.
+//! Waxwing's foreign API (uniffi): thin wrappers that convert between the
+//! core's types and FFI records, enums and errors. No logic lives here.
+
+mod logging;
+mod types;
+
+use std::sync::Arc;
+
+use waxwing_core::features::presence::SubscriptionAction;
+use waxwing_core::store::{HistoryCursor, StoreKey};
+use waxwing_core::transport::ConnectOptions;
+
+pub use logging::{init_logging, LogLevel, LogSink};
+pub use types::*;
+
+uniffi::setup_scaffolding!();
+
+/// Receives the client's events on a Rust worker thread.
+#[uniffi::export(with_foreign)]
+pub trait ClientListener: Send + Sync {
+    fn on_event(&self, event: Event);
+}
+
+struct ListenerBridge(Arc<dyn ClientListener>);
+
+impl waxwing_core::EventListener for ListenerBridge {
+    fn on_event(&self, event: waxwing_core::ClientEvent) {
+        self.0.on_event(event.into());
+    }
+}
+
+/// One XMPP account: connection, messages, roster and the encrypted store.
+#[derive(uniffi::Object)]
+pub struct WaxwingClient {
+    inner: Arc<waxwing_core::Client>,
+}
+
+#[uniffi::export(async_runtime = "tokio")]
+impl WaxwingClient {
+    /// Opens the account's encrypted store (a raw 32-byte key from the
+    /// platform keystore). Works offline; call `login` to connect.
+    #[uniffi::constructor]
+    pub fn open(
+        config: AccountConfig,
+        listener: Arc<dyn ClientListener>,
+    ) -> Result<Arc<Self>, WaxwingError> {
+        let key: [u8; 32] =
+            config
+                .store_key
+                .as_slice()
+                .try_into()
+                .map_err(|_| WaxwingError::Store {
+                    failure: StoreFailure::InvalidKey,
+                })?;
+        let server = match (config.server_host, config.server_port) {
+            (Some(host), Some(port)) => Some((host, port)),
+            (Some(host), None) => Some((host, if config.direct_tls { 5223 } else { 5222 })),
+            _ => None,
+        };
+        let core_config = waxwing_core::ClientConfig {
+            jid: config.jid,
+            password: config.password,
+            resource: config.resource,
+            connect: ConnectOptions {
+                server,
+                direct_tls: config.direct_tls,
+                extra_ca_pem: config.extra_ca_pem.map(String::into_bytes),
+            },
+            store_dir: config.store_dir.into(),
+            store_key: StoreKey::from_bytes(key),
+            initial_backoff: std::time::Duration::from_secs(1),
+        };
+        let client = waxwing_core::Client::open(core_config, Arc::new(ListenerBridge(listener)))?;
+        Ok(Arc::new(Self {
+            inner: Arc::new(client),
+        }))
+    }
+
+    /// Connects; returns the bound full JID, or the first attempt's error.
+    pub async fn login(&self) -> Result<String, WaxwingError> {
+        Ok(self.inner.login().await?)
+    }
+
+    pub async fn logout(&self) {
+        self.inner.logout().await
+    }
+
+    pub fn own_jid(&self) -> String {
+        self.inner.own_jid()
+    }
+
+    pub fn connection_state(&self) -> ConnectionState {
+        self.inner.connection_state().into()
+    }
+
+    /// Stores the message and sends it now or on the next login.
+    pub fn send_message(&self, to: String, body: String) -> Result<Message, WaxwingError> {
+        Ok(self.inner.send_message(&to, &body)?.into())
+    }
+
+    pub fn set_presence(
+        &self,
+        availability: Availability,
+        status: Option<String>,
+    ) -> Result<(), WaxwingError> {
+        Ok(self.inner.set_presence(availability.into(), status)?)
+    }
+
+    pub async fn add_contact(&self, jid: String, name: Option<String>) -> Result<(), WaxwingError> {
+        Ok(self.inner.add_contact(&jid, name).await?)
+    }
+
+    pub async fn rename_contact(&self, jid: String, name: String) -> Result<(), WaxwingError> {
+        Ok(self.inner.rename_contact(&jid, name).await?)
+    }
+
+    pub async fn remove_contact(&self, jid: String) -> Result<(), WaxwingError> {
+        Ok(self.inner.remove_contact(&jid).await?)
+    }
+
+    pub fn request_subscription(&self, jid: String) -> Result<(), WaxwingError> {
+        Ok(self
+            .inner
+            .subscription(&jid, SubscriptionAction::Subscribe)?)
+    }
+
+    pub fn approve_subscription(&self, jid: String) -> Result<(), WaxwingError> {
+        Ok(self.inner.subscription(&jid, SubscriptionAction::Approve)?)
+    }
+
+    pub fn deny_subscription(&self, jid: String) -> Result<(), WaxwingError> {
+        Ok(self.inner.subscription(&jid, SubscriptionAction::Deny)?)
+    }
+
+    pub fn cancel_subscription(&self, jid: String) -> Result<(), WaxwingError> {
+        Ok(self
+            .inner
+            .subscription(&jid, SubscriptionAction::Unsubscribe)?)
+    }
+
+    pub fn roster(&self) -> Result<Vec<Contact>, WaxwingError> {
+        Ok(self.inner.roster()?.into_iter().map(Into::into).collect())
+    }
+
+    /// Newest first; pass the last message of a page to get the one before.
+    pub fn history(
+        &self,
+        peer: String,
+        before: Option<Message>,
+        limit: u32,
+    ) -> Result<Vec<Message>, WaxwingError> {
+        let cursor = before.map(|m| HistoryCursor {
+            timestamp_ms: m.timestamp_ms,
+            id: m.id,
+        });
+        Ok(self
+            .inner
+            .history(&peer, cursor, limit)?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    pub fn conversations(&self) -> Result<Vec<Conversation>, WaxwingError> {
+        Ok(self
+            .inner
+            .conversations()?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    pub fn mark_read(&self, peer: String) -> Result<(), WaxwingError> {
+        Ok(self.inner.mark_read(&peer)?)
+    }
+}
+
+/// Support diagnostics: panics on purpose so apps (and our tests) can check
+/// that a Rust panic reaches them as an exception, not a crash.
+#[uniffi::export]
+pub fn diagnostics_trigger_panic() {
+    panic!("diagnostics_trigger_panic was called");
+}
+
+/// The library's version.
+#[uniffi::export]
+pub fn waxwing_version() -> String {
+    env!("CARGO_PKG_VERSION").to_owned()
+}

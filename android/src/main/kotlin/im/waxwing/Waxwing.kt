@@ -1,0 +1,66 @@
+// The idiomatic Kotlin face of Waxwing: suspend functions and a Flow of
+// events over the generated uniffi bindings (package im.waxwing). Store
+// reads run on Dispatchers.IO so callers may use the main thread.
+package im.waxwing
+
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.channels.Channel
+import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.receiveAsFlow
+import kotlinx.coroutines.withContext
+
+/** One account. Create with [Waxwing.open]; collect [events] once. */
+class Waxwing private constructor(
+    private val client: WaxwingClient,
+    private val channel: Channel<Event>,
+) : AutoCloseable {
+
+    /** Every event, in order, after the store has been updated. Single collector. */
+    val events: Flow<Event> = channel.receiveAsFlow()
+
+    val ownJid: String get() = client.ownJid()
+    val connectionState: ConnectionState get() = client.connectionState()
+
+    suspend fun login(): String = client.login()
+    suspend fun logout() = client.logout()
+
+    suspend fun sendMessage(to: String, body: String): Message =
+        withContext(Dispatchers.IO) { client.sendMessage(to, body) }
+
+    suspend fun setPresence(availability: Availability, status: String? = null) =
+        withContext(Dispatchers.IO) { client.setPresence(availability, status) }
+
+    suspend fun addContact(jid: String, name: String? = null) = client.addContact(jid, name)
+    suspend fun renameContact(jid: String, name: String) = client.renameContact(jid, name)
+    suspend fun removeContact(jid: String) = client.removeContact(jid)
+    fun requestSubscription(jid: String) = client.requestSubscription(jid)
+    fun approveSubscription(jid: String) = client.approveSubscription(jid)
+    fun denySubscription(jid: String) = client.denySubscription(jid)
+
+    suspend fun roster(): List<Contact> = withContext(Dispatchers.IO) { client.roster() }
+
+    /** Newest first; pass the oldest message of the previous page to page back. */
+    suspend fun history(peer: String, before: Message? = null, limit: Int = 50): List<Message> =
+        withContext(Dispatchers.IO) { client.history(peer, before, limit.toUInt()) }
+
+    suspend fun conversations(): List<Conversation> = withContext(Dispatchers.IO) { client.conversations() }
+    suspend fun markRead(peer: String) = withContext(Dispatchers.IO) { client.markRead(peer) }
+
+    override fun close() {
+        channel.close()
+        client.close()
+    }
+
+    companion object {
+        /** Opens the account's encrypted store; throws [WaxwingException.Store] on a wrong key or damage. */
+        fun open(config: AccountConfig): Waxwing {
+            val channel = Channel<Event>(Channel.UNLIMITED)
+            val listener = object : ClientListener {
+                override fun onEvent(event: Event) {
+                    channel.trySend(event)
+                }
+            }
+            return Waxwing(WaxwingClient.open(config, listener), channel)
+        }
+    }
+}

@@ -1,0 +1,115 @@
+// JVM tests of the Kotlin API against the real library and a real Prosody
+// (started by scripts/test-kotlin.sh; its ports and CA come in as system
+// properties).
+package im.waxwing
+
+import java.io.File
+import java.nio.file.Files
+import kotlin.test.assertEquals
+import kotlin.test.assertFailsWith
+import kotlin.test.assertTrue
+import kotlinx.coroutines.flow.Flow
+import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.runBlocking
+import kotlinx.coroutines.withTimeout
+import org.junit.Test
+
+class WaxwingTest {
+    private val port = System.getProperty("waxwing.c2s").toUShort()
+    private val ca = File(System.getProperty("waxwing.ca")).readText()
+    private val key = ByteArray(32) { 3 }
+
+    private fun config(user: String, password: String, dir: File, storeKey: ByteArray = key) = AccountConfig(
+        jid = "$user@localhost", password = password, resource = "jvm",
+        serverHost = "127.0.0.1", serverPort = port, directTls = false,
+        extraCaPem = ca, storeDir = dir.path, storeKey = storeKey,
+    )
+
+    private fun tempDir(): File = Files.createTempDirectory("waxwing-kt").toFile()
+
+    private suspend fun <T> Flow<Event>.awaitEvent(pick: (Event) -> T?): T =
+        withTimeout(10_000) { first { pick(it) != null }.let { pick(it)!! } }
+
+    @Test
+    fun chatsWithAnotherClientAndReadsHistoryBackAfterRestart() = runBlocking<Unit> {
+        val aliceDir = tempDir()
+        val alice = Waxwing.open(config("kalice", "pw1", aliceDir))
+        val bob = Waxwing.open(config("kbob", "pw2", tempDir()))
+        assertEquals("kalice@localhost/jvm", alice.login())
+        bob.login()
+        val body = "from kotlin ${System.nanoTime()}"
+        val sent = alice.sendMessage("kbob@localhost", body)
+        assertEquals(MessageState.QUEUED, sent.state)
+        val got = bob.events.awaitEvent { (it as? Event.MessageReceived)?.message?.takeIf { m -> m.body == body } }
+        assertEquals("kalice@localhost", got.peer)
+        alice.events.awaitEvent {
+            (it as? Event.MessageStateChanged)?.message?.takeIf { m -> m.id == sent.id && m.state == MessageState.DELIVERED }
+        }
+        alice.logout(); bob.logout()
+        alice.close(); bob.close()
+
+        val again = Waxwing.open(config("kalice", "pw1", aliceDir))
+        val history = again.history("kbob@localhost")
+        assertEquals(listOf(body), history.map { it.body })
+        assertEquals("kbob@localhost", again.conversations().single().peer)
+        again.close()
+    }
+
+    @Test
+    fun wrongPasswordIsATypedException() = runBlocking<Unit> {
+        val client = Waxwing.open(config("kalice", "not-the-password", tempDir()))
+        assertFailsWith<WaxwingException.AuthenticationFailed> { client.login() }
+        val state = client.connectionState
+        assertTrue(state is ConnectionState.Disconnected && !state.willRetry)
+        client.close()
+    }
+
+    @Test
+    fun wrongStoreKeyIsATypedException() = runBlocking<Unit> {
+        val dir = tempDir()
+        Waxwing.open(config("kalice", "pw1", dir)).close()
+        val e = assertFailsWith<WaxwingException.Store> {
+            Waxwing.open(config("kalice", "pw1", dir, ByteArray(32) { 9 }))
+        }
+        assertEquals(StoreFailure.WRONG_KEY, e.failure)
+        val short = assertFailsWith<WaxwingException.Store> { Waxwing.open(config("kalice", "pw1", tempDir(), ByteArray(5))) }
+        assertEquals(StoreFailure.INVALID_KEY, short.failure)
+    }
+
+    @Test
+    fun messagesSentOfflineGoOutOnLogin() = runBlocking<Unit> {
+        val alice = Waxwing.open(config("kalice", "pw1", tempDir()))
+        val bob = Waxwing.open(config("kbob", "pw2", tempDir()))
+        bob.login()
+        val body = "queued ${System.nanoTime()}"
+        assertEquals(MessageState.QUEUED, alice.sendMessage("kbob@localhost", body).state)
+        alice.login()
+        bob.events.awaitEvent { (it as? Event.MessageReceived)?.message?.takeIf { m -> m.body == body } }
+        alice.logout(); bob.logout(); alice.close(); bob.close()
+    }
+
+    @Test
+    fun rosterEditsArriveAsEvents() = runBlocking<Unit> {
+        val alice = Waxwing.open(config("kalice", "pw1", tempDir()))
+        alice.login()
+        alice.addContact("kbob@localhost", "Bob")
+        alice.events.awaitEvent { (it as? Event.RosterChanged)?.contacts?.takeIf { c -> c.any { x -> x.name == "Bob" } } }
+        assertEquals(listOf("kbob@localhost"), alice.roster().map { it.jid })
+        alice.removeContact("kbob@localhost")
+        alice.logout(); alice.close()
+    }
+
+    @Test
+    fun aRustPanicIsAnExceptionNotACrash() {
+        assertFailsWith<InternalException> { diagnosticsTriggerPanic() }
+        // The library still works afterwards.
+        assertTrue(waxwingVersion().isNotEmpty())
+    }
+
+    @Test
+    fun badJidIsATypedException() = runBlocking<Unit> {
+        val alice = Waxwing.open(config("kalice", "pw1", tempDir()))
+        assertFailsWith<WaxwingException.InvalidJid> { alice.sendMessage("not a jid@@", "x") }
+        alice.close()
+    }
+}

@@ -1,0 +1,372 @@
+//! FFI records, enums and errors, and their conversions from core types.
+
+use waxwing_core::features::presence::Availability as CoreAvailability;
+use waxwing_core::store::{
+    ConversationSummary, Direction as CoreDirection, MessageState as CoreMessageState,
+    OpenStoreError, RosterEntry, StoreError, StoredMessage, Subscription as CoreSubscription,
+};
+use waxwing_core::{ClientError, ClientEvent, ConnectionState as CoreConnectionState};
+
+/// How to reach and open an account.
+#[derive(uniffi::Record)]
+pub struct AccountConfig {
+    pub jid: String,
+    pub password: String,
+    pub resource: Option<String>,
+    /// Skip SRV and connect here.
+    pub server_host: Option<String>,
+    pub server_port: Option<u16>,
+    pub direct_tls: bool,
+    /// PEM of an extra CA to trust besides the platform's.
+    pub extra_ca_pem: Option<String>,
+    pub store_dir: String,
+    /// 32 raw bytes, kept by the app in Keystore/Keychain.
+    pub store_key: Vec<u8>,
+}
+
+/// What can go wrong, as a small set an app can act on.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+pub enum WaxwingError {
+    #[error("authentication failed")]
+    AuthenticationFailed,
+    #[error("the server's certificate is not trusted")]
+    UntrustedCertificate,
+    #[error("a secure connection could not be established")]
+    Tls,
+    #[error("network error")]
+    Network,
+    #[error("the server broke the protocol")]
+    Protocol { detail: String },
+    #[error("not connected")]
+    NotConnected,
+    #[error("not a valid JID")]
+    InvalidJid,
+    #[error("the server refused the request")]
+    Refused { condition: String },
+    #[error("the server did not answer in time")]
+    Timeout,
+    #[error("invalid configuration")]
+    InvalidConfig { detail: String },
+    #[error("store failure")]
+    Store { failure: StoreFailure },
+}
+
+/// Why the encrypted store failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum StoreFailure {
+    InvalidKey,
+    WrongKey,
+    Corrupt,
+    TooNew,
+    DiskFull,
+    Io,
+    Database,
+}
+
+impl From<StoreError> for StoreFailure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::DiskFull => StoreFailure::DiskFull,
+            StoreError::Corrupt => StoreFailure::Corrupt,
+            StoreError::Database(_) => StoreFailure::Database,
+        }
+    }
+}
+
+impl From<OpenStoreError> for StoreFailure {
+    fn from(e: OpenStoreError) -> Self {
+        match e {
+            OpenStoreError::InvalidKey => StoreFailure::InvalidKey,
+            OpenStoreError::WrongKey => StoreFailure::WrongKey,
+            OpenStoreError::Corrupt => StoreFailure::Corrupt,
+            OpenStoreError::TooNew { .. } => StoreFailure::TooNew,
+            OpenStoreError::DiskFull => StoreFailure::DiskFull,
+            OpenStoreError::Io(_) => StoreFailure::Io,
+            OpenStoreError::Database(_) => StoreFailure::Database,
+        }
+    }
+}
+
+impl From<ClientError> for WaxwingError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::AuthenticationFailed => WaxwingError::AuthenticationFailed,
+            ClientError::UntrustedCertificate => WaxwingError::UntrustedCertificate,
+            ClientError::Tls => WaxwingError::Tls,
+            ClientError::Network => WaxwingError::Network,
+            ClientError::Protocol(detail) => WaxwingError::Protocol { detail },
+            ClientError::NotConnected => WaxwingError::NotConnected,
+            ClientError::InvalidJid => WaxwingError::InvalidJid,
+            ClientError::Refused { condition } => WaxwingError::Refused { condition },
+            ClientError::Timeout => WaxwingError::Timeout,
+            ClientError::Config(detail) => WaxwingError::InvalidConfig { detail },
+            ClientError::Store(e) => WaxwingError::Store { failure: e.into() },
+            ClientError::OpenStore(e) => WaxwingError::Store { failure: e.into() },
+        }
+    }
+}
+
+impl From<uniffi::UnexpectedUniFFICallbackError> for WaxwingError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        WaxwingError::Protocol {
+            detail: format!("callback failed: {}", e.reason),
+        }
+    }
+}
+
+/// Why the connection is down, for display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum DisconnectReason {
+    AuthenticationFailed,
+    UntrustedCertificate,
+    Tls,
+    Network,
+    Protocol,
+    Timeout,
+    Store,
+    Other,
+}
+
+impl From<&ClientError> for DisconnectReason {
+    fn from(e: &ClientError) -> Self {
+        match e {
+            ClientError::AuthenticationFailed => DisconnectReason::AuthenticationFailed,
+            ClientError::UntrustedCertificate => DisconnectReason::UntrustedCertificate,
+            ClientError::Tls => DisconnectReason::Tls,
+            ClientError::Network | ClientError::NotConnected => DisconnectReason::Network,
+            ClientError::Protocol(_) => DisconnectReason::Protocol,
+            ClientError::Timeout => DisconnectReason::Timeout,
+            ClientError::Store(_) | ClientError::OpenStore(_) => DisconnectReason::Store,
+            _ => DisconnectReason::Other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum ConnectionState {
+    Connecting,
+    Online {
+        jid: String,
+        round_trips: u32,
+    },
+    /// `reason` is `None` after a logout.
+    Disconnected {
+        reason: Option<DisconnectReason>,
+        will_retry: bool,
+    },
+}
+
+impl From<CoreConnectionState> for ConnectionState {
+    fn from(s: CoreConnectionState) -> Self {
+        match s {
+            CoreConnectionState::Connecting => ConnectionState::Connecting,
+            CoreConnectionState::Online { jid, round_trips } => {
+                ConnectionState::Online { jid, round_trips }
+            }
+            CoreConnectionState::Disconnected { error, will_retry } => {
+                ConnectionState::Disconnected {
+                    reason: error.as_ref().map(Into::into),
+                    will_retry,
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Direction {
+    Incoming,
+    Outgoing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum MessageState {
+    Queued,
+    Sent,
+    Acked,
+    Delivered,
+    Failed,
+    Received,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Message {
+    /// Row id in the store.
+    pub id: i64,
+    /// Bare JID of the other side of the conversation.
+    pub peer: String,
+    pub direction: Direction,
+    pub state: MessageState,
+    pub sender: String,
+    pub body: String,
+    pub origin_id: Option<String>,
+    pub stanza_id: Option<String>,
+    pub timestamp_ms: i64,
+}
+
+impl From<StoredMessage> for Message {
+    fn from(m: StoredMessage) -> Self {
+        Message {
+            id: m.id,
+            peer: m.peer,
+            direction: match m.direction {
+                CoreDirection::Incoming => Direction::Incoming,
+                CoreDirection::Outgoing => Direction::Outgoing,
+            },
+            state: match m.state {
+                CoreMessageState::Queued => MessageState::Queued,
+                CoreMessageState::Sent => MessageState::Sent,
+                CoreMessageState::Acked => MessageState::Acked,
+                CoreMessageState::Delivered => MessageState::Delivered,
+                CoreMessageState::Failed => MessageState::Failed,
+                CoreMessageState::Received => MessageState::Received,
+            },
+            sender: m.sender,
+            body: m.body,
+            origin_id: m.origin_id,
+            stanza_id: m.stanza_id,
+            timestamp_ms: m.timestamp_ms,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Conversation {
+    pub peer: String,
+    pub unread_count: u32,
+    pub last_message: Option<Message>,
+}
+
+impl From<ConversationSummary> for Conversation {
+    fn from(c: ConversationSummary) -> Self {
+        Conversation {
+            peer: c.peer,
+            unread_count: c.unread_count,
+            last_message: c.last_message.map(Into::into),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Subscription {
+    None,
+    To,
+    From,
+    Both,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Contact {
+    pub jid: String,
+    pub name: Option<String>,
+    pub subscription: Subscription,
+    /// We asked to see their presence and wait for an answer.
+    pub pending_out: bool,
+    pub groups: Vec<String>,
+}
+
+impl From<RosterEntry> for Contact {
+    fn from(e: RosterEntry) -> Self {
+        Contact {
+            jid: e.jid,
+            name: e.name,
+            subscription: match e.subscription {
+                CoreSubscription::None => Subscription::None,
+                CoreSubscription::To => Subscription::To,
+                CoreSubscription::From => Subscription::From,
+                CoreSubscription::Both => Subscription::Both,
+            },
+            pending_out: e.pending_out,
+            groups: e.groups,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Availability {
+    Available,
+    Chat,
+    Away,
+    ExtendedAway,
+    DoNotDisturb,
+    Unavailable,
+}
+
+impl From<Availability> for CoreAvailability {
+    fn from(a: Availability) -> Self {
+        match a {
+            Availability::Available => CoreAvailability::Available,
+            Availability::Chat => CoreAvailability::Chat,
+            Availability::Away => CoreAvailability::Away,
+            Availability::ExtendedAway => CoreAvailability::ExtendedAway,
+            Availability::DoNotDisturb => CoreAvailability::DoNotDisturb,
+            Availability::Unavailable => CoreAvailability::Unavailable,
+        }
+    }
+}
+
+impl From<CoreAvailability> for Availability {
+    fn from(a: CoreAvailability) -> Self {
+        match a {
+            CoreAvailability::Available => Availability::Available,
+            CoreAvailability::Chat => Availability::Chat,
+            CoreAvailability::Away => Availability::Away,
+            CoreAvailability::ExtendedAway => Availability::ExtendedAway,
+            CoreAvailability::DoNotDisturb => Availability::DoNotDisturb,
+            CoreAvailability::Unavailable => Availability::Unavailable,
+        }
+    }
+}
+
+/// Everything the UI hears about, after the store has it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum Event {
+    ConnectionChanged {
+        state: ConnectionState,
+    },
+    MessageReceived {
+        message: Message,
+    },
+    MessageStateChanged {
+        message: Message,
+    },
+    RosterChanged {
+        contacts: Vec<Contact>,
+    },
+    PresenceChanged {
+        jid: String,
+        resource: String,
+        availability: Availability,
+        status: Option<String>,
+    },
+    SubscriptionRequest {
+        from: String,
+    },
+}
+
+impl From<ClientEvent> for Event {
+    fn from(e: ClientEvent) -> Self {
+        match e {
+            ClientEvent::ConnectionChanged(state) => Event::ConnectionChanged {
+                state: state.into(),
+            },
+            ClientEvent::MessageReceived(m) => Event::MessageReceived { message: m.into() },
+            ClientEvent::MessageStateChanged(m) => Event::MessageStateChanged { message: m.into() },
+            ClientEvent::RosterChanged(c) => Event::RosterChanged {
+                contacts: c.into_iter().map(Into::into).collect(),
+            },
+            ClientEvent::PresenceChanged {
+                jid,
+                resource,
+                availability,
+                status,
+            } => Event::PresenceChanged {
+                jid,
+                resource,
+                availability: availability.into(),
+                status,
+            },
+            ClientEvent::SubscriptionRequest { from } => Event::SubscriptionRequest { from },
+        }
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Kotlin JVM tests: the generated bindings + android/ thin layer, compiled
+# and run against the real library and a real Prosody on loopback.
+# Ends with "kotlin: N passed, M failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/kotlin-env.sh
+
+"$KOTLINC" -nowarn android/src/test/kotlin/im/waxwing/*.kt \
+  -cp "$WAXWING_JAR:$KT_CP:$KT_LIB/kotlin-test.jar:$KT_LIB/kotlin-test-junit.jar:/usr/share/java/junit4.jar" \
+  -d "$KT_OUT/tests.jar" 2>&1 | grep -v '^warning' || true
+[ -f "$KT_OUT/tests.jar" ] || { echo "kotlin: 0 passed, 1 failed"; exit 1; }
+
+server=$(mktemp -d)
+trap 'bash scripts/prosody.sh stop "$server"; rm -rf "$server"' EXIT
+WAXWING_WATCH_PID=$$ bash scripts/prosody.sh start "$server" kalice:pw1 kbob:pw2 > "$server/env"
+c2s=$(sed -n 's/^C2S_PORT=//p' "$server/env"); ca=$(sed -n 's/^CA=//p' "$server/env")
+
+java -Djna.library.path="$LIB_DIR" -Dwaxwing.c2s="$c2s" -Dwaxwing.ca="$ca" \
+  -cp "$KT_OUT/tests.jar:$WAXWING_JAR:$KT_CP:$KT_LIB/kotlin-test.jar:$KT_LIB/kotlin-test-junit.jar:/usr/share/java/junit4.jar:/usr/share/java/hamcrest-core.jar" \
+  im.waxwing.TestMainKt
