@@ -1,0 +1,299 @@
+//! `cli`: a command-line XMPP client on the Waxwing core, for scripts and
+//! for people debugging their server. Every event and result is one JSON
+//! object per line on stdout; errors go to stderr with a non-zero exit.
+//!
+//! ```text
+//! cargo run -p waxwing-core --example cli -- [options] <command>
+//!   --jid JID             account (password from env WAXWING_PASSWORD)
+//!   --server HOST:PORT    skip SRV lookup
+//!   --direct-tls          direct TLS (XEP-0368) instead of STARTTLS
+//!   --ca FILE             extra trusted CA (PEM)
+//!   --store DIR           encrypted store (key: env WAXWING_STORE_KEY, 64 hex)
+//! commands:
+//!   send TO BODY [--await-reply SECS]
+//!   listen [--count N] [--timeout SECS]
+//!   roster
+//!   history WITH [--limit N]
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use waxwing_core::client::ConnectionState;
+use waxwing_core::features::presence::Availability;
+use waxwing_core::store::{MessageState, StoreKey};
+use waxwing_core::transport::ConnectOptions;
+use waxwing_core::{Client, ClientConfig, ClientEvent, EventListener};
+
+const USAGE: &str = "usage: cli --jid JID [--server HOST:PORT] [--direct-tls] [--ca FILE] [--store DIR] \
+    (send TO BODY [--await-reply SECS] | listen [--count N] [--timeout SECS] | roster | history WITH [--limit N])";
+
+struct Args {
+    jid: Option<String>,
+    server: Option<(String, u16)>,
+    direct_tls: bool,
+    ca: Option<String>,
+    store: Option<String>,
+    command: Vec<String>,
+    await_reply: Option<u64>,
+    count: Option<usize>,
+    timeout: Option<u64>,
+    limit: u32,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        jid: None,
+        server: None,
+        direct_tls: false,
+        ca: None,
+        store: None,
+        command: Vec::new(),
+        await_reply: None,
+        count: None,
+        timeout: None,
+        limit: 50,
+    };
+    let mut it = std::env::args().skip(1);
+    let number = |v: Option<String>, name: &str| -> Result<u64, String> {
+        v.and_then(|v| v.parse().ok())
+            .ok_or(format!("{name} needs a number"))
+    };
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--jid" => args.jid = it.next(),
+            "--server" => {
+                let value = it.next().ok_or("--server needs HOST:PORT")?;
+                let (host, port) = value.rsplit_once(':').ok_or("--server needs HOST:PORT")?;
+                let port = port.parse().map_err(|_| "--server port is not a number")?;
+                args.server = Some((host.to_owned(), port));
+            }
+            "--direct-tls" => args.direct_tls = true,
+            "--ca" => args.ca = it.next(),
+            "--store" => args.store = it.next(),
+            "--await-reply" => args.await_reply = Some(number(it.next(), "--await-reply")?),
+            "--count" => args.count = Some(number(it.next(), "--count")? as usize),
+            "--timeout" => args.timeout = Some(number(it.next(), "--timeout")?),
+            "--limit" => args.limit = number(it.next(), "--limit")? as u32,
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other if other.starts_with("--") => {
+                return Err(format!("unknown option {other}\n{USAGE}"))
+            }
+            _ => args.command.push(arg),
+        }
+    }
+    Ok(args)
+}
+
+/// Forwards events into a channel the command loop reads.
+struct Forward(mpsc::UnboundedSender<ClientEvent>);
+
+impl EventListener for Forward {
+    fn on_event(&self, event: ClientEvent) {
+        let _ = self.0.send(event);
+    }
+}
+
+fn print(value: Value) {
+    println!("{value}");
+}
+
+fn event_json(event: &ClientEvent) -> Value {
+    match event {
+        ClientEvent::ConnectionChanged(state) => match state {
+            ConnectionState::Connecting => json!({"event": "connection", "state": "connecting"}),
+            ConnectionState::Online { jid, round_trips } => {
+                json!({"event": "connection", "state": "online", "jid": jid, "round_trips": round_trips})
+            }
+            ConnectionState::Disconnected { error, will_retry } => json!({
+                "event": "connection", "state": "disconnected",
+                "error": error.as_ref().map(|e| e.to_string()), "will_retry": will_retry
+            }),
+        },
+        ClientEvent::MessageReceived(m) => json!({"event": "message", "message": m}),
+        ClientEvent::MessageStateChanged(m) => json!({"event": "message_state", "message": m}),
+        ClientEvent::RosterChanged(r) => json!({"event": "roster", "contacts": r}),
+        ClientEvent::PresenceChanged {
+            jid,
+            resource,
+            availability,
+            status,
+        } => json!({
+            "event": "presence", "jid": jid, "resource": resource,
+            "availability": format!("{availability:?}").to_lowercase(), "status": status
+        }),
+        ClientEvent::SubscriptionRequest { from } => {
+            json!({"event": "subscription_request", "from": from})
+        }
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("error: {message}");
+    std::process::exit(1);
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = parse_args().unwrap_or_else(|e| fail(e));
+    let jid = args
+        .jid
+        .clone()
+        .unwrap_or_else(|| fail(format!("--jid is required\n{USAGE}")));
+    let password = std::env::var("WAXWING_PASSWORD").unwrap_or_default();
+    let extra_ca_pem = args.ca.as_ref().map(|path| {
+        std::fs::read(path).unwrap_or_else(|e| fail(format!("cannot read {path}: {e}")))
+    });
+    // Without --store the client still needs somewhere to keep its outbox:
+    // an ephemeral store with a random key.
+    let ephemeral = tempfile_dir();
+    let (store_dir, store_key) = match &args.store {
+        Some(dir) => {
+            let hex_key = std::env::var("WAXWING_STORE_KEY")
+                .unwrap_or_else(|_| fail("WAXWING_STORE_KEY is not set"));
+            (
+                dir.into(),
+                StoreKey::from_hex(&hex_key).unwrap_or_else(|e| fail(e)),
+            )
+        }
+        None => (ephemeral.clone(), StoreKey::from_bytes(rand_key())),
+    };
+    let config = ClientConfig {
+        jid,
+        password,
+        resource: None,
+        connect: ConnectOptions {
+            server: args.server.clone(),
+            direct_tls: args.direct_tls,
+            extra_ca_pem,
+        },
+        store_dir,
+        store_key,
+        initial_backoff: Duration::from_secs(1),
+    };
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let client = Arc::new(Client::open(config, Arc::new(Forward(tx))).unwrap_or_else(|e| fail(e)));
+    let command: Vec<&str> = args.command.iter().map(String::as_str).collect();
+    let code = match command.as_slice() {
+        ["roster"] => {
+            login(&client, &mut events).await;
+            // The roster arrives right after login.
+            let deadline = tokio::time::sleep(Duration::from_secs(10));
+            tokio::pin!(deadline);
+            loop {
+                tokio::select! {
+                    Some(event) = events.recv() => if let ClientEvent::RosterChanged(r) = event {
+                        for contact in r { print(json!({"contact": contact})); }
+                        break 0;
+                    },
+                    _ = &mut deadline => fail("no roster within 10 s"),
+                }
+            }
+        }
+        ["history", with] => {
+            let messages = client
+                .history(with, None, args.limit)
+                .unwrap_or_else(|e| fail(e));
+            for m in messages {
+                print(json!({"message": m}));
+            }
+            0
+        }
+        ["send", to, body] => send(&client, &mut events, to, body, args.await_reply).await,
+        ["listen"] => listen(&client, &mut events, args.count, args.timeout).await,
+        _ => fail(USAGE),
+    };
+    client.logout().await;
+    let _ = std::fs::remove_dir_all(&ephemeral);
+    std::process::exit(code);
+}
+
+async fn login(client: &Client, events: &mut mpsc::UnboundedReceiver<ClientEvent>) {
+    match client.login().await {
+        Ok(_) => {
+            while let Ok(event) = events.try_recv() {
+                print(event_json(&event));
+            }
+        }
+        Err(e) => fail(format!("login failed: {e}")),
+    }
+}
+
+async fn send(
+    client: &Client,
+    events: &mut mpsc::UnboundedReceiver<ClientEvent>,
+    to: &str,
+    body: &str,
+    await_reply: Option<u64>,
+) -> i32 {
+    login(client, events).await;
+    let message = client.send_message(to, body).unwrap_or_else(|e| fail(e));
+    print(json!({"sent": message}));
+    let peer = message.peer.clone();
+    let mut acked = false;
+    let deadline = tokio::time::sleep(Duration::from_secs(30 + await_reply.unwrap_or(0)));
+    tokio::pin!(deadline);
+    let mut reply_deadline: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    loop {
+        tokio::select! {
+            Some(event) = events.recv() => {
+                print(event_json(&event));
+                match &event {
+                    ClientEvent::MessageStateChanged(m) if m.id == message.id && m.state == MessageState::Failed => {
+                        fail("the message bounced")
+                    }
+                    ClientEvent::MessageStateChanged(m) if m.id == message.id && m.state >= MessageState::Acked && !acked => {
+                        acked = true;
+                        match await_reply {
+                            None => return 0,
+                            Some(secs) => reply_deadline = Some(Box::pin(tokio::time::sleep(Duration::from_secs(secs)))),
+                        }
+                    }
+                    ClientEvent::MessageReceived(m) if await_reply.is_some() && m.peer == peer => {
+                        print(json!({"reply": m}));
+                        return 0;
+                    }
+                    _ => {}
+                }
+            }
+            _ = async { reply_deadline.as_mut().unwrap().await }, if reply_deadline.is_some() => fail("no reply in time"),
+            _ = &mut deadline => fail("the server did not acknowledge the message in time"),
+        }
+    }
+}
+
+async fn listen(
+    client: &Client,
+    events: &mut mpsc::UnboundedReceiver<ClientEvent>,
+    count: Option<usize>,
+    timeout: Option<u64>,
+) -> i32 {
+    login(client, events).await;
+    let _ = client.set_presence(Availability::Available, None);
+    let mut seen = 0;
+    let deadline = tokio::time::sleep(Duration::from_secs(timeout.unwrap_or(u64::MAX / 4)));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            Some(event) = events.recv() => {
+                print(event_json(&event));
+                if matches!(event, ClientEvent::MessageReceived(_)) {
+                    seen += 1;
+                    if count.is_some_and(|c| seen >= c) { return 0; }
+                }
+            }
+            _ = &mut deadline => return if count.is_some() { 1 } else { 0 },
+        }
+    }
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("waxwing-cli-{}", hex::encode(rand_key())))
+}
+
+fn rand_key() -> [u8; 32] {
+    use rand::Rng;
+    rand::thread_rng().gen()
+}
