@@ -4,6 +4,7 @@
 #   scripts/prosody.sh start DIR [USER:PASS ...]   prints KEY=VALUE lines:
 #       C2S_PORT, DIRECT_TLS_PORT, CA, PID, DOMAIN
 #   scripts/prosody.sh stop DIR                    stops it by PID
+#   scripts/prosody.sh certs DIR                   only the test CA and leaf
 #
 # The server also stops by itself: after WAXWING_SERVER_LIFETIME seconds
 # (default 1800) or as soon as the process WAXWING_WATCH_PID (if set) exits.
@@ -104,6 +105,7 @@ CFG
 
 case "$cmd" in
   start) start "$@" ;;
+  certs) mkdir -p "$dir"; make_certs; echo "CA=$dir/certs/ca.pem" ;;
   stop) stop ;;
   *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
 esac

@@ -1,0 +1,208 @@
+//! Faults a real server will not produce, from a scripted TLS server on
+//! loopback: unknown stanzas and nonzas, then malformed XML mid-session.
+//! The client must answer or drop the unknown, end the stream on the
+//! malformed with a typed error, never panic or hang, and keep its data.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use waxwing_core::store::StoreKey;
+use waxwing_core::transport::ConnectOptions;
+use waxwing_core::{ClientConfig, ClientError, ClientEvent, ConnectionState};
+
+const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+    xmlns:stream='http://etherx.jabber.org/streams' id='fake' from='localhost' version='1.0'>";
+
+fn certs() -> (tempfile::TempDir, Vec<u8>, Arc<rustls::ServerConfig>) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let ok = std::process::Command::new("bash")
+        .arg(root.join("scripts/prosody.sh"))
+        .args(["certs", dir.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let c = dir.path().join("certs");
+    let chain: Vec<_> =
+        rustls_pemfile::certs(&mut &std::fs::read(c.join("localhost.crt")).unwrap()[..])
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key =
+        rustls_pemfile::private_key(&mut &std::fs::read(c.join("localhost.key")).unwrap()[..])
+            .unwrap()
+            .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    let ca = std::fs::read(c.join("ca.pem")).unwrap();
+    (dir, ca, Arc::new(config))
+}
+
+/// Reads until `needle` has been seen; returns everything read.
+async fn read_until<S: AsyncReadExt + Unpin>(s: &mut S, seen: &mut String, needle: &str) {
+    let mut buf = [0u8; 4096];
+    while !seen.contains(needle) {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "client closed early; got {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_stanzas_are_answered_and_malformed_xml_ends_the_stream_with_a_typed_error() {
+    let (_certs, ca, tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = tokio_rustls::TlsAcceptor::from(tls)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        read_until(&mut s, &mut seen, "<stream:stream").await;
+        s.write_all(
+            format!(
+                "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+            <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        read_until(&mut s, &mut seen, "</auth>").await;
+        s.write_all(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+            .await
+            .unwrap();
+        seen.clear();
+        read_until(&mut s, &mut seen, "<stream:stream").await;
+        s.write_all(format!("{HEADER}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>").as_bytes()).await.unwrap();
+        read_until(&mut s, &mut seen, "</iq>").await;
+        let id = seen
+            .split("id='")
+            .nth(1)
+            .unwrap()
+            .split('\'')
+            .next()
+            .unwrap()
+            .to_owned();
+        s.write_all(
+            format!(
+                "<iq type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+            <jid>alice@localhost/fake</jid></bind></iq>"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        // Unknown nonza and an IQ nobody handles, then a chat message.
+        s.write_all(b"<weird xmlns='urn:example:nonza'/><iq type='get' id='u1' from='localhost'>\
+            <mystery xmlns='urn:example:unknown'/></iq>\
+            <message from='bob@localhost/x' type='chat' id='m1'><body>before the garbage</body></message>").await.unwrap();
+        seen.clear();
+        read_until(&mut s, &mut seen, "id='u1'").await;
+        assert!(
+            seen.contains("service-unavailable"),
+            "unknown IQ answered with an error: {seen}"
+        );
+        s.write_all(b"<message from='bob@localhost/x'><body>broken</message>")
+            .await
+            .unwrap();
+        // The client ends the stream; drain until it closes.
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        String::from_utf8_lossy(&rest).into_owned()
+    });
+
+    let store = tempfile::tempdir().unwrap();
+    let config = ClientConfig {
+        jid: "alice@localhost".into(),
+        password: "pw".into(),
+        resource: Some("fake".into()),
+        connect: ConnectOptions {
+            server: Some(("127.0.0.1".into(), port)),
+            direct_tls: true,
+            extra_ca_pem: Some(ca),
+        },
+        store_dir: store.path().into(),
+        store_key: StoreKey::from_bytes([1; 32]),
+        initial_backoff: Duration::from_secs(60),
+    };
+    let (client, events) = open_client(config);
+    client.login().await.expect("login to the scripted server");
+    let error = events
+        .wait_for(10, |e| match e {
+            ClientEvent::ConnectionChanged(ConnectionState::Disconnected {
+                error: Some(err),
+                will_retry,
+            }) => Some((err.clone(), *will_retry)),
+            _ => None,
+        })
+        .await;
+    assert!(matches!(error.0, ClientError::Protocol(_)), "{error:?}");
+    assert!(error.1, "a broken stream is retried, not fatal");
+    let tail = server.await.unwrap();
+    assert!(
+        tail.contains("not-well-formed"),
+        "client told the server why: {tail}"
+    );
+    // The message that came before the garbage was kept.
+    let history = client.history("bob@localhost", None, 10).unwrap();
+    assert_eq!(
+        history.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        vec!["before the garbage"]
+    );
+    client.logout().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_times_out_instead_of_hanging() {
+    let (_certs, ca, tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = tokio_rustls::TlsAcceptor::from(tls)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink).await; // silence
+    });
+    let store = tempfile::tempdir().unwrap();
+    let config = ClientConfig {
+        jid: "alice@localhost".into(),
+        password: "pw".into(),
+        resource: None,
+        connect: ConnectOptions {
+            server: Some(("127.0.0.1".into(), port)),
+            direct_tls: true,
+            extra_ca_pem: Some(ca),
+        },
+        store_dir: store.path().into(),
+        store_key: StoreKey::from_bytes([1; 32]),
+        initial_backoff: Duration::from_secs(60),
+    };
+    let (client, _) = open_client(config);
+    let result = tokio::time::timeout(Duration::from_secs(40), client.login()).await;
+    assert_eq!(
+        result.expect("login gives up by itself"),
+        Err(ClientError::Timeout)
+    );
+    client.logout().await;
+}
