@@ -138,6 +138,15 @@ impl WaxwingClient {
             .subscription(&jid, SubscriptionAction::Unsubscribe)?)
     }
 
+    /// A contact's online resources, as last announced; empty while offline.
+    pub fn presence(&self, jid: String) -> Vec<ResourcePresence> {
+        self.inner
+            .presence(&jid)
+            .into_iter()
+            .map(Into::into)
+            .collect()
+    }
+
     pub fn roster(&self) -> Result<Vec<Contact>, WaxwingError> {
         Ok(self.inner.roster()?.into_iter().map(Into::into).collect())
     }

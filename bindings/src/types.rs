@@ -318,6 +318,23 @@ impl From<CoreAvailability> for Availability {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct ResourcePresence {
+    pub resource: String,
+    pub availability: Availability,
+    pub status: Option<String>,
+}
+
+impl From<waxwing_core::features::presence::ResourcePresence> for ResourcePresence {
+    fn from(p: waxwing_core::features::presence::ResourcePresence) -> Self {
+        ResourcePresence {
+            resource: p.resource,
+            availability: p.availability.into(),
+            status: p.status,
+        }
+    }
+}
+
 /// Everything the UI hears about, after the store has it.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum Event {

@@ -285,6 +285,24 @@ async fn roster_edits_subscriptions_and_presence() {
         .unwrap();
     assert_eq!(entry.name.as_deref(), Some("Robert"));
     assert_eq!(entry.subscription.as_str(), "to");
+    // A second login: the roster comes back (versioned, XEP-0237).
+    alice.logout().await;
+    assert!(
+        alice.presence("bob@localhost").is_empty(),
+        "presence is forgotten offline"
+    );
+    alice_events.clear();
+    alice.login().await.unwrap();
+    alice_events
+        .wait_for(5, |e| match e {
+            ClientEvent::RosterChanged(r)
+                if r.iter().any(|c| c.name.as_deref() == Some("Robert")) =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
     alice_events.clear();
     alice.remove_contact("bob@localhost").await.unwrap();
     alice_events

@@ -18,7 +18,9 @@ use tokio::sync::{oneshot, watch};
 use super::events::{ClientEvent, ConnectionState, EventListener};
 use super::{now_ms, random_id, ClientError};
 use crate::features::messages::{self, IncomingMessageStanza};
-use crate::features::presence::{self, Availability, PresenceUpdate};
+use crate::features::presence::{
+    self, Availability, PresenceBook, PresenceUpdate, ResourcePresence,
+};
 use crate::features::roster::{self, RosterChange};
 use crate::features::NS_CLIENT;
 use crate::proto::{Session, SessionEvent};
@@ -54,6 +56,7 @@ pub(crate) struct ConnectionHandler {
     sm_enabled: bool,
     inbound: Vec<(IncomingMessage, Option<(String, String)>)>,
     pub ended: Option<Option<crate::proto::SessionError>>,
+    pub presences: Arc<Mutex<PresenceBook>>,
 }
 
 impl ConnectionHandler {
@@ -62,6 +65,7 @@ impl ConnectionHandler {
         listener: Arc<dyn EventListener>,
         own: BareJid,
         state: watch::Sender<ConnectionState>,
+        presences: Arc<Mutex<PresenceBook>>,
     ) -> Self {
         Self {
             store,
@@ -74,6 +78,7 @@ impl ConnectionHandler {
             sm_enabled: false,
             inbound: Vec::new(),
             ended: None,
+            presences,
         }
     }
 
@@ -105,7 +110,7 @@ impl ConnectionHandler {
         self.sm_enabled = sm;
         self.sent_now.clear();
         let online = ConnectionState::Online { jid, round_trips };
-        let _ = self.state.send(online.clone());
+        self.state.send_replace(online.clone());
         self.emit(ClientEvent::ConnectionChanged(online));
         // RFC 6121 §2.2: fetch the roster before sending initial presence.
         let version = if roster_ver {
@@ -268,12 +273,23 @@ impl ConnectionHandler {
                 resource,
                 availability,
                 status,
-            } => self.emit(ClientEvent::PresenceChanged {
-                jid: from.to_string(),
-                resource,
-                availability,
-                status,
-            }),
+            } => {
+                let entry = ResourcePresence {
+                    resource: resource.clone(),
+                    availability,
+                    status: status.clone(),
+                };
+                self.presences
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .apply(&from, entry);
+                self.emit(ClientEvent::PresenceChanged {
+                    jid: from.to_string(),
+                    resource,
+                    availability,
+                    status,
+                })
+            }
             PresenceUpdate::SubscriptionRequest { from } => {
                 self.emit(ClientEvent::SubscriptionRequest {
                     from: from.to_string(),
@@ -394,6 +410,10 @@ impl Handler for ConnectionHandler {
             }
             SessionEvent::Disconnected { error } => {
                 self.flush_inbound(session, now);
+                self.presences
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clear();
                 for (_, reply) in self.pending_iqs.drain() {
                     let _ = reply.send(Err(ClientError::NotConnected));
                 }

@@ -26,7 +26,9 @@ pub use error::ClientError;
 pub use events::{ClientEvent, ConnectionState, EventListener};
 use handler::{Command, ConnectionHandler, PRESENCE_KEY};
 
-use crate::features::presence::{self, Availability, SubscriptionAction};
+use crate::features::presence::{
+    self, Availability, PresenceBook, ResourcePresence, SubscriptionAction,
+};
 use crate::features::roster;
 use crate::proto::{Session, SessionConfig};
 use crate::store::{
@@ -65,6 +67,7 @@ pub struct Client {
     listener: Arc<dyn EventListener>,
     running: Mutex<Option<Running>>,
     state: watch::Sender<ConnectionState>,
+    presences: Arc<Mutex<PresenceBook>>,
 }
 
 impl Client {
@@ -90,6 +93,7 @@ impl Client {
             listener,
             running: Mutex::new(None),
             state,
+            presences: Arc::default(),
         })
     }
 
@@ -132,6 +136,7 @@ impl Client {
                     self.store.clone(),
                     self.listener.clone(),
                     self.state.clone(),
+                    self.presences.clone(),
                     rx,
                 ));
                 *running = Some(Running { commands: tx, task });
@@ -173,7 +178,7 @@ impl Client {
                 task.abort();
             }
         }
-        let _ = self.state.send(ConnectionState::Disconnected {
+        self.state.send_replace(ConnectionState::Disconnected {
             error: None,
             will_retry: false,
         });
@@ -258,6 +263,14 @@ impl Client {
             .map_err(|_| ClientError::NotConnected)
     }
 
+    /// The online resources of a contact, as last announced; empty offline.
+    pub fn presence(&self, jid: &str) -> Vec<ResourcePresence> {
+        self.presences
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .of(jid)
+    }
+
     pub fn roster(&self) -> Result<Vec<RosterEntry>, ClientError> {
         Ok(self.store().roster()?)
     }
@@ -297,6 +310,7 @@ async fn connection_task(
     store: Arc<Mutex<Store>>,
     listener: Arc<dyn EventListener>,
     state: watch::Sender<ConnectionState>,
+    presences: Arc<Mutex<PresenceBook>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
     let resource = config
@@ -308,11 +322,17 @@ async fn connection_task(
         config.password.clone(),
         resource,
     ));
-    let mut handler = ConnectionHandler::new(store, listener.clone(), own.clone(), state.clone());
+    let mut handler = ConnectionHandler::new(
+        store,
+        listener.clone(),
+        own.clone(),
+        state.clone(),
+        presences,
+    );
     let mut backoff = config.initial_backoff;
     loop {
         let connecting = ConnectionState::Connecting;
-        let _ = state.send(connecting.clone());
+        state.send_replace(connecting.clone());
         listener.on_event(ClientEvent::ConnectionChanged(connecting));
         let outcome: Result<bool, ClientError> =
             match transport::connect(own.domain().as_str(), &config.connect).await {
@@ -349,7 +369,7 @@ async fn connection_task(
             error: error.clone(),
             will_retry: !stop,
         };
-        let _ = state.send(disconnected.clone());
+        state.send_replace(disconnected.clone());
         listener.on_event(ClientEvent::ConnectionChanged(disconnected));
         if stop {
             return;

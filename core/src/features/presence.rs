@@ -97,6 +97,48 @@ pub enum PresenceUpdate {
     Ignored,
 }
 
+/// One resource's current presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourcePresence {
+    pub resource: String,
+    pub availability: Availability,
+    pub status: Option<String>,
+}
+
+/// Contacts' presence per resource, as last announced on this connection.
+/// Presence is only meaningful while online: cleared on disconnect.
+#[derive(Debug, Default)]
+pub struct PresenceBook {
+    contacts:
+        std::collections::HashMap<String, std::collections::BTreeMap<String, ResourcePresence>>,
+}
+
+impl PresenceBook {
+    pub fn apply(&mut self, jid: &BareJid, presence: ResourcePresence) {
+        let resources = self.contacts.entry(jid.to_string()).or_default();
+        if presence.availability == Availability::Unavailable {
+            resources.remove(&presence.resource);
+            if resources.is_empty() {
+                self.contacts.remove(jid.as_str());
+            }
+        } else {
+            resources.insert(presence.resource.clone(), presence);
+        }
+    }
+
+    /// The online resources of `jid`, ordered by resource name.
+    pub fn of(&self, jid: &str) -> Vec<ResourcePresence> {
+        self.contacts
+            .get(jid)
+            .map(|r| r.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn clear(&mut self) {
+        self.contacts.clear();
+    }
+}
+
 pub fn parse(element: &Element) -> PresenceUpdate {
     let Some(from) = element
         .attr("from")
@@ -156,6 +198,27 @@ mod tests {
                 status: Some("lunch".into())
             }
         );
+    }
+
+    #[test]
+    fn the_book_tracks_resources_and_forgets_unavailable_ones() {
+        let bob: BareJid = "bob@example.org".parse().unwrap();
+        let mut book = PresenceBook::default();
+        let p = |r: &str, a| ResourcePresence {
+            resource: r.into(),
+            availability: a,
+            status: None,
+        };
+        book.apply(&bob, p("phone", Availability::Away));
+        book.apply(&bob, p("laptop", Availability::Available));
+        assert_eq!(book.of("bob@example.org").len(), 2);
+        book.apply(&bob, p("phone", Availability::Unavailable));
+        assert_eq!(
+            book.of("bob@example.org"),
+            vec![p("laptop", Availability::Available)]
+        );
+        book.apply(&bob, p("laptop", Availability::Unavailable));
+        assert!(book.of("bob@example.org").is_empty());
     }
 
     #[test]

@@ -37,6 +37,9 @@ class Waxwing private constructor(
     fun approveSubscription(jid: String) = client.approveSubscription(jid)
     fun denySubscription(jid: String) = client.denySubscription(jid)
 
+    /** A contact's online resources; empty while offline. */
+    fun presence(jid: String): List<ResourcePresence> = client.presence(jid)
+
     suspend fun roster(): List<Contact> = withContext(Dispatchers.IO) { client.roster() }
 
     /** Newest first; pass the oldest message of the previous page to page back. */
