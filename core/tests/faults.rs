@@ -63,6 +63,119 @@ async fn read_until<S: AsyncReadExt + Unpin>(s: &mut S, seen: &mut String, needl
     }
 }
 
+/// Plays a server through PLAIN auth and resource binding.
+async fn serve_login<S: AsyncReadExt + AsyncWriteExt + Unpin>(s: &mut S, seen: &mut String) {
+    read_until(s, seen, "<stream:stream").await;
+    let features = format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    );
+    s.write_all(features.as_bytes()).await.unwrap();
+    read_until(s, seen, "</auth>").await;
+    s.write_all(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        .await
+        .unwrap();
+    seen.clear();
+    read_until(s, seen, "<stream:stream").await;
+    let features = format!("{HEADER}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>");
+    s.write_all(features.as_bytes()).await.unwrap();
+    read_until(s, seen, "</iq>").await;
+    let id = seen
+        .split("id='")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap()
+        .to_owned();
+    let bound = format!(
+        "<iq type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+         <jid>alice@localhost/fake</jid></bind></iq>"
+    );
+    s.write_all(bound.as_bytes()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_failures_are_retried_with_backoff_until_online() {
+    let (_certs, ca, tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        // Two connections dropped right after TLS, then a working one.
+        for _ in 0..2 {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let s = tokio_rustls::TlsAcceptor::from(tls.clone())
+                .accept(tcp)
+                .await
+                .unwrap();
+            drop(s);
+        }
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = tokio_rustls::TlsAcceptor::from(tls)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        serve_login(&mut s, &mut seen).await;
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    });
+    let store = tempfile::tempdir().unwrap();
+    let config = ClientConfig {
+        jid: "alice@localhost".into(),
+        password: "pw".into(),
+        resource: Some("fake".into()),
+        connect: ConnectOptions {
+            server: Some(("127.0.0.1".into(), port)),
+            direct_tls: true,
+            extra_ca_pem: Some(ca),
+        },
+        store_dir: store.path().into(),
+        store_key: StoreKey::from_bytes([1; 32]),
+        initial_backoff: Duration::from_millis(100),
+    };
+    let (client, events) = open_client(config);
+    assert_eq!(
+        client.login().await,
+        Err(ClientError::Network),
+        "login reports the first attempt"
+    );
+    events
+        .wait_for(10, |e| match e {
+            ClientEvent::ConnectionChanged(ConnectionState::Online { jid, .. }) => {
+                Some(jid.clone())
+            }
+            _ => None,
+        })
+        .await;
+    let history: Vec<_> = events
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::ConnectionChanged(ConnectionState::Connecting) => Some("connecting"),
+            ClientEvent::ConnectionChanged(ConnectionState::Disconnected {
+                will_retry: true,
+                ..
+            }) => Some("retry"),
+            ClientEvent::ConnectionChanged(ConnectionState::Online { .. }) => Some("online"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        history,
+        vec![
+            "connecting",
+            "retry",
+            "connecting",
+            "retry",
+            "connecting",
+            "online"
+        ]
+    );
+    client.logout().await;
+    server.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_stanzas_are_answered_and_malformed_xml_ends_the_stream_with_a_typed_error() {
     let (_certs, ca, tls) = certs();
@@ -75,41 +188,7 @@ async fn unknown_stanzas_are_answered_and_malformed_xml_ends_the_stream_with_a_t
             .await
             .unwrap();
         let mut seen = String::new();
-        read_until(&mut s, &mut seen, "<stream:stream").await;
-        s.write_all(
-            format!(
-                "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
-            <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-        read_until(&mut s, &mut seen, "</auth>").await;
-        s.write_all(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
-            .await
-            .unwrap();
-        seen.clear();
-        read_until(&mut s, &mut seen, "<stream:stream").await;
-        s.write_all(format!("{HEADER}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>").as_bytes()).await.unwrap();
-        read_until(&mut s, &mut seen, "</iq>").await;
-        let id = seen
-            .split("id='")
-            .nth(1)
-            .unwrap()
-            .split('\'')
-            .next()
-            .unwrap()
-            .to_owned();
-        s.write_all(
-            format!(
-                "<iq type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
-            <jid>alice@localhost/fake</jid></bind></iq>"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
+        serve_login(&mut s, &mut seen).await;
         // Unknown nonza and an IQ nobody handles, then a chat message.
         s.write_all(b"<weird xmlns='urn:example:nonza'/><iq type='get' id='u1' from='localhost'>\
             <mystery xmlns='urn:example:unknown'/></iq>\
