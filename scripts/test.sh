@@ -12,7 +12,7 @@ passed=0; failed=0
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 
 # cargo prints "test result: ok. N passed; M failed; ..." per test binary.
-cargo test --workspace --all-targets --no-fail-fast 2>cargo test --workspace --all-targets 2>&11 | tee "$log"
+cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log"
 rust_status=${PIPESTATUS[0]}
 while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(
   sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log")
