@@ -148,6 +148,7 @@ pub enum ConnectionState {
     Online {
         jid: String,
         round_trips: u32,
+        authentication: String,
     },
     /// `reason` is `None` after a logout.
     Disconnected {
@@ -160,9 +161,15 @@ impl From<CoreConnectionState> for ConnectionState {
     fn from(s: CoreConnectionState) -> Self {
         match s {
             CoreConnectionState::Connecting => ConnectionState::Connecting,
-            CoreConnectionState::Online { jid, round_trips } => {
-                ConnectionState::Online { jid, round_trips }
-            }
+            CoreConnectionState::Online {
+                jid,
+                round_trips,
+                authentication,
+            } => ConnectionState::Online {
+                jid,
+                round_trips,
+                authentication,
+            },
             CoreConnectionState::Disconnected { error, will_retry } => {
                 ConnectionState::Disconnected {
                     reason: error.as_ref().map(Into::into),

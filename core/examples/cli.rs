@@ -104,8 +104,13 @@ fn event_json(event: &ClientEvent) -> Value {
     match event {
         ClientEvent::ConnectionChanged(state) => match state {
             ConnectionState::Connecting => json!({"event": "connection", "state": "connecting"}),
-            ConnectionState::Online { jid, round_trips } => {
-                json!({"event": "connection", "state": "online", "jid": jid, "round_trips": round_trips})
+            ConnectionState::Online {
+                jid,
+                round_trips,
+                authentication,
+            } => {
+                json!({"event": "connection", "state": "online", "jid": jid, "round_trips": round_trips,
+                       "authentication": authentication})
             }
             ConnectionState::Disconnected { error, will_retry } => json!({
                 "event": "connection", "state": "disconnected",

@@ -16,14 +16,19 @@ async fn login_over_starttls_and_direct_tls_counts_round_trips() {
     let (client, events) = open_client(server.config("alice", "pw-a", store.path().into()));
     let jid = client.login().await.expect("STARTTLS login");
     assert_eq!(jid, "alice@localhost/test");
-    let trips = events
+    let (trips, mechanism) = events
         .wait_for(5, |e| match e {
-            ClientEvent::ConnectionChanged(ConnectionState::Online { round_trips, .. }) => {
-                Some(*round_trips)
-            }
+            ClientEvent::ConnectionChanged(ConnectionState::Online {
+                round_trips,
+                authentication,
+                ..
+            }) => Some((*round_trips, authentication.clone())),
             _ => None,
         })
         .await;
+    // Prosody 13's internal_hashed store keeps SCRAM-SHA-1 keys only; the
+    // -PLUS variant proves tls-exporter channel binding over TLS 1.3.
+    assert_eq!(mechanism, "SCRAM-SHA-1-PLUS");
     // header, starttls, header, SASL (SCRAM: 2), header, bind+enable.
     assert_eq!(trips, 7);
     client.logout().await;

@@ -14,6 +14,8 @@ pub enum ConnectionState {
         jid: String,
         /// XMPP request/response round trips the login took.
         round_trips: u32,
+        /// SASL mechanism used, e.g. `SCRAM-SHA-256-PLUS`.
+        authentication: String,
     },
     /// Offline; `error` is `None` after a logout. `will_retry` says whether
     /// the client reconnects by itself.

@@ -104,12 +104,17 @@ impl ConnectionHandler {
         now: Instant,
         jid: String,
         round_trips: u32,
+        authentication: &str,
         sm: bool,
         roster_ver: bool,
     ) {
         self.sm_enabled = sm;
         self.sent_now.clear();
-        let online = ConnectionState::Online { jid, round_trips };
+        let online = ConnectionState::Online {
+            jid,
+            round_trips,
+            authentication: authentication.to_owned(),
+        };
         self.state.send_replace(online.clone());
         self.emit(ClientEvent::ConnectionChanged(online));
         // RFC 6121 §2.2: fetch the roster before sending initial presence.
@@ -381,11 +386,13 @@ impl Handler for ConnectionHandler {
                 stream_management,
                 roster_versioning,
                 round_trips,
+                mechanism,
             } => self.on_online(
                 session,
                 now,
                 jid.to_string(),
                 round_trips,
+                mechanism,
                 stream_management,
                 roster_versioning,
             ),

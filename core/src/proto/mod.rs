@@ -123,6 +123,8 @@ pub enum SessionEvent {
         roster_versioning: bool,
         /// Request/response round trips from the stream header to here.
         round_trips: u32,
+        /// The SASL mechanism that authenticated us, e.g. `SCRAM-SHA-256-PLUS`.
+        mechanism: &'static str,
     },
     /// A stanza (`message`, `presence`, `iq`) from the server.
     Stanza(Element),
@@ -188,6 +190,7 @@ pub struct Session {
     next_id: u64,
     ping_id: Option<String>,
     rejected_channel_binding: bool,
+    mechanism: Option<Mechanism>,
     timers: [Option<Instant>; 4],
     last_timeout_reason: Option<Timer>,
     outputs: VecDeque<Output>,
@@ -209,6 +212,7 @@ impl Session {
             next_id: 0,
             ping_id: None,
             rejected_channel_binding: false,
+            mechanism: None,
             timers: [None; 4],
             last_timeout_reason: None,
             outputs: VecDeque::new(),
@@ -644,6 +648,7 @@ impl Session {
                 };
                 return self.fail(err.into());
             }
+            self.mechanism = Some(mechanism);
             self.open_stream(Stage::Authenticated);
         } else if element.is("failure", NS_SASL) {
             let condition = error_condition(&element);
@@ -757,6 +762,7 @@ impl Session {
                     stream_management: self.sm.is_some(),
                     roster_versioning: self.features.roster_versioning,
                     round_trips: self.round_trips,
+                    mechanism: self.mechanism.map_or("", Mechanism::name),
                 }));
             }
             bound => {

@@ -127,18 +127,20 @@ fn starttls_login_binds_enables_sm_and_counts_round_trips() {
             stream_management,
             roster_versioning,
             round_trips,
+            mechanism,
         } => Some((
             jid.to_string(),
             *stream_management,
             *roster_versioning,
             *round_trips,
+            *mechanism,
         )),
         _ => None,
     });
     // header, starttls, header, auth, header, bind+enable.
     assert_eq!(
         online,
-        Some(("alice@example.org/phone".to_owned(), true, true, 6))
+        Some(("alice@example.org/phone".to_owned(), true, true, 6, "PLAIN"))
     );
 }
 
