@@ -98,23 +98,18 @@ impl ConnectionHandler {
         }
     }
 
+    /// `online` is the state to publish; `sm` and `roster_ver` say what the
+    /// server enabled.
     fn on_online(
         &mut self,
         session: &mut Session,
         now: Instant,
-        jid: String,
-        round_trips: u32,
-        authentication: &str,
+        online: ConnectionState,
         sm: bool,
         roster_ver: bool,
     ) {
         self.sm_enabled = sm;
         self.sent_now.clear();
-        let online = ConnectionState::Online {
-            jid,
-            round_trips,
-            authentication: authentication.to_owned(),
-        };
         self.state.send_replace(online.clone());
         self.emit(ClientEvent::ConnectionChanged(online));
         // RFC 6121 §2.2: fetch the roster before sending initial presence.
@@ -387,15 +382,14 @@ impl Handler for ConnectionHandler {
                 roster_versioning,
                 round_trips,
                 mechanism,
-            } => self.on_online(
-                session,
-                now,
-                jid.to_string(),
-                round_trips,
-                mechanism,
-                stream_management,
-                roster_versioning,
-            ),
+            } => {
+                let online = ConnectionState::Online {
+                    jid: jid.to_string(),
+                    round_trips,
+                    authentication: mechanism.to_owned(),
+                };
+                self.on_online(session, now, online, stream_management, roster_versioning)
+            }
             SessionEvent::Stanza(element) => match element.name() {
                 "message" => self.on_message(element),
                 "presence" => self.on_presence(element),
