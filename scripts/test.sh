@@ -11,6 +11,10 @@ export WAXWING_TOOLS="${WAXWING_TOOLS:-$PWD/target/tools}"
 passed=0; failed=0
 log=$(mktemp); trap 'rm -f "$log"' EXIT
 
+# The cli test runs the real example binary: build it first (cargo test
+# builds examples only as test harnesses).
+cargo build -q --workspace --examples 2>&1 | tail -20
+
 # cargo prints "test result: ok. N passed; M failed; ..." per test binary.
 cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log"
 rust_status=${PIPESTATUS[0]}

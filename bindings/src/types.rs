@@ -149,6 +149,7 @@ pub enum ConnectionState {
         jid: String,
         round_trips: u32,
         authentication: String,
+        resumed: bool,
     },
     /// `reason` is `None` after a logout.
     Disconnected {
@@ -165,10 +166,12 @@ impl From<CoreConnectionState> for ConnectionState {
                 jid,
                 round_trips,
                 authentication,
+                resumed,
             } => ConnectionState::Online {
                 jid,
                 round_trips,
                 authentication,
+                resumed,
             },
             CoreConnectionState::Disconnected { error, will_retry } => {
                 ConnectionState::Disconnected {

@@ -108,9 +108,10 @@ fn event_json(event: &ClientEvent) -> Value {
                 jid,
                 round_trips,
                 authentication,
+                resumed,
             } => {
                 json!({"event": "connection", "state": "online", "jid": jid, "round_trips": round_trips,
-                       "authentication": authentication})
+                       "authentication": authentication, "resumed": resumed})
             }
             ConnectionState::Disconnected { error, will_retry } => json!({
                 "event": "connection", "state": "disconnected",

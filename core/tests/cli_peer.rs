@@ -9,31 +9,19 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// The `cli` example binary. `cargo test --all-targets` builds examples as
-/// `examples/cli-<hash>` without the plain `cli` name, so look for either
-/// (newest first) before building it.
+/// The `cli` example binary (scripts/test.sh builds the examples before the
+/// tests; `cargo test` alone builds them only as test harnesses).
 fn cli() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().join("examples");
-    let candidates = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let is_cli = name == "cli" || (name.starts_with("cli-") && !name.contains('.'));
-            let modified = e.metadata().ok()?.modified().ok()?;
-            is_cli.then(|| (modified, e.path()))
-        });
-    if let Some((_, path)) = candidates.max() {
-        return path;
+    let path = exe.parent().unwrap().parent().unwrap().join("examples/cli");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "waxwing-core", "--example", "cli"])
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-q", "-p", "waxwing-core", "--example", "cli"])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    dir.join("cli")
+    path
 }
 
 fn python() -> PathBuf {

@@ -16,6 +16,8 @@ pub enum ConnectionState {
         round_trips: u32,
         /// SASL mechanism used, e.g. `SCRAM-SHA-256-PLUS`.
         authentication: String,
+        /// The previous stream was resumed (XEP-0198): nothing was missed.
+        resumed: bool,
     },
     /// Offline; `error` is `None` after a logout. `will_retry` says whether
     /// the client reconnects by itself.

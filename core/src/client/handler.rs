@@ -43,6 +43,8 @@ pub(crate) enum Command {
 }
 
 pub(crate) const PRESENCE_KEY: &str = "presence";
+/// Account value holding the persisted [`crate::proto::SmState`] (JSON).
+pub(crate) const SM_STATE_KEY: &str = "sm_state";
 
 pub(crate) struct ConnectionHandler {
     pub store: Arc<Mutex<Store>>,
@@ -98,20 +100,50 @@ impl ConnectionHandler {
         }
     }
 
-    /// `online` is the state to publish; `sm` and `roster_ver` say what the
-    /// server enabled.
-    fn on_online(
-        &mut self,
-        session: &mut Session,
-        now: Instant,
-        online: ConnectionState,
-        sm: bool,
-        roster_ver: bool,
-    ) {
-        self.sm_enabled = sm;
+    /// Handles [`SessionEvent::Online`]: publish the state, then (for a
+    /// fresh session) fetch the roster and announce presence, and flush the
+    /// outbox except what the engine already re-sent on resumption.
+    fn on_online(&mut self, session: &mut Session, now: Instant, event: SessionEvent) {
+        let SessionEvent::Online {
+            jid,
+            stream_management,
+            roster_versioning: roster_ver,
+            round_trips,
+            mechanism,
+            resumed,
+            resent_ids,
+        } = event
+        else {
+            return;
+        };
+        self.sm_enabled = stream_management;
         self.sent_now.clear();
+        let online = ConnectionState::Online {
+            jid: jid.to_string(),
+            round_trips,
+            authentication: mechanism.to_owned(),
+            resumed,
+        };
         self.state.send_replace(online.clone());
         self.emit(ClientEvent::ConnectionChanged(online));
+        if resumed {
+            // The server kept our presence and roster state; what it did
+            // not acknowledge was re-sent by the engine.
+            let outbox = self.store().outbox();
+            if let Ok(outbox) = outbox {
+                for message in outbox {
+                    if message
+                        .origin_id
+                        .as_ref()
+                        .is_some_and(|o| resent_ids.contains(o))
+                    {
+                        self.sent_now.insert(message.id);
+                    }
+                }
+            }
+            self.flush_outbox(session, now);
+            return;
+        }
         // RFC 6121 §2.2: fetch the roster before sending initial presence.
         let version = if roster_ver {
             Some(
@@ -134,6 +166,23 @@ impl ConnectionHandler {
             &presence::own_presence(availability, status.as_deref()),
         );
         self.flush_outbox(session, now);
+    }
+
+    /// Writes the XEP-0198 state when it changed, so that another process
+    /// (or this one after a crash) can resume the stream.
+    fn persist_stream_management(&mut self, session: &mut Session) {
+        if !session.take_sm_changed() {
+            return;
+        }
+        let json = session
+            .resumable_state()
+            .and_then(|sm| serde_json::to_string(sm).ok());
+        if let Err(err) = self
+            .store()
+            .set_account_value(SM_STATE_KEY, json.as_deref())
+        {
+            tracing::warn!(error = %err, "cannot persist stream management state");
+        }
     }
 
     fn saved_presence(&self) -> (Availability, Option<String>) {
@@ -376,20 +425,7 @@ impl Handler for ConnectionHandler {
 
     fn on_event(&mut self, session: &mut Session, now: Instant, event: SessionEvent) {
         match event {
-            SessionEvent::Online {
-                jid,
-                stream_management,
-                roster_versioning,
-                round_trips,
-                mechanism,
-            } => {
-                let online = ConnectionState::Online {
-                    jid: jid.to_string(),
-                    round_trips,
-                    authentication: mechanism.to_owned(),
-                };
-                self.on_online(session, now, online, stream_management, roster_versioning)
-            }
+            online @ SessionEvent::Online { .. } => self.on_online(session, now, online),
             SessionEvent::Stanza(element) => match element.name() {
                 "message" => self.on_message(element),
                 "presence" => self.on_presence(element),
@@ -411,6 +447,7 @@ impl Handler for ConnectionHandler {
             }
             SessionEvent::Disconnected { error } => {
                 self.flush_inbound(session, now);
+                self.persist_stream_management(session);
                 self.presences
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -447,7 +484,10 @@ impl Handler for ConnectionHandler {
     }
 
     fn end_of_turn(&mut self, session: &mut Session, now: Instant) {
+        // Incoming messages first: the acks for them leave the socket only
+        // after this turn, so nothing is acknowledged before it is stored.
         self.flush_inbound(session, now);
+        self.persist_stream_management(session);
     }
 }
 

@@ -50,6 +50,8 @@ pub struct ClientConfig {
     pub initial_backoff: Duration,
 }
 
+const RESOURCE_KEY: &str = "resource";
+
 /// Ceiling of the reconnect delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const IQ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -313,15 +315,37 @@ async fn connection_task(
     presences: Arc<Mutex<PresenceBook>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let resource = config
-        .resource
-        .clone()
-        .unwrap_or_else(|| format!("waxwing-{}", &random_id()[..8]));
+    let (resource, saved_sm) = {
+        let store = store.lock().unwrap_or_else(|p| p.into_inner());
+        // A stable resource per installation: resumption and the server's
+        // view of "this device" survive restarts.
+        let resource = match (
+            &config.resource,
+            store.account_value(RESOURCE_KEY).ok().flatten(),
+        ) {
+            (Some(r), _) => r.clone(),
+            (None, Some(saved)) => saved,
+            (None, None) => {
+                let fresh = format!("waxwing-{}", &random_id()[..8]);
+                let _ = store.set_account_value(RESOURCE_KEY, Some(&fresh));
+                fresh
+            }
+        };
+        let saved_sm = store
+            .account_value(handler::SM_STATE_KEY)
+            .ok()
+            .flatten()
+            .and_then(|json| serde_json::from_str::<crate::proto::SmState>(&json).ok());
+        (resource, saved_sm)
+    };
     let mut session = Session::new(SessionConfig::new(
         own.clone(),
         config.password.clone(),
         resource,
     ));
+    if let Some(sm) = saved_sm {
+        session.restore_stream_management(sm);
+    }
     let mut handler = ConnectionHandler::new(
         store,
         listener.clone(),

@@ -125,6 +125,12 @@ pub enum SessionEvent {
         round_trips: u32,
         /// The SASL mechanism that authenticated us, e.g. `SCRAM-SHA-256-PLUS`.
         mechanism: &'static str,
+        /// The previous stream was resumed (XEP-0198 §5): presence, roster
+        /// and server state carried over.
+        resumed: bool,
+        /// Ids of stanzas the engine re-sent on resumption (they were not
+        /// acknowledged before): the client must not send them again.
+        resent_ids: Vec<String>,
     },
     /// A stanza (`message`, `presence`, `iq`) from the server.
     Stanza(Element),
@@ -155,6 +161,9 @@ enum State {
         bind_id: String,
         bound: Option<FullJid>,
         sm_pending: bool,
+    },
+    Resuming {
+        previous: SmState,
     },
     Online,
     Closing,
@@ -191,6 +200,10 @@ pub struct Session {
     ping_id: Option<String>,
     rejected_channel_binding: bool,
     mechanism: Option<Mechanism>,
+    /// State of a previous stream to resume on the next connection.
+    resume_from: Option<SmState>,
+    /// Whether the SM state changed since [`Session::take_sm_changed`].
+    sm_changed: bool,
     timers: [Option<Instant>; 4],
     last_timeout_reason: Option<Timer>,
     outputs: VecDeque<Output>,
@@ -213,6 +226,8 @@ impl Session {
             ping_id: None,
             rejected_channel_binding: false,
             mechanism: None,
+            resume_from: None,
+            sm_changed: false,
             timers: [None; 4],
             last_timeout_reason: None,
             outputs: VecDeque::new(),
@@ -230,6 +245,30 @@ impl Session {
         self.sm.as_ref()
     }
 
+    /// Hands over the stream-management state of an earlier stream (from
+    /// the store, possibly written by another process): the next connection
+    /// tries to resume it before binding a new session.
+    pub fn restore_stream_management(&mut self, state: SmState) {
+        if state.can_resume() {
+            self.resume_from = Some(state);
+        }
+    }
+
+    /// The state worth persisting now: the live stream's, or the one
+    /// waiting to be resumed. `None` means there is nothing to resume.
+    pub fn resumable_state(&self) -> Option<&SmState> {
+        self.sm
+            .as_ref()
+            .filter(|s| s.can_resume())
+            .or(self.resume_from.as_ref())
+    }
+
+    /// True once after every change of the stream-management state, so the
+    /// caller knows when to persist [`Session::resumable_state`].
+    pub fn take_sm_changed(&mut self) -> bool {
+        std::mem::take(&mut self.sm_changed)
+    }
+
     /// Which timer caused the last [`Input::Timeout`] to act.
     pub fn last_timeout_reason(&self) -> Option<Timer> {
         self.last_timeout_reason
@@ -244,7 +283,9 @@ impl Session {
                 self.tls = tls;
                 self.round_trips = 0;
                 self.rejected_channel_binding = false;
-                self.sm = None;
+                if let Some(sm) = self.sm.take().filter(SmState::can_resume) {
+                    self.resume_from = Some(sm);
+                }
                 self.timers = [None; 4];
                 self.set_timer(Timer::Negotiation, now + self.config.negotiation_timeout);
                 let stage = if self.tls.is_some() {
@@ -281,6 +322,7 @@ impl Session {
         if let Some(sm) = &mut self.sm {
             sm.record_sent(String::from_utf8_lossy(&bytes).into_owned());
             self.ack_request_due = true;
+            self.sm_changed = true;
         }
         self.outputs.push_back(Output::Transmit(bytes));
         Ok(())
@@ -360,6 +402,12 @@ impl Session {
         if let Some(err) = &error {
             tracing::info!(error = %err, "session ended");
         }
+        if error.is_none() {
+            // A clean close ends the server's session: nothing to resume.
+            if self.sm.take().is_some() | self.resume_from.take().is_some() {
+                self.sm_changed = true;
+            }
+        }
         self.state = State::Offline;
         self.timers = [None; 4];
         self.ack_request_due = false;
@@ -400,7 +448,15 @@ impl Session {
             self.last_timeout_reason = Some(timer);
             match timer {
                 Timer::Negotiation => {
-                    return self.fail(SessionError::Timeout(TimeoutKind::Negotiation))
+                    if let State::Resuming { .. } = self.state {
+                        // A server that never answers the resume: start
+                        // fresh next time rather than wait again.
+                        tracing::info!("resumption timed out; the next connection starts fresh");
+                        self.sm = None;
+                        self.resume_from = None;
+                        self.sm_changed = true;
+                    }
+                    return self.fail(SessionError::Timeout(TimeoutKind::Negotiation));
                 }
                 Timer::PingAnswer => return self.fail(SessionError::Timeout(TimeoutKind::Ping)),
                 Timer::Close => return self.finish(None),
@@ -489,6 +545,7 @@ impl Session {
                 bound,
                 sm_pending,
             } => self.on_binding(now, bind_id, bound, sm_pending, element),
+            State::Resuming { previous } => self.on_resuming(now, previous, element),
             State::Online => {
                 self.state = State::Online;
                 self.on_online_element(element);
@@ -538,26 +595,134 @@ impl Session {
                     });
                 }
                 let _ = now;
-                let bind_id = self.next_id();
-                self.transmit(format!(
-                    "<iq type='set' id='{bind_id}'><bind xmlns='{NS_BIND}'><resource>{}</resource></bind></iq>",
-                    xml::escape(&self.config.resource)
-                ));
-                // Pipelined with the bind request: servers handle them in
-                // order, which saves a round trip (XEP-0198 §3 only needs
-                // enable to come after bind).
-                let sm_pending = self.config.stream_management && features.stream_management;
-                if sm_pending {
-                    self.transmit(format!("<enable xmlns='{NS_SM}'/>"));
+                let use_sm = self.config.stream_management && features.stream_management;
+                if let Some(previous) = self.resume_from.take() {
+                    if use_sm {
+                        // XEP-0198 §5: resume instead of binding anew.
+                        self.transmit(format!(
+                            "<resume xmlns='{NS_SM}' h='{}' previd='{}'/>",
+                            previous.inbound_handled,
+                            xml::escape(previous.resume_id.as_deref().unwrap_or_default())
+                        ));
+                        self.round_trips += 1;
+                        self.state = State::Resuming { previous };
+                        return;
+                    }
+                    self.sm_changed = true;
                 }
-                self.round_trips += 1;
-                self.state = State::Binding {
-                    bind_id,
-                    bound: None,
-                    sm_pending,
-                };
+                self.start_bind();
             }
         }
+    }
+
+    fn start_bind(&mut self) {
+        let bind_id = self.next_id();
+        self.transmit(format!(
+            "<iq type='set' id='{bind_id}'><bind xmlns='{NS_BIND}'><resource>{}</resource></bind></iq>",
+            xml::escape(&self.config.resource)
+        ));
+        // Pipelined with the bind request: servers handle them in order,
+        // which saves a round trip (XEP-0198 §3 only needs enable to come
+        // after bind).
+        let sm_pending = self.config.stream_management && self.features.stream_management;
+        if sm_pending {
+            self.transmit(format!("<enable xmlns='{NS_SM}' resume='true'/>"));
+        }
+        self.round_trips += 1;
+        self.state = State::Binding {
+            bind_id,
+            bound: None,
+            sm_pending,
+        };
+    }
+
+    fn on_resuming(&mut self, now: Instant, mut previous: SmState, element: Element) {
+        let h = element.attr("h").and_then(|h| h.parse::<u32>().ok());
+        if element.is("resumed", NS_SM) {
+            let Some(h) = h else {
+                self.state = State::Resuming { previous };
+                return self.fail(unexpected("<resumed h='…'/>", &element));
+            };
+            match previous.remote_acked(h) {
+                Ok(acked) => self.emit_acked(&acked),
+                Err(err) => {
+                    self.state = State::Resuming { previous };
+                    return self.fail(err.into());
+                }
+            }
+            let Some(jid) = previous
+                .bound_jid
+                .as_deref()
+                .and_then(|j| FullJid::from_str(j).ok())
+            else {
+                self.state = State::Resuming { previous };
+                return self.fail(SessionError::BindFailed {
+                    condition: "no-previous-jid".to_owned(),
+                });
+            };
+            // Whatever the server did not get goes out again, in order, and
+            // stays queued until acknowledged.
+            let mut resent_ids = Vec::new();
+            for stanza in &previous.unacked {
+                self.outputs
+                    .push_back(Output::Transmit(stanza.clone().into_bytes()));
+                if let Some(id) = Element::from_str(stanza)
+                    .ok()
+                    .and_then(|e| e.attr("id").map(str::to_owned))
+                {
+                    resent_ids.push(id);
+                }
+            }
+            self.ack_request_due = !previous.unacked.is_empty();
+            self.sm = Some(previous);
+            self.sm_changed = true;
+            self.go_online(now, jid, true, resent_ids);
+        } else if element.is("failed", NS_SM) {
+            // XEP-0198 §5: `h` on <failed/> tells what the old stream got.
+            if let Some(h) = h {
+                if let Ok(acked) = previous.remote_acked(h) {
+                    self.emit_acked(&acked);
+                }
+            }
+            tracing::info!("resumption refused; binding a new session");
+            self.sm_changed = true;
+            self.start_bind();
+        } else {
+            self.state = State::Resuming { previous };
+            self.fail(unexpected("<resumed/> or <failed/>", &element));
+        }
+    }
+
+    fn emit_acked(&mut self, acked: &[String]) {
+        if acked.is_empty() {
+            return;
+        }
+        self.sm_changed = true;
+        let elements = acked
+            .iter()
+            .filter_map(|s| Element::from_str(s).ok())
+            .collect();
+        self.outputs
+            .push_back(Output::Event(SessionEvent::Acked(elements)));
+    }
+
+    fn go_online(&mut self, now: Instant, jid: FullJid, resumed: bool, resent_ids: Vec<String>) {
+        if let Some(sm) = &mut self.sm {
+            sm.bound_jid = Some(jid.to_string());
+            self.sm_changed = true;
+        }
+        self.state = State::Online;
+        self.stop_timer(Timer::Negotiation);
+        self.set_timer(Timer::KeepAlive, now + self.config.ping_interval);
+        self.outputs.push_back(Output::Event(SessionEvent::Online {
+            jid,
+            stream_management: self.sm.is_some(),
+            roster_versioning: self.features.roster_versioning,
+            round_trips: self.round_trips,
+            mechanism: self.mechanism.map_or("", Mechanism::name),
+            resumed,
+            resent_ids,
+        }));
     }
 
     fn start_auth(&mut self, exclude: &[Mechanism]) {
@@ -753,18 +918,7 @@ impl Session {
             return self.fail(unexpected("the bind result", &element));
         }
         match bound {
-            Some(jid) if !sm_pending => {
-                self.state = State::Online;
-                self.stop_timer(Timer::Negotiation);
-                self.set_timer(Timer::KeepAlive, now + self.config.ping_interval);
-                self.outputs.push_back(Output::Event(SessionEvent::Online {
-                    jid,
-                    stream_management: self.sm.is_some(),
-                    roster_versioning: self.features.roster_versioning,
-                    round_trips: self.round_trips,
-                    mechanism: self.mechanism.map_or("", Mechanism::name),
-                }));
-            }
+            Some(jid) if !sm_pending => self.go_online(now, jid, false, Vec::new()),
             bound => {
                 self.state = State::Binding {
                     bind_id,
@@ -789,15 +943,7 @@ impl Session {
             };
             let Some(sm) = &mut self.sm else { return };
             match sm.remote_acked(h) {
-                Ok(acked) if acked.is_empty() => {}
-                Ok(acked) => {
-                    let elements = acked
-                        .iter()
-                        .filter_map(|s| Element::from_str(s).ok())
-                        .collect();
-                    self.outputs
-                        .push_back(Output::Event(SessionEvent::Acked(elements)));
-                }
+                Ok(acked) => self.emit_acked(&acked),
                 Err(err) => self.fail(err.into()),
             }
             return;
@@ -809,6 +955,7 @@ impl Session {
         }
         if let Some(sm) = &mut self.sm {
             sm.record_received();
+            self.sm_changed = true;
         }
         if element.name() == "iq" {
             let id = element.attr("id");

@@ -17,6 +17,9 @@ pub struct SmState {
     pub location: Option<String>,
     /// Seconds the server keeps a detached session.
     pub max_seconds: Option<u32>,
+    /// The full JID the stream was bound to; a resumed stream keeps it.
+    #[serde(default)]
+    pub bound_jid: Option<String>,
     /// Stanzas received from the server and handled by us.
     pub inbound_handled: u32,
     /// Value of `h` the server last acknowledged.

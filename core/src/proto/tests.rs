@@ -104,7 +104,10 @@ impl Harness {
         ));
         let bind = self.take_sent();
         assert!(bind.contains("<resource>phone</resource>"), "{bind}");
-        assert_eq!(bind.contains("<enable"), sm);
+        assert_eq!(
+            bind.contains("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"),
+            sm
+        );
         self.recv(
             "<iq type='result' id='wx1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
              <jid>alice@example.org/phone</jid></bind></iq>",
@@ -128,6 +131,7 @@ fn starttls_login_binds_enables_sm_and_counts_round_trips() {
             roster_versioning,
             round_trips,
             mechanism,
+            ..
         } => Some((
             jid.to_string(),
             *stream_management,
@@ -366,4 +370,182 @@ fn stream_errors_are_reported_by_condition() {
             condition: "conflict".into()
         }))
     );
+}
+
+/// Logs in with SM enabled and resumable, sends one message that stays
+/// unacked, and drops the connection.
+fn session_with_unacked_message() -> (Harness, SmState) {
+    let mut h = Harness::new();
+    h.input(Input::Connected {
+        tls: Some(TlsInfo::default()),
+        nonce: "n".into(),
+    });
+    h.recv(&format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    ));
+    h.recv("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    h.recv(&format!(
+        "{HEADER}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
+    ));
+    h.recv(
+        "<iq type='result' id='wx1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+         <jid>alice@example.org/phone</jid></bind></iq><enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true' max='300'/>",
+    );
+    assert!(h.session.is_online());
+    h.recv("<message from='bob@example.org/x'><body>in</body></message>");
+    for id in ["o1", "o2"] {
+        let msg: Element = format!("<message xmlns='jabber:client' to='bob@example.org' id='{id}'><body>x</body></message>")
+            .parse()
+            .unwrap();
+        h.session.send_stanza(h.now, &msg).unwrap();
+    }
+    h.drain();
+    assert!(h.session.take_sm_changed());
+    h.input(Input::Disconnected);
+    let state = h
+        .session
+        .resumable_state()
+        .cloned()
+        .expect("resumable after a drop");
+    assert_eq!(state.unacked.len(), 2);
+    assert_eq!(state.inbound_handled, 1);
+    assert_eq!(state.bound_jid.as_deref(), Some("alice@example.org/phone"));
+    h.take_sent();
+    h.events.clear();
+    (h, state)
+}
+
+fn reconnect_to_auth(h: &mut Harness) {
+    h.input(Input::Connected {
+        tls: Some(TlsInfo::default()),
+        nonce: "n2".into(),
+    });
+    h.recv(&format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    ));
+    h.recv("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    h.take_sent();
+    h.recv(&format!(
+        "{HEADER}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>"
+    ));
+}
+
+#[test]
+fn a_dropped_stream_is_resumed_and_unacked_stanzas_are_resent_in_order() {
+    let (mut h, _) = session_with_unacked_message();
+    reconnect_to_auth(&mut h);
+    let resume = h.take_sent();
+    assert_eq!(
+        resume,
+        "<resume xmlns='urn:xmpp:sm:3' h='1' previd='sm-1'/>"
+    );
+    // The server got o1 before the drop, not o2.
+    h.recv("<resumed xmlns='urn:xmpp:sm:3' h='1' previd='sm-1'/>");
+    let sent = h.take_sent();
+    assert!(
+        sent.contains("id='o2'") && !sent.contains("id='o1'"),
+        "{sent}"
+    );
+    assert!(sent.ends_with("<r xmlns='urn:xmpp:sm:3'/>"));
+    let acked: Vec<_> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SessionEvent::Acked(v) => Some(v[0].attr("id").unwrap().to_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(acked, vec!["o1"]);
+    let online = h.events.iter().find_map(|e| match e {
+        SessionEvent::Online {
+            resumed,
+            resent_ids,
+            jid,
+            ..
+        } => Some((*resumed, resent_ids.clone(), jid.to_string())),
+        _ => None,
+    });
+    assert_eq!(
+        online,
+        Some((
+            true,
+            vec!["o2".to_owned()],
+            "alice@example.org/phone".to_owned()
+        ))
+    );
+    // Counters continue from the old stream.
+    h.recv("<r xmlns='urn:xmpp:sm:3'/>");
+    assert!(h.take_sent().contains("h='1'"));
+}
+
+#[test]
+fn a_resumption_state_from_another_process_is_used() {
+    let (_, state) = session_with_unacked_message();
+    let json = serde_json::to_string(&state).unwrap();
+    let mut fresh = Harness::new();
+    fresh
+        .session
+        .restore_stream_management(serde_json::from_str(&json).unwrap());
+    reconnect_to_auth(&mut fresh);
+    assert!(fresh.take_sent().starts_with("<resume"));
+}
+
+#[test]
+fn a_refused_resumption_binds_a_fresh_session() {
+    let (mut h, _) = session_with_unacked_message();
+    reconnect_to_auth(&mut h);
+    h.take_sent();
+    h.recv("<failed xmlns='urn:xmpp:sm:3' h='1'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
+    let sent = h.take_sent();
+    assert!(sent.contains("<bind") && sent.contains("<enable"), "{sent}");
+    assert!(
+        !sent.contains("id='o2'"),
+        "the client's outbox, not the engine, resends after a failed resume"
+    );
+    h.recv("<iq type='result' id='wx2'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@example.org/phone2</jid></bind></iq>\
+            <enabled xmlns='urn:xmpp:sm:3' id='sm-2' resume='true'/>");
+    let online = h.events.iter().find_map(|e| match e {
+        SessionEvent::Online { resumed, .. } => Some(*resumed),
+        _ => None,
+    });
+    assert_eq!(online, Some(false));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Acked(v) if v.len() == 1)),
+        "h on <failed/> acks o1"
+    );
+    assert_eq!(
+        h.session.resumable_state().unwrap().resume_id.as_deref(),
+        Some("sm-2")
+    );
+}
+
+#[test]
+fn a_resumption_that_is_never_answered_times_out_and_the_next_attempt_is_fresh() {
+    let (mut h, _) = session_with_unacked_message();
+    reconnect_to_auth(&mut h);
+    h.take_sent();
+    h.advance_to_wait();
+    assert!(matches!(
+        h.disconnected_error(),
+        Some(Some(SessionError::Timeout(TimeoutKind::Negotiation)))
+    ));
+    assert!(h.session.resumable_state().is_none());
+    reconnect_to_auth(&mut h);
+    assert!(h.take_sent().contains("<bind"));
+}
+
+#[test]
+fn a_clean_close_leaves_nothing_to_resume() {
+    let (mut h, _) = session_with_unacked_message();
+    reconnect_to_auth(&mut h);
+    h.recv("<resumed xmlns='urn:xmpp:sm:3' h='2' previd='sm-1'/>");
+    h.session.close(h.now);
+    h.drain();
+    h.recv("</stream:stream>");
+    assert!(h.session.resumable_state().is_none());
+    assert!(h.session.take_sm_changed());
 }
