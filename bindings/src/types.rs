@@ -369,6 +369,8 @@ pub enum Event {
     SubscriptionRequest {
         from: String,
     },
+    /// History is complete up to now (archive catch-up done).
+    CaughtUp,
 }
 
 impl From<ClientEvent> for Event {
@@ -394,6 +396,7 @@ impl From<ClientEvent> for Event {
                 status,
             },
             ClientEvent::SubscriptionRequest { from } => Event::SubscriptionRequest { from },
+            ClientEvent::CaughtUp => Event::CaughtUp,
         }
     }
 }

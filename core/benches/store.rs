@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use waxwing_core::store::{IncomingMessage, Store, StoreKey};
+use waxwing_core::store::{Direction, IncomingMessage, Store, StoreKey};
 
 const MESSAGES: usize = 100_000;
 const CONVERSATIONS: usize = 500;
@@ -34,6 +34,7 @@ fn main() {
         let mut batch = Vec::with_capacity(BATCH);
         for i in 0..MESSAGES {
             batch.push(IncomingMessage {
+                direction: Direction::Incoming,
                 peer: format!("contact{}@example.org", i % CONVERSATIONS),
                 sender: format!("contact{}@example.org", i % CONVERSATIONS),
                 body: format!("message number {i} with a body of ordinary length for a chat"),

@@ -133,6 +133,7 @@ fn event_json(event: &ClientEvent) -> Value {
         ClientEvent::SubscriptionRequest { from } => {
             json!({"event": "subscription_request", "from": from})
         }
+        ClientEvent::CaughtUp => json!({"event": "caught_up"}),
     }
 }
 

@@ -177,7 +177,8 @@ async fn network_failures_are_retried_with_backoff_until_online() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_stanzas_are_answered_and_malformed_xml_ends_the_stream_with_a_typed_error() {
+async fn unknown_and_forged_stanzas_are_refused_and_malformed_xml_ends_the_stream_with_a_typed_error(
+) {
     let (_certs, ca, tls) = certs();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -192,6 +193,12 @@ async fn unknown_stanzas_are_answered_and_malformed_xml_ends_the_stream_with_a_t
         // Unknown nonza and an IQ nobody handles, then a chat message.
         s.write_all(b"<weird xmlns='urn:example:nonza'/><iq type='get' id='u1' from='localhost'>\
             <mystery xmlns='urn:example:unknown'/></iq>\
+            <message from='mallory@evil.example' to='alice@localhost/fake'><received xmlns='urn:xmpp:carbons:2'>\
+            <forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost' type='chat'>\
+            <body>forged carbon</body></message></forwarded></received></message>\
+            <message from='mallory@evil.example'><result xmlns='urn:xmpp:mam:2' queryid='q' id='x1'>\
+            <forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost' type='chat'>\
+            <body>forged archive</body></message></forwarded></result></message>\
             <message from='bob@localhost/x' type='chat' id='m1'><body>before the garbage</body></message>").await.unwrap();
         seen.clear();
         read_until(&mut s, &mut seen, "id='u1'").await;
@@ -240,7 +247,8 @@ async fn unknown_stanzas_are_answered_and_malformed_xml_ends_the_stream_with_a_t
         tail.contains("not-well-formed"),
         "client told the server why: {tail}"
     );
-    // The message that came before the garbage was kept.
+    // The message that came before the garbage was kept; the forged
+    // carbon and archive result were not.
     let history = client.history("bob@localhost", None, 10).unwrap();
     assert_eq!(
         history.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),

@@ -43,6 +43,9 @@ pub enum ClientEvent {
     SubscriptionRequest {
         from: String,
     },
+    /// The archive catch-up after (re)connecting finished (or a resumed
+    /// stream made it unnecessary): the history is complete up to now.
+    CaughtUp,
 }
 
 /// Receives the client's events; called from the client's task, so keep it

@@ -17,6 +17,8 @@ use tokio::sync::{oneshot, watch};
 
 use super::events::{ClientEvent, ConnectionState, EventListener};
 use super::{now_ms, random_id, ClientError};
+use crate::features::carbons::{self, Carbon};
+use crate::features::mam::{self, MamMessage};
 use crate::features::messages::{self, IncomingMessageStanza};
 use crate::features::presence::{
     self, Availability, PresenceBook, PresenceUpdate, ResourcePresence,
@@ -24,7 +26,7 @@ use crate::features::presence::{
 use crate::features::roster::{self, RosterChange};
 use crate::features::NS_CLIENT;
 use crate::proto::{Session, SessionEvent};
-use crate::store::{IncomingMessage, MessageState, Store};
+use crate::store::{Direction, IncomingMessage, MessageState, Store};
 use crate::transport::Handler;
 
 /// Reply to an IQ the app is waiting for.
@@ -43,6 +45,67 @@ pub(crate) enum Command {
 }
 
 pub(crate) const PRESENCE_KEY: &str = "presence";
+/// Account value: archive id of the newest message we have (MAM cursor).
+const MAM_LAST_KEY: &str = "mam_last";
+/// Results per archive page (servers may cap it lower).
+const MAM_PAGE: u32 = 100;
+
+/// An archive catch-up in progress.
+struct CatchUp {
+    iq_id: String,
+    query_id: String,
+    page: mam::Page,
+    /// Results of the current page, in archive order.
+    archived: Vec<IncomingMessage>,
+    /// Live messages that arrived meanwhile; released after the archive.
+    held: Vec<(IncomingMessage, Option<(String, String)>)>,
+}
+
+/// Reads a forwarded message (carbon or archive result) as one to store:
+/// ours (from our bare JID, sent from another device) or theirs.
+fn forwarded_message(
+    inner: &Element,
+    own: &BareJid,
+    archive_id: Option<String>,
+    stamp_ms: Option<i64>,
+) -> Option<IncomingMessage> {
+    let from = inner
+        .attr("from")
+        .and_then(|f| f.parse::<jid::Jid>().ok())?;
+    if from.to_bare() == *own {
+        let to = inner
+            .attr("to")
+            .and_then(|t| t.parse::<jid::Jid>().ok())?
+            .to_bare();
+        let body = inner.get_child("body", NS_CLIENT)?.text();
+        return Some(IncomingMessage {
+            direction: Direction::Outgoing,
+            peer: to.to_string(),
+            sender: own.to_string(),
+            body,
+            origin_id: inner
+                .get_child("origin-id", messages::NS_SID)
+                .and_then(|o| o.attr("id"))
+                .map(str::to_owned),
+            stanza_id: archive_id,
+            remote_id: inner.attr("id").map(str::to_owned),
+            timestamp_ms: stamp_ms.unwrap_or_else(now_ms),
+        });
+    }
+    let IncomingMessageStanza::Chat(chat) = messages::parse(inner, own) else {
+        return None;
+    };
+    Some(IncomingMessage {
+        direction: Direction::Incoming,
+        peer: chat.from.to_string(),
+        sender: chat.from.to_string(),
+        body: chat.body,
+        origin_id: chat.origin_id,
+        stanza_id: archive_id.or(chat.stanza_id),
+        remote_id: chat.id,
+        timestamp_ms: stamp_ms.or(chat.delayed_ms).unwrap_or_else(now_ms),
+    })
+}
 /// Account value holding the persisted [`crate::proto::SmState`] (JSON).
 pub(crate) const SM_STATE_KEY: &str = "sm_state";
 
@@ -57,6 +120,7 @@ pub(crate) struct ConnectionHandler {
     sent_now: HashSet<i64>,
     sm_enabled: bool,
     inbound: Vec<(IncomingMessage, Option<(String, String)>)>,
+    catchup: Option<CatchUp>,
     pub ended: Option<Option<crate::proto::SessionError>>,
     pub presences: Arc<Mutex<PresenceBook>>,
 }
@@ -79,6 +143,7 @@ impl ConnectionHandler {
             sent_now: HashSet::new(),
             sm_enabled: false,
             inbound: Vec::new(),
+            catchup: None,
             ended: None,
             presences,
         }
@@ -124,8 +189,9 @@ impl ConnectionHandler {
             authentication: mechanism.to_owned(),
             resumed,
         };
-        self.state.send_replace(online.clone());
-        self.emit(ClientEvent::ConnectionChanged(online));
+        // The event first: when `login()` returns, listeners have seen it.
+        self.emit(ClientEvent::ConnectionChanged(online.clone()));
+        self.state.send_replace(online);
         if resumed {
             // The server kept our presence and roster state; what it did
             // not acknowledge was re-sent by the engine.
@@ -142,6 +208,8 @@ impl ConnectionHandler {
                 }
             }
             self.flush_outbox(session, now);
+            // Stream management guarantees nothing was missed.
+            self.emit(ClientEvent::CaughtUp);
             return;
         }
         // RFC 6121 §2.2: fetch the roster before sending initial presence.
@@ -165,6 +233,8 @@ impl ConnectionHandler {
             now,
             &presence::own_presence(availability, status.as_deref()),
         );
+        self.send(session, now, &carbons::enable(&random_id()));
+        self.start_catchup(session, now, Vec::new());
         self.flush_outbox(session, now);
     }
 
@@ -250,14 +320,50 @@ impl ConnectionHandler {
     }
 
     fn on_message(&mut self, element: Element) {
+        match carbons::unwrap(&element, &self.own) {
+            Carbon::Forged => return tracing::warn!("dropping a forged carbon"),
+            // Copies are stored, but receipts are the receiving device's job.
+            Carbon::Received(inner) | Carbon::Sent(inner) => {
+                if let Some(message) = forwarded_message(&inner, &self.own, None, None) {
+                    self.push_live(message, None);
+                }
+                return;
+            }
+            Carbon::None => {}
+        }
+        match mam::unwrap(&element, &self.own) {
+            MamMessage::Forged => {
+                return tracing::warn!("dropping a MAM result not from our archive")
+            }
+            MamMessage::Result {
+                query_id,
+                archive_id,
+                message,
+                stamp_ms,
+            } => {
+                match &mut self.catchup {
+                    Some(c) if c.query_id == query_id => {
+                        if let Some(m) =
+                            forwarded_message(&message, &self.own, Some(archive_id), stamp_ms)
+                        {
+                            c.archived.push(m);
+                        }
+                    }
+                    _ => tracing::warn!("dropping a MAM result for a query we did not make"),
+                }
+                return;
+            }
+            MamMessage::None => {}
+        }
         match messages::parse(&element, &self.own) {
             IncomingMessageStanza::Chat(chat) => {
                 let receipt = match (&chat.id, chat.wants_receipt) {
                     (Some(id), true) => Some((chat.from_full.clone(), id.clone())),
                     _ => None,
                 };
-                self.inbound.push((
+                self.push_live(
                     IncomingMessage {
+                        direction: Direction::Incoming,
                         peer: chat.from.to_string(),
                         sender: chat.from.to_string(),
                         body: chat.body,
@@ -267,7 +373,7 @@ impl ConnectionHandler {
                         timestamp_ms: chat.delayed_ms.unwrap_or_else(now_ms),
                     },
                     receipt,
-                ));
+                );
             }
             IncomingMessageStanza::Receipt { from, id } => {
                 self.advance(from.as_str(), &id, MessageState::Delivered)
@@ -284,6 +390,74 @@ impl ConnectionHandler {
         }
     }
 
+    /// Queues a live message for this turn's batch, or holds it back while
+    /// the archive catch-up runs so that history stays in order.
+    fn push_live(&mut self, message: IncomingMessage, receipt: Option<(String, String)>) {
+        match &mut self.catchup {
+            Some(c) => c.held.push((message, receipt)),
+            None => self.inbound.push((message, receipt)),
+        }
+    }
+
+    /// Starts (or continues) the XEP-0313 catch-up from the last archive id
+    /// the store knows; a new installation fetches the newest page.
+    fn start_catchup(
+        &mut self,
+        session: &mut Session,
+        now: Instant,
+        held: Vec<(IncomingMessage, Option<(String, String)>)>,
+    ) {
+        let last = self.store().account_value(MAM_LAST_KEY).ok().flatten();
+        let page = match last {
+            Some(id) => mam::Page::After(id),
+            None => mam::Page::Latest,
+        };
+        let (iq_id, query_id) = (random_id(), random_id());
+        self.send(
+            session,
+            now,
+            &mam::query(&iq_id, &query_id, &page, MAM_PAGE),
+        );
+        self.catchup = Some(CatchUp {
+            iq_id,
+            query_id,
+            page,
+            archived: Vec::new(),
+            held,
+        });
+    }
+
+    /// A page of the archive ended: store it in one transaction, then ask
+    /// for the next page or release the held-back live messages.
+    fn on_catchup_page(&mut self, session: &mut Session, now: Instant, iq: &Element) {
+        let Some(catchup) = self.catchup.take() else {
+            return;
+        };
+        let fin = (iq.attr("type") == Some("result"))
+            .then(|| mam::parse_fin(iq))
+            .flatten();
+        let archived: Vec<_> = catchup.archived.into_iter().map(|m| (m, None)).collect();
+        self.inbound.extend(archived);
+        self.flush_inbound(session, now);
+        match fin {
+            Some(fin) => {
+                if let Some(last) = &fin.last {
+                    let _ = self.store().set_account_value(MAM_LAST_KEY, Some(last));
+                }
+                let more = !fin.complete
+                    && fin.last.is_some()
+                    && matches!(catchup.page, mam::Page::After(_));
+                if more {
+                    return self.start_catchup(session, now, catchup.held);
+                }
+            }
+            None => tracing::warn!("the archive query failed; continuing without catch-up"),
+        }
+        self.inbound.extend(catchup.held);
+        self.flush_inbound(session, now);
+        self.emit(ClientEvent::CaughtUp);
+    }
+
     /// Writes the turn's incoming messages in one transaction, then tells
     /// the app and sends the receipts the senders asked for.
     fn flush_inbound(&mut self, session: &mut Session, now: Instant) {
@@ -295,6 +469,13 @@ impl ConnectionHandler {
         let stored = self.store().insert_incoming_batch(&messages);
         match stored {
             Ok(stored) => {
+                // Live messages carry their archive id: the next catch-up
+                // starts after the newest one we have.
+                if self.catchup.is_none() {
+                    if let Some(last) = batch.iter().rev().find_map(|(m, _)| m.stanza_id.clone()) {
+                        let _ = self.store().set_account_value(MAM_LAST_KEY, Some(&last));
+                    }
+                }
                 for (message, (_, receipt)) in stored.into_iter().zip(batch) {
                     if let Some(message) = message {
                         self.emit(ClientEvent::MessageReceived(message));
@@ -358,6 +539,11 @@ impl ConnectionHandler {
     fn on_iq(&mut self, session: &mut Session, now: Instant, element: Element) {
         let id = element.attr("id").unwrap_or_default().to_owned();
         match element.attr("type") {
+            Some("result") | Some("error")
+                if self.catchup.as_ref().is_some_and(|c| c.iq_id == id) =>
+            {
+                self.on_catchup_page(session, now, &element);
+            }
             Some("result") | Some("error") => {
                 if self.roster_request.as_deref() == Some(id.as_str()) {
                     self.roster_request = None;
@@ -446,6 +632,11 @@ impl Handler for ConnectionHandler {
                 }
             }
             SessionEvent::Disconnected { error } => {
+                if let Some(catchup) = self.catchup.take() {
+                    // Keep what arrived; the next catch-up resumes from the
+                    // cursor, which only moves when a page completes.
+                    self.inbound.extend(catchup.held);
+                }
                 self.flush_inbound(session, now);
                 self.persist_stream_management(session);
                 self.presences

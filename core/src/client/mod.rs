@@ -393,8 +393,8 @@ async fn connection_task(
             error: error.clone(),
             will_retry: !stop,
         };
-        state.send_replace(disconnected.clone());
-        listener.on_event(ClientEvent::ConnectionChanged(disconnected));
+        listener.on_event(ClientEvent::ConnectionChanged(disconnected.clone()));
+        state.send_replace(disconnected);
         if stop {
             return;
         }

@@ -3,6 +3,8 @@
 //! messages (XEP-0359 ids, XEP-0184 receipts). Pure functions: the client
 //! decides when to send and what to store.
 
+pub mod carbons;
+pub mod mam;
 pub mod messages;
 pub mod presence;
 pub mod roster;

@@ -58,9 +58,12 @@ pub struct StoredMessage {
     pub timestamp_ms: i64,
 }
 
-/// An incoming message about to be stored.
+/// A message from the network about to be stored: one received, or (from
+/// carbons and the archive) one the account sent from another device.
 #[derive(Debug, Clone)]
 pub struct IncomingMessage {
+    /// `Outgoing` for our own messages seen via carbons or MAM.
+    pub direction: Direction,
     pub peer: String,
     pub sender: String,
     pub body: String,
@@ -173,10 +176,10 @@ impl Store {
             let conversation = Self::conversation_id(&tx, &m.peer)?;
             let duplicate: Option<i64> = tx
                 .query_row(
-                    "SELECT id FROM messages WHERE conversation_id = ?1 AND direction = 0 AND
+                    "SELECT id FROM messages WHERE conversation_id = ?1 AND direction = ?6 AND
                        ((?2 IS NOT NULL AND stanza_id = ?2) OR (?3 IS NOT NULL AND origin_id = ?3)
                         OR (?2 IS NULL AND ?3 IS NULL AND ?4 IS NOT NULL AND remote_id = ?4 AND sender = ?5))",
-                    params![conversation, m.stanza_id, m.origin_id, m.remote_id, m.sender],
+                    params![conversation, m.stanza_id, m.origin_id, m.remote_id, m.sender, m.direction as i64],
                     |r| r.get(0),
                 )
                 .optional()?;
@@ -191,13 +194,20 @@ impl Store {
                 ids.push(None);
                 continue;
             }
+            let incoming = m.direction == Direction::Incoming;
+            // Our own message from another device: the server has it.
+            let state = if incoming {
+                MessageState::Received
+            } else {
+                MessageState::Acked
+            };
             tx.execute(
                 "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, stanza_id, remote_id, timestamp_ms)
-                 VALUES (?1, 0, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![conversation, MessageState::Received as i64, m.sender, m.body, m.origin_id, m.stanza_id, m.remote_id, m.timestamp_ms],
+                 VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![conversation, state as i64, m.sender, m.body, m.origin_id, m.stanza_id, m.remote_id, m.timestamp_ms, m.direction as i64],
             )?;
             let id = tx.last_insert_rowid();
-            Self::touch_conversation(&tx, conversation, id, m.timestamp_ms, true)?;
+            Self::touch_conversation(&tx, conversation, id, m.timestamp_ms, incoming)?;
             ids.push(Some(id));
         }
         tx.commit()?;

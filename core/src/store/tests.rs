@@ -12,6 +12,7 @@ fn incoming(
     ts: i64,
 ) -> IncomingMessage {
     IncomingMessage {
+        direction: Direction::Incoming,
         peer: peer.into(),
         sender: format!("{peer}/phone"),
         body: body.into(),
