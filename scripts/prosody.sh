@@ -53,7 +53,7 @@ start() {
 $as_root
 pidfile = "$dir/prosody.pid.internal"
 data_path = "$dir/data"
-log = { info = "$dir/prosody.log"; error = "$dir/prosody.err" }
+log = { ${WAXWING_PROSODY_LOG_LEVEL:-info} = "$dir/prosody.log"; error = "$dir/prosody.err" }
 interfaces = { "127.0.0.1" }
 c2s_ports = { $c2s }
 c2s_direct_tls_ports = { $direct }

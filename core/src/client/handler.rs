@@ -7,7 +7,6 @@
 //! the end of each driver turn.
 
 use std::collections::{HashMap, HashSet};
-use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -27,7 +26,7 @@ use crate::features::roster::{self, RosterChange};
 use crate::features::NS_CLIENT;
 use crate::proto::{Session, SessionEvent};
 use crate::store::{Direction, IncomingMessage, MessageState, Store};
-use crate::transport::Handler;
+use crate::transport::{AfterCommand, Handler};
 
 /// Reply to an IQ the app is waiting for.
 pub(crate) type IqReply = oneshot::Sender<Result<Element, ClientError>>;
@@ -42,6 +41,13 @@ pub(crate) enum Command {
     Iq(Element, IqReply),
     /// Log out cleanly.
     Close,
+    /// XEP-0352: the app went to the foreground (`true`) or background.
+    SetForeground(bool),
+    /// The platform lost the network: drop the socket now, stay resumable,
+    /// and wait for [`Command::NetworkAvailable`] before retrying.
+    NetworkLost,
+    /// The platform has a network again: reconnect now, skipping backoff.
+    NetworkAvailable,
 }
 
 pub(crate) const PRESENCE_KEY: &str = "presence";
@@ -121,6 +127,10 @@ pub(crate) struct ConnectionHandler {
     sm_enabled: bool,
     inbound: Vec<(IncomingMessage, Option<(String, String)>)>,
     catchup: Option<CatchUp>,
+    /// Whether the app is in the foreground (XEP-0352 state to apply).
+    pub foreground: bool,
+    /// The platform said the network is gone; reconnects wait for it.
+    pub network_down: bool,
     pub ended: Option<Option<crate::proto::SessionError>>,
     pub presences: Arc<Mutex<PresenceBook>>,
 }
@@ -144,6 +154,8 @@ impl ConnectionHandler {
             sm_enabled: false,
             inbound: Vec::new(),
             catchup: None,
+            foreground: true,
+            network_down: false,
             ended: None,
             presences,
         }
@@ -192,6 +204,9 @@ impl ConnectionHandler {
         // The event first: when `login()` returns, listeners have seen it.
         self.emit(ClientEvent::ConnectionChanged(online.clone()));
         self.state.send_replace(online);
+        if !self.foreground {
+            let _ = session.set_client_state(now, false);
+        }
         if resumed {
             // The server kept our presence and roster state; what it did
             // not acknowledge was re-sent by the engine.
@@ -656,7 +671,7 @@ impl Handler for ConnectionHandler {
         session: &mut Session,
         now: Instant,
         command: Command,
-    ) -> ControlFlow<()> {
+    ) -> AfterCommand {
         match command {
             Command::SendQueued(id) => self.send_queued(session, now, id),
             Command::Send(stanza) => self.send(session, now, &stanza),
@@ -669,9 +684,19 @@ impl Handler for ConnectionHandler {
                     self.send(session, now, &iq);
                 }
             }
-            Command::Close => return ControlFlow::Break(()),
+            Command::SetForeground(foreground) => {
+                self.foreground = foreground;
+                let _ = session.set_client_state(now, foreground);
+            }
+            Command::NetworkLost => {
+                self.network_down = true;
+                return AfterCommand::Drop;
+            }
+            // Already connected: nothing to speed up.
+            Command::NetworkAvailable => {}
+            Command::Close => return AfterCommand::Close,
         }
-        ControlFlow::Continue(())
+        AfterCommand::Continue
     }
 
     fn end_of_turn(&mut self, session: &mut Session, now: Instant) {

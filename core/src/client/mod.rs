@@ -204,6 +204,32 @@ impl Client {
         Ok(message)
     }
 
+    /// Lifecycle hook: the app came to the foreground (`true`) or went to
+    /// the background. Sets XEP-0352 client state (inactive in background)
+    /// now and on every reconnect.
+    pub fn set_foreground(&self, foreground: bool) {
+        if let Some(commands) = self.commands() {
+            let _ = commands.send(Command::SetForeground(foreground));
+        }
+    }
+
+    /// Lifecycle hook: the platform reports the network came back; a
+    /// waiting reconnect happens now instead of after its backoff.
+    pub fn network_available(&self) {
+        if let Some(commands) = self.commands() {
+            let _ = commands.send(Command::NetworkAvailable);
+        }
+    }
+
+    /// Lifecycle hook: the platform reports the network is gone; the socket
+    /// is dropped at once (the session stays resumable) and no reconnect is
+    /// tried until [`Client::network_available`].
+    pub fn network_lost(&self) {
+        if let Some(commands) = self.commands() {
+            let _ = commands.send(Command::NetworkLost);
+        }
+    }
+
     /// Sets and remembers own availability; sent now if online, and on
     /// every login.
     pub fn set_presence(
@@ -402,7 +428,13 @@ async fn connection_task(
             backoff = config.initial_backoff;
         }
         let jitter = rand::thread_rng().gen_range(0.5..1.5);
-        let delay = backoff.mul_f64(jitter);
+        // Without a network there is no point in trying: wait for the
+        // platform to say it is back (bounded, in case it never does).
+        let delay = if handler.network_down {
+            MAX_BACKOFF
+        } else {
+            backoff.mul_f64(jitter)
+        };
         backoff = (backoff * 2).min(MAX_BACKOFF);
         // Wait, but leave at once when the app logs out meanwhile.
         let deadline = tokio::time::sleep(delay);
@@ -413,6 +445,13 @@ async fn connection_task(
                 command = commands.recv() => match command {
                     None | Some(Command::Close) => return,
                     Some(Command::Iq(_, reply)) => { let _ = reply.send(Err(ClientError::NotConnected)); }
+                    Some(Command::NetworkAvailable) => {
+                        handler.network_down = false;
+                        backoff = config.initial_backoff;
+                        break;
+                    }
+                    Some(Command::NetworkLost) => handler.network_down = true,
+                    Some(Command::SetForeground(foreground)) => handler.foreground = foreground,
                     // Outbox rows are flushed on the next login anyway.
                     Some(_) => {}
                 }

@@ -6,6 +6,7 @@ pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub const NS_SM: &str = "urn:xmpp:sm:3";
+pub const NS_CSI: &str = "urn:xmpp:csi:0";
 pub const NS_ROSTERVER: &str = "urn:xmpp:features:rosterver";
 pub const NS_PING: &str = "urn:xmpp:ping";
 pub const NS_CLIENT: &str = "jabber:client";
@@ -19,6 +20,8 @@ pub struct Features {
     pub bind: bool,
     pub stream_management: bool,
     pub roster_versioning: bool,
+    /// XEP-0352 client state indication.
+    pub client_state_indication: bool,
 }
 
 impl Features {
@@ -39,6 +42,8 @@ impl Features {
                 features.stream_management = true;
             } else if child.is("ver", NS_ROSTERVER) {
                 features.roster_versioning = true;
+            } else if child.is("csi", NS_CSI) {
+                features.client_state_indication = true;
             }
         }
         features

@@ -328,6 +328,20 @@ impl Session {
         Ok(())
     }
 
+    /// XEP-0352: tells the server whether the user is looking (active) or
+    /// the app is in the background (inactive), so it can hold back
+    /// unimportant traffic. Does nothing if the server lacks CSI.
+    pub fn set_client_state(&mut self, _now: Instant, active: bool) -> Result<(), CommandError> {
+        if !self.is_online() {
+            return Err(CommandError::NotOnline);
+        }
+        if self.features.client_state_indication {
+            let name = if active { "active" } else { "inactive" };
+            self.transmit(format!("<{name} xmlns='{NS_CSI}'/>"));
+        }
+        Ok(())
+    }
+
     /// Starts a clean close: acknowledges what we handled, closes our side
     /// of the stream and waits (bounded) for the server's.
     pub fn close(&mut self, now: Instant) {
@@ -588,6 +602,7 @@ impl Session {
                 self.features.bind = features.bind;
                 self.features.stream_management = features.stream_management;
                 self.features.roster_versioning |= features.roster_versioning;
+                self.features.client_state_indication = features.client_state_indication;
                 if !features.bind {
                     self.state = State::AwaitFeatures(stage);
                     return self.fail(SessionError::BindFailed {

@@ -549,3 +549,35 @@ fn a_clean_close_leaves_nothing_to_resume() {
     assert!(h.session.resumable_state().is_none());
     assert!(h.session.take_sm_changed());
 }
+
+#[test]
+fn client_state_indication_is_sent_only_when_the_server_offers_it() {
+    let mut h = Harness::new();
+    h.log_in(false);
+    h.take_sent();
+    h.session.set_client_state(h.now, false).unwrap();
+    h.drain();
+    assert_eq!(h.take_sent(), "", "the scripted server did not offer CSI");
+    let mut h = Harness::new();
+    assert_eq!(
+        h.session.set_client_state(h.now, false),
+        Err(CommandError::NotOnline)
+    );
+    h.input(Input::Connected {
+        tls: Some(TlsInfo::default()),
+        nonce: "n".into(),
+    });
+    h.recv(&format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    ));
+    h.recv("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    h.recv(&format!(
+        "{HEADER}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><csi xmlns='urn:xmpp:csi:0'/></stream:features>"
+    ));
+    h.recv("<iq type='result' id='wx1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@example.org/phone</jid></bind></iq>");
+    h.take_sent();
+    h.session.set_client_state(h.now, false).unwrap();
+    h.drain();
+    assert_eq!(h.take_sent(), "<inactive xmlns='urn:xmpp:csi:0'/>");
+}

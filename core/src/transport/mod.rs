@@ -9,7 +9,6 @@
 pub mod dns;
 pub mod tls;
 
-use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -204,18 +203,29 @@ impl Connection {
     }
 }
 
+/// What the connection should do after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterCommand {
+    Continue,
+    /// Close the stream cleanly (logout).
+    Close,
+    /// Drop the connection at once, keeping the session resumable (the
+    /// platform says the network is gone).
+    Drop,
+}
+
 /// What the layer above does with session events and its own commands.
 pub trait Handler {
     type Command;
     /// Handles an event; may queue stanzas on `session`.
     fn on_event(&mut self, session: &mut Session, now: std::time::Instant, event: SessionEvent);
-    /// Handles a command; `Break` starts a clean close.
+    /// Handles a command and says what the connection does next.
     fn on_command(
         &mut self,
         session: &mut Session,
         now: std::time::Instant,
         command: Self::Command,
-    ) -> ControlFlow<()>;
+    ) -> AfterCommand;
     /// Called once the engine's output is drained, before waiting: the
     /// place to commit work batched during the turn.
     fn end_of_turn(&mut self, _session: &mut Session, _now: std::time::Instant) {}
@@ -298,8 +308,10 @@ pub async fn drive<H: Handler>(
                 let now = std::time::Instant::now();
                 match command {
                     Some(command) => {
-                        if handler.on_command(session, now, command).is_break() {
-                            session.close(now);
+                        match handler.on_command(session, now, command) {
+                            AfterCommand::Continue => {}
+                            AfterCommand::Close => session.close(now),
+                            AfterCommand::Drop => session.handle_input(now, Input::Disconnected),
                         }
                     }
                     None => {

@@ -1,0 +1,152 @@
+//! Lifecycle hooks against a real Prosody: network lost/available (no retry
+//! while down, an immediate resumption when back) and foreground/background
+//! (XEP-0352: the server holds back presence while we are inactive).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use waxwing_core::features::presence::Availability;
+use waxwing_core::{ClientEvent, ConnectionState};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_lost_waits_and_network_available_resumes_at_once() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut config = server.config("alice", "pw-a", alice_dir.path().into());
+    // A long backoff: only the hook can explain a quick reconnect.
+    config.initial_backoff = Duration::from_secs(60);
+    let (alice, events) = open_client(config);
+    let (bob, _) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
+    alice.login().await.unwrap();
+    bob.login().await.unwrap();
+
+    alice.network_lost();
+    events
+        .wait_for(5, |e| {
+            matches!(
+                e,
+                ClientEvent::ConnectionChanged(ConnectionState::Disconnected {
+                    will_retry: true,
+                    ..
+                })
+            )
+            .then_some(())
+        })
+        .await;
+    let missed = unique("while the network was down");
+    bob.send_message("alice@localhost", &missed).unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let connecting = |events: &Recorder| {
+        events
+            .events()
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    ClientEvent::ConnectionChanged(ConnectionState::Connecting)
+                )
+            })
+            .count()
+    };
+    assert_eq!(
+        connecting(&events),
+        1,
+        "no attempt while the network is down"
+    );
+
+    alice.network_available();
+    events
+        .wait_for(5, |e| {
+            matches!(
+                e,
+                ClientEvent::ConnectionChanged(ConnectionState::Online { resumed: true, .. })
+            )
+            .then_some(())
+        })
+        .await;
+    events
+        .wait_for(5, |e| {
+            matches!(e, ClientEvent::MessageReceived(m) if m.body == missed).then_some(())
+        })
+        .await;
+    let onlines: Vec<bool> = events
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::ConnectionChanged(ConnectionState::Online { resumed, .. }) => {
+                Some(resumed)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(onlines, vec![false, true], "back at once, and resumed");
+    alice.logout().await;
+    bob.logout().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_background_the_server_holds_back_presence() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (alice, alice_events) =
+        open_client(server.config("alice", "pw-a", alice_dir.path().into()));
+    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
+    alice.login().await.unwrap();
+    bob.login().await.unwrap();
+    // Mutual subscription so presence flows.
+    alice
+        .subscription(
+            "bob@localhost",
+            waxwing_core::features::presence::SubscriptionAction::Subscribe,
+        )
+        .unwrap();
+    bob_events
+        .wait_for(5, |e| {
+            matches!(e, ClientEvent::SubscriptionRequest { .. }).then_some(())
+        })
+        .await;
+    alice_events.clear();
+    bob.subscription(
+        "alice@localhost",
+        waxwing_core::features::presence::SubscriptionAction::Approve,
+    )
+    .unwrap();
+    alice_events
+        .wait_for(5, |e| {
+            matches!(e, ClientEvent::PresenceChanged { jid, availability: Availability::Available, .. } if jid == "bob@localhost")
+                .then_some(())
+        })
+        .await;
+    // Let the subscription traffic settle: an important stanza arriving
+    // after <inactive/> would open a flush window on the server.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    alice.set_foreground(false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    alice_events.clear();
+    bob.set_presence(Availability::DoNotDisturb, Some("busy".into()))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        !alice_events
+            .events()
+            .iter()
+            .any(|e| matches!(e, ClientEvent::PresenceChanged { .. })),
+        "presence is held back while inactive: {:?}",
+        alice_events.events()
+    );
+    alice.set_foreground(true);
+    alice_events
+        .wait_for(5, |e| match e {
+            ClientEvent::PresenceChanged {
+                availability: Availability::DoNotDisturb,
+                ..
+            } => Some(()),
+            _ => None,
+        })
+        .await;
+    alice.logout().await;
+    bob.logout().await;
+}
