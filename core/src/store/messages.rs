@@ -111,15 +111,10 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
 
 impl Store {
     fn conversation_id(tx: &rusqlite::Connection, peer: &str) -> rusqlite::Result<i64> {
-        tx.execute(
-            "INSERT OR IGNORE INTO conversations(peer_jid) VALUES (?1)",
-            [peer],
-        )?;
-        tx.query_row(
-            "SELECT id FROM conversations WHERE peer_jid = ?1",
-            [peer],
-            |r| r.get(0),
-        )
+        tx.prepare_cached("INSERT OR IGNORE INTO conversations(peer_jid) VALUES (?1)")?
+            .execute([peer])?;
+        tx.prepare_cached("SELECT id FROM conversations WHERE peer_jid = ?1")?
+            .query_row([peer], |r| r.get(0))
     }
 
     fn touch_conversation(
@@ -129,12 +124,15 @@ impl Store {
         timestamp_ms: i64,
         unread: bool,
     ) -> rusqlite::Result<()> {
-        tx.execute(
-            "UPDATE conversations SET last_message = ?2, updated_at = max(updated_at, ?3),
+        // An older message (from the archive) does not become the "last" one.
+        tx.prepare_cached(
+            "UPDATE conversations SET
+                 last_message = CASE WHEN ?3 >= updated_at THEN ?2 ELSE last_message END,
+                 updated_at = max(updated_at, ?3),
                  unread_count = unread_count + ?4
              WHERE id = ?1",
-            params![conversation, message, timestamp_ms, unread as i64],
-        )?;
+        )?
+        .execute(params![conversation, message, timestamp_ms, unread as i64])?;
         Ok(())
     }
 
@@ -171,27 +169,18 @@ impl Store {
         messages: &[IncomingMessage],
     ) -> Result<Vec<Option<StoredMessage>>, StoreError> {
         let tx = self.conn.transaction()?;
-        let mut ids = Vec::with_capacity(messages.len());
+        let mut stored = Vec::with_capacity(messages.len());
         for m in messages {
             let conversation = Self::conversation_id(&tx, &m.peer)?;
-            let duplicate: Option<i64> = tx
-                .query_row(
-                    "SELECT id FROM messages WHERE conversation_id = ?1 AND direction = ?6 AND
-                       ((?2 IS NOT NULL AND stanza_id = ?2) OR (?3 IS NOT NULL AND origin_id = ?3)
-                        OR (?2 IS NULL AND ?3 IS NULL AND ?4 IS NOT NULL AND remote_id = ?4 AND sender = ?5))",
-                    params![conversation, m.stanza_id, m.origin_id, m.remote_id, m.sender, m.direction as i64],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(existing) = duplicate {
+            if let Some(existing) = Self::find_duplicate(&tx, conversation, m)? {
                 // Learn the archive id of a message first seen without one.
                 if let Some(sid) = &m.stanza_id {
-                    tx.execute(
+                    tx.prepare_cached(
                         "UPDATE messages SET stanza_id = ?2 WHERE id = ?1 AND stanza_id IS NULL",
-                        params![existing, sid],
-                    )?;
+                    )?
+                    .execute(params![existing, sid])?;
                 }
-                ids.push(None);
+                stored.push(None);
                 continue;
             }
             let incoming = m.direction == Direction::Incoming;
@@ -201,22 +190,71 @@ impl Store {
             } else {
                 MessageState::Acked
             };
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, stanza_id, remote_id, timestamp_ms)
                  VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![conversation, state as i64, m.sender, m.body, m.origin_id, m.stanza_id, m.remote_id, m.timestamp_ms, m.direction as i64],
-            )?;
+            )?
+            .execute(params![conversation, state as i64, m.sender, m.body, m.origin_id, m.stanza_id, m.remote_id, m.timestamp_ms, m.direction as i64])?;
             let id = tx.last_insert_rowid();
             Self::touch_conversation(&tx, conversation, id, m.timestamp_ms, incoming)?;
-            ids.push(Some(id));
+            stored.push(Some(StoredMessage {
+                id,
+                peer: m.peer.clone(),
+                direction: m.direction,
+                state,
+                sender: m.sender.clone(),
+                body: m.body.clone(),
+                origin_id: m.origin_id.clone(),
+                stanza_id: m.stanza_id.clone(),
+                timestamp_ms: m.timestamp_ms,
+            }));
         }
         tx.commit()?;
-        ids.into_iter()
-            .map(|id| match id {
-                Some(id) => self.message(id),
-                None => Ok(None),
-            })
-            .collect()
+        Ok(stored)
+    }
+
+    /// The row already holding `m`, if any: the same server stanza-id, or
+    /// the same origin-id in the same direction, or (for clients that set
+    /// neither) the same id attribute from the same sender. One indexed
+    /// lookup each, rather than one query with ORs the planner cannot index.
+    fn find_duplicate(
+        tx: &rusqlite::Connection,
+        conversation: i64,
+        m: &IncomingMessage,
+    ) -> rusqlite::Result<Option<i64>> {
+        if let Some(sid) = &m.stanza_id {
+            let found = tx
+                .prepare_cached(
+                    "SELECT id FROM messages WHERE conversation_id = ?1 AND stanza_id = ?2",
+                )?
+                .query_row(params![conversation, sid], |r| r.get(0))
+                .optional()?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        if let Some(oid) = &m.origin_id {
+            return tx
+                .prepare_cached(
+                    "SELECT id FROM messages
+                     WHERE conversation_id = ?1 AND direction = ?2 AND origin_id = ?3",
+                )?
+                .query_row(params![conversation, m.direction as i64, oid], |r| r.get(0))
+                .optional();
+        }
+        match (&m.stanza_id, &m.remote_id) {
+            (None, Some(remote_id)) => tx
+                .prepare_cached(
+                    "SELECT id FROM messages WHERE conversation_id = ?1 AND direction = ?2
+                       AND remote_id = ?3 AND sender = ?4",
+                )?
+                .query_row(
+                    params![conversation, m.direction as i64, remote_id, m.sender],
+                    |r| r.get(0),
+                )
+                .optional(),
+            _ => Ok(None),
+        }
     }
 
     /// One message by row id.
