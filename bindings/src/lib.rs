@@ -182,6 +182,24 @@ impl WaxwingClient {
     pub fn mark_read(&self, peer: String) -> Result<(), WaxwingError> {
         Ok(self.inner.mark_read(&peer)?)
     }
+
+    /// Call when the app comes to the foreground (`true`) or goes to the
+    /// background: the server is told (XEP-0352) to hold unimportant traffic.
+    pub fn set_foreground(&self, foreground: bool) {
+        self.inner.set_foreground(foreground)
+    }
+
+    /// Call when the platform reports connectivity again: a waiting
+    /// reconnect happens now.
+    pub fn network_available(&self) {
+        self.inner.network_available()
+    }
+
+    /// Call when the platform reports the network is gone: no reconnect is
+    /// tried until `network_available`; the session stays resumable.
+    pub fn network_lost(&self) {
+        self.inner.network_lost()
+    }
 }
 
 /// Support diagnostics: panics on purpose so apps (and our tests) can check

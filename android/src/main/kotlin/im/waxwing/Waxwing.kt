@@ -49,6 +49,16 @@ class Waxwing private constructor(
     suspend fun conversations(): List<Conversation> = withContext(Dispatchers.IO) { client.conversations() }
     suspend fun markRead(peer: String) = withContext(Dispatchers.IO) { client.markRead(peer) }
 
+    /**
+     * Lifecycle hooks: call from the app's lifecycle observer and network
+     * callback. In the background the server holds unimportant traffic
+     * (XEP-0352); while the network is lost no reconnect is tried, and
+     * [networkAvailable] reconnects (resuming the session) at once.
+     */
+    fun setForeground(foreground: Boolean) = client.setForeground(foreground)
+    fun networkAvailable() = client.networkAvailable()
+    fun networkLost() = client.networkLost()
+
     override fun close() {
         channel.close()
         client.close()
