@@ -49,6 +49,10 @@ start() {
   local c2s direct http
   c2s=$(free_port); direct=$(free_port); http=$(free_port)
   local as_root=""; [ "$(id -u)" = 0 ] && as_root="run_as_root = true"
+  # SASL2 + Bind2 + inline SM + FAST (prosody-modules); WAXWING_PROSODY_SASL2=0
+  # gives a classic RFC 6120 server to test the fallback path against.
+  local sasl2_modules='"sasl2"; "sasl2_bind2"; "sasl2_sm"; "sasl2_fast";'
+  [ "${WAXWING_PROSODY_SASL2:-1}" = 0 ] && sasl2_modules=""
   cat > "$dir/prosody.cfg.lua" <<CFG
 $as_root
 pidfile = "$dir/prosody.pid.internal"
@@ -67,6 +71,7 @@ modules_disabled = { "s2s" }
 modules_enabled = {
   "roster"; "saslauth"; "tls"; "disco"; "ping"; "smacks"; "carbons"; "mam";
   "offline"; "private"; "pep"; "blocklist"; "version"; "time"; "uptime"; "csi_simple";
+  $sasl2_modules
 }
 c2s_require_encryption = true
 authentication = "internal_hashed"

@@ -69,6 +69,7 @@ impl WaxwingClient {
             store_dir: config.store_dir.into(),
             store_key: StoreKey::from_bytes(key),
             initial_backoff: std::time::Duration::from_secs(1),
+            sasl2: true,
         };
         let client = waxwing_core::Client::open(core_config, Arc::new(ListenerBridge(listener)))?;
         Ok(Arc::new(Self {

@@ -12,6 +12,7 @@ use waxwing_core::{ClientError, ClientEvent, ConnectionState as CoreConnectionSt
 pub struct AccountConfig {
     pub jid: String,
     pub password: String,
+    /// Only for servers without Bind2, which pick the resource themselves.
     pub resource: Option<String>,
     /// Skip SRV and connect here.
     pub server_host: Option<String>,

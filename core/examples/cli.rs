@@ -179,6 +179,7 @@ async fn main() {
         store_dir,
         store_key,
         initial_backoff: Duration::from_secs(1),
+        sasl2: true,
     };
     let (tx, mut events) = mpsc::unbounded_channel();
     let client = Arc::new(Client::open(config, Arc::new(Forward(tx))).unwrap_or_else(|e| fail(e)));

@@ -40,6 +40,7 @@ async fn main() {
             store_dir: store.clone(),
             store_key: StoreKey::from_bytes([5; 32]),
             initial_backoff: Duration::from_secs(1),
+            sasl2: true,
         };
         let client = Client::open(config, Arc::new(Quiet)).expect("open");
         let started = Instant::now();

@@ -133,6 +133,7 @@ async fn network_failures_are_retried_with_backoff_until_online() {
         store_dir: store.path().into(),
         store_key: StoreKey::from_bytes([1; 32]),
         initial_backoff: Duration::from_millis(100),
+        sasl2: true,
     };
     let (client, events) = open_client(config);
     assert_eq!(
@@ -228,6 +229,7 @@ async fn unknown_and_forged_stanzas_are_refused_and_malformed_xml_ends_the_strea
         store_dir: store.path().into(),
         store_key: StoreKey::from_bytes([1; 32]),
         initial_backoff: Duration::from_secs(60),
+        sasl2: true,
     };
     let (client, events) = open_client(config);
     client.login().await.expect("login to the scripted server");
@@ -284,6 +286,7 @@ async fn a_server_that_never_answers_times_out_instead_of_hanging() {
         store_dir: store.path().into(),
         store_key: StoreKey::from_bytes([1; 32]),
         initial_backoff: Duration::from_secs(60),
+        sasl2: true,
     };
     let (client, _) = open_client(config);
     let result = tokio::time::timeout(Duration::from_secs(40), client.login()).await;

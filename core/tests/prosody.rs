@@ -9,9 +9,50 @@ use waxwing_core::features::presence::{Availability, SubscriptionAction};
 use waxwing_core::store::{Direction, MessageState};
 use waxwing_core::{ClientError, ClientEvent, ConnectionState};
 
+/// The `Online` state's round trips and authentication mechanism.
+async fn online_facts(events: &Recorder) -> (u32, String) {
+    events
+        .wait_for(5, |e| match e {
+            ClientEvent::ConnectionChanged(ConnectionState::Online {
+                round_trips,
+                authentication,
+                ..
+            }) => Some((*round_trips, authentication.clone())),
+            _ => None,
+        })
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_over_starttls_and_direct_tls_counts_round_trips() {
+async fn sasl2_login_binds_inline_gets_a_fast_token_and_the_next_login_spends_it() {
     let server = TestServer::start(&["alice:pw-a"]);
+    let store = tempfile::tempdir().unwrap();
+    let (client, events) = open_client(server.config("alice", "pw-a", store.path().into()));
+    let jid = client.login().await.expect("SASL2 login");
+    // Bind2: the server derives the resource from our tag and client id.
+    assert!(jid.starts_with("alice@localhost/Waxwing~"), "{jid}");
+    let (trips, mechanism) = online_facts(&events).await;
+    assert_eq!(mechanism, "SCRAM-SHA-1-PLUS");
+    // header, starttls, header, authenticate, SCRAM response (bound inline).
+    assert_eq!(trips, 5);
+    client.logout().await;
+    drop(client);
+
+    // The token was stored; the next process spends it, over direct TLS.
+    let mut config = server.config("alice", "pw-a", store.path().into());
+    config.connect = server.connect_options(true);
+    let (client, events) = open_client(config);
+    let again = client.login().await.expect("FAST login");
+    assert_eq!(again, jid, "the same resource for the same installation");
+    let (trips, mechanism) = online_facts(&events).await;
+    assert_eq!(mechanism, "HT-SHA-256-EXPR", "a channel-bound FAST token");
+    assert_eq!(trips, 2, "header, authenticate: one round trip to log in");
+    client.logout().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_login_over_starttls_and_direct_tls_counts_round_trips() {
+    let server = TestServer::start_classic(&["alice:pw-a"]);
     let store = tempfile::tempdir().unwrap();
     let (client, events) = open_client(server.config("alice", "pw-a", store.path().into()));
     let jid = client.login().await.expect("STARTTLS login");

@@ -101,7 +101,19 @@ async fn a_cut_connection_is_resumed_and_nothing_is_lost_or_doubled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_process_resumes_the_stream_the_killed_one_left() {
+    // SASL2: FAST token and inline resumption in one <authenticate/>.
     let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    resume_after_kill(&server, "HT-SHA-256-EXPR").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_sasl2_a_new_process_resumes_the_classic_way() {
+    // RFC 6120 SASL, stream restart, then <resume/> (XEP-0198 §5).
+    let server = TestServer::start_classic(&["alice:pw-a", "bob:pw-b"]);
+    resume_after_kill(&server, "SCRAM-SHA-1-PLUS").await;
+}
+
+async fn resume_after_kill(server: &TestServer, expected_authentication: &str) {
     let proxy = Proxy::start(server.c2s_port).await;
     let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let config = || {
@@ -129,6 +141,13 @@ async fn a_new_process_resumes_the_stream_the_killed_one_left() {
         vec![true],
         "the stored stream state was resumed"
     );
+    let authentication = alice_events.events().into_iter().find_map(|e| match e {
+        ClientEvent::ConnectionChanged(ConnectionState::Online { authentication, .. }) => {
+            Some(authentication)
+        }
+        _ => None,
+    });
+    assert_eq!(authentication.as_deref(), Some(expected_authentication),);
     alice_events
         .wait_for(10, |e| {
             matches!(e, ClientEvent::MessageReceived(m) if m.body == missed).then_some(())

@@ -24,6 +24,7 @@ use crate::features::presence::{
 };
 use crate::features::roster::{self, RosterChange};
 use crate::features::NS_CLIENT;
+use crate::proto::fast::FastToken;
 use crate::proto::{Session, SessionEvent};
 use crate::store::{Direction, IncomingMessage, MessageState, Store};
 use crate::transport::{AfterCommand, Handler};
@@ -51,6 +52,7 @@ pub(crate) enum Command {
 }
 
 pub(crate) const PRESENCE_KEY: &str = "presence";
+pub(crate) const FAST_TOKEN_KEY: &str = "fast_token";
 /// Account value: archive id of the newest message we have (MAM cursor).
 const MAM_LAST_KEY: &str = "mam_last";
 /// Results per archive page (servers may cap it lower).
@@ -127,8 +129,6 @@ pub(crate) struct ConnectionHandler {
     sm_enabled: bool,
     inbound: Vec<(IncomingMessage, Option<(String, String)>)>,
     catchup: Option<CatchUp>,
-    /// Whether the app is in the foreground (XEP-0352 state to apply).
-    pub foreground: bool,
     /// The platform said the network is gone; reconnects wait for it.
     pub network_down: bool,
     pub ended: Option<Option<crate::proto::SessionError>>,
@@ -154,7 +154,6 @@ impl ConnectionHandler {
             sm_enabled: false,
             inbound: Vec::new(),
             catchup: None,
-            foreground: true,
             network_down: false,
             ended: None,
             presences,
@@ -187,6 +186,7 @@ impl ConnectionHandler {
             roster_versioning: roster_ver,
             round_trips,
             mechanism,
+            carbons_enabled,
             resumed,
             resent_ids,
         } = event
@@ -204,9 +204,8 @@ impl ConnectionHandler {
         // The event first: when `login()` returns, listeners have seen it.
         self.emit(ClientEvent::ConnectionChanged(online.clone()));
         self.state.send_replace(online);
-        if !self.foreground {
-            let _ = session.set_client_state(now, false);
-        }
+        // Its use count went up; a replayed login must not reuse it.
+        self.persist_fast_token(session.fast_token());
         if resumed {
             // The server kept our presence and roster state; what it did
             // not acknowledge was re-sent by the engine.
@@ -248,9 +247,22 @@ impl ConnectionHandler {
             now,
             &presence::own_presence(availability, status.as_deref()),
         );
-        self.send(session, now, &carbons::enable(&random_id()));
+        if !carbons_enabled {
+            self.send(session, now, &carbons::enable(&random_id()));
+        }
         self.start_catchup(session, now, Vec::new());
         self.flush_outbox(session, now);
+    }
+
+    /// Keeps the XEP-0484 token (or its absence) in the encrypted store.
+    fn persist_fast_token(&self, token: Option<&FastToken>) {
+        let json = token.and_then(|t| serde_json::to_string(t).ok());
+        if let Err(err) = self
+            .store()
+            .set_account_value(FAST_TOKEN_KEY, json.as_deref())
+        {
+            tracing::warn!(%err, "could not store the FAST token");
+        }
     }
 
     /// Writes the XEP-0198 state when it changed, so that another process
@@ -636,6 +648,7 @@ impl Handler for ConnectionHandler {
                 }
                 _ => {}
             },
+            SessionEvent::FastToken(token) => self.persist_fast_token(token.as_ref()),
             SessionEvent::Acked(stanzas) => {
                 for stanza in stanzas.iter().filter(|s| s.name() == "message") {
                     let (Some(to), Some(id)) = (stanza.attr("to"), stanza.attr("id")) else {
@@ -684,10 +697,7 @@ impl Handler for ConnectionHandler {
                     self.send(session, now, &iq);
                 }
             }
-            Command::SetForeground(foreground) => {
-                self.foreground = foreground;
-                let _ = session.set_client_state(now, foreground);
-            }
+            Command::SetForeground(foreground) => session.set_client_state(now, foreground),
             Command::NetworkLost => {
                 self.network_down = true;
                 return AfterCommand::Drop;

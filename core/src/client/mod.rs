@@ -41,16 +41,23 @@ use crate::transport::{self, ConnectOptions};
 pub struct ClientConfig {
     pub jid: String,
     pub password: String,
-    /// Resource to ask for; a random one when `None`.
+    /// Resource to ask for on servers without Bind2 (a stable random one
+    /// when `None`); with Bind2 (XEP-0386) the server derives it from the
+    /// software tag and this installation's id.
     pub resource: Option<String>,
     pub connect: ConnectOptions,
     pub store_dir: PathBuf,
     pub store_key: StoreKey,
     /// First reconnect delay; doubles up to [`MAX_BACKOFF`], with jitter.
     pub initial_backoff: Duration,
+    /// Use SASL2 + Bind2 + FAST when the server offers them; `false` forces
+    /// the classic RFC 6120 path (to debug a server, or to compare).
+    pub sasl2: bool,
 }
 
 const RESOURCE_KEY: &str = "resource";
+/// XEP-0388 user-agent id of this installation.
+const CLIENT_ID_KEY: &str = "client_id";
 
 /// Ceiling of the reconnect delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -341,7 +348,7 @@ async fn connection_task(
     presences: Arc<Mutex<PresenceBook>>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
-    let (resource, saved_sm) = {
+    let (resource, client_id, fast_token, saved_sm) = {
         let store = store.lock().unwrap_or_else(|p| p.into_inner());
         // A stable resource per installation: resumption and the server's
         // view of "this device" survive restarts.
@@ -357,18 +364,31 @@ async fn connection_task(
                 fresh
             }
         };
+        let client_id = match store.account_value(CLIENT_ID_KEY).ok().flatten() {
+            Some(id) => id,
+            None => {
+                let fresh = random_id();
+                let _ = store.set_account_value(CLIENT_ID_KEY, Some(&fresh));
+                fresh
+            }
+        };
+        let fast_token = store
+            .account_value(handler::FAST_TOKEN_KEY)
+            .ok()
+            .flatten()
+            .and_then(|json| serde_json::from_str::<crate::proto::fast::FastToken>(&json).ok());
         let saved_sm = store
             .account_value(handler::SM_STATE_KEY)
             .ok()
             .flatten()
             .and_then(|json| serde_json::from_str::<crate::proto::SmState>(&json).ok());
-        (resource, saved_sm)
+        (resource, client_id, fast_token, saved_sm)
     };
-    let mut session = Session::new(SessionConfig::new(
-        own.clone(),
-        config.password.clone(),
-        resource,
-    ));
+    let mut session_config = SessionConfig::new(own.clone(), config.password.clone(), resource);
+    session_config.client_id = client_id;
+    session_config.sasl2 = config.sasl2;
+    let mut session = Session::new(session_config);
+    session.set_fast_token(fast_token);
     if let Some(sm) = saved_sm {
         session.restore_stream_management(sm);
     }
@@ -397,8 +417,10 @@ async fn connection_task(
                     )
                     .await
                     {
-                        Ok(commands_open) => match handler.ended.take().flatten() {
-                            None => Ok(commands_open),
+                        // The client was dropped: nobody to reconnect for.
+                        Ok(false) => return,
+                        Ok(true) => match handler.ended.take().flatten() {
+                            None => Ok(true),
                             Some(err) => Err(err.into()),
                         },
                         Err(err) => Err(err.into()),
@@ -451,7 +473,9 @@ async fn connection_task(
                         break;
                     }
                     Some(Command::NetworkLost) => handler.network_down = true,
-                    Some(Command::SetForeground(foreground)) => handler.foreground = foreground,
+                    Some(Command::SetForeground(foreground)) => {
+                        session.set_client_state(std::time::Instant::now(), foreground)
+                    }
                     // Outbox rows are flushed on the next login anyway.
                     Some(_) => {}
                 }

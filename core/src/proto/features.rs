@@ -7,6 +7,10 @@ pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
 pub const NS_SM: &str = "urn:xmpp:sm:3";
 pub const NS_CSI: &str = "urn:xmpp:csi:0";
+pub const NS_SASL2: &str = "urn:xmpp:sasl:2";
+pub const NS_BIND2: &str = "urn:xmpp:bind:0";
+pub const NS_FAST: &str = "urn:xmpp:fast:0";
+pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
 pub const NS_ROSTERVER: &str = "urn:xmpp:features:rosterver";
 pub const NS_PING: &str = "urn:xmpp:ping";
 pub const NS_CLIENT: &str = "jabber:client";
@@ -22,6 +26,64 @@ pub struct Features {
     pub roster_versioning: bool,
     /// XEP-0352 client state indication.
     pub client_state_indication: bool,
+    /// XEP-0388 SASL2, with what can be done inline.
+    pub sasl2: Option<Sasl2Offer>,
+}
+
+/// What `<authentication xmlns='urn:xmpp:sasl:2'/>` offers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sasl2Offer {
+    pub mechanisms: Vec<String>,
+    /// XEP-0386 Bind2, with the `var`s of the features it can enable inline.
+    pub bind2: Option<Vec<String>>,
+    /// XEP-0198 resumption inside `<authenticate/>` (Prosody's mod_sasl2_sm).
+    pub inline_resume: bool,
+    /// XEP-0484 FAST mechanisms a token can be requested for and used with.
+    pub fast_mechanisms: Vec<String>,
+}
+
+impl Sasl2Offer {
+    fn parse(element: &Element) -> Sasl2Offer {
+        let mut offer = Sasl2Offer {
+            mechanisms: element
+                .children()
+                .filter(|m| m.is("mechanism", NS_SASL2))
+                .map(|m| m.text().trim().to_owned())
+                .collect(),
+            ..Sasl2Offer::default()
+        };
+        let Some(inline) = element.get_child("inline", NS_SASL2) else {
+            return offer;
+        };
+        for child in inline.children() {
+            if child.is("bind", NS_BIND2) {
+                let vars = child
+                    .children()
+                    .filter(|c| c.name() == "inline")
+                    .flat_map(|i| i.children())
+                    .filter(|f| f.name() == "feature")
+                    .filter_map(|f| f.attr("var").map(str::to_owned))
+                    .collect();
+                offer.bind2 = Some(vars);
+            } else if child.is("sm", NS_SM) {
+                offer.inline_resume = true;
+            } else if child.is("fast", NS_FAST) {
+                offer.fast_mechanisms = child
+                    .children()
+                    .filter(|m| m.name() == "mechanism")
+                    .map(|m| m.text().trim().to_owned())
+                    .collect();
+            }
+        }
+        offer
+    }
+
+    /// Whether Bind2 can enable `var` (a feature namespace) inline.
+    pub fn bind2_inline(&self, var: &str) -> bool {
+        self.bind2
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|f| f == var))
+    }
 }
 
 impl Features {
@@ -44,6 +106,8 @@ impl Features {
                 features.roster_versioning = true;
             } else if child.is("csi", NS_CSI) {
                 features.client_state_indication = true;
+            } else if child.is("authentication", NS_SASL2) {
+                features.sasl2 = Some(Sasl2Offer::parse(child));
             }
         }
         features

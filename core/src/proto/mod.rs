@@ -1,6 +1,7 @@
 //! The sans-IO session engine: one XMPP client stream from the first byte
 //! to `</stream:stream>` — stream negotiation (STARTTLS, SASL, resource
-//! binding), XEP-0198 stream management, XEP-0199 keepalive and clean close.
+//! binding), XEP-0198 stream management, XEP-0199 keepalive and clean close;
+//! with servers that offer it, SASL2 + Bind2 + FAST (see [`sasl2`]).
 //!
 //! It performs no I/O and never reads the clock. The driver
 //! ([`crate::transport`]) feeds it:
@@ -16,8 +17,10 @@
 //! [`SessionEvent::Disconnected`] it accepts [`Input::Connected`] again.
 
 pub mod error;
+pub mod fast;
 pub mod features;
 pub mod sasl;
+pub mod sasl2;
 pub mod sm;
 
 use std::collections::VecDeque;
@@ -50,6 +53,15 @@ pub struct SessionConfig {
     /// Upper bound for the whole negotiation.
     pub negotiation_timeout: Duration,
     pub max_element_bytes: usize,
+    /// XEP-0388 user-agent id: stable per installation, so the server can
+    /// tie FAST tokens and the Bind2 resource to this device.
+    pub client_id: String,
+    /// XEP-0388 user-agent software name, also the Bind2 resource tag.
+    pub software: String,
+    /// Use SASL2 when offered (off only to exercise the classic path).
+    pub sasl2: bool,
+    /// Enable XEP-0280 carbons inline with Bind2 when the server can.
+    pub carbons: bool,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -72,6 +84,10 @@ impl SessionConfig {
             ping_timeout: Duration::from_secs(30),
             negotiation_timeout: Duration::from_secs(30),
             max_element_bytes: xml::DEFAULT_MAX_ELEMENT_BYTES,
+            client_id: String::new(),
+            software: "Waxwing".to_owned(),
+            sasl2: true,
+            carbons: true,
         }
     }
 }
@@ -123,8 +139,11 @@ pub enum SessionEvent {
         roster_versioning: bool,
         /// Request/response round trips from the stream header to here.
         round_trips: u32,
-        /// The SASL mechanism that authenticated us, e.g. `SCRAM-SHA-256-PLUS`.
+        /// The SASL mechanism that authenticated us, e.g. `SCRAM-SHA-256-PLUS`,
+        /// or `HT-SHA-256-EXPR` for a FAST token.
         mechanism: &'static str,
+        /// Carbons (XEP-0280) were enabled inline (Bind2): no IQ needed.
+        carbons_enabled: bool,
         /// The previous stream was resumed (XEP-0198 §5): presence, roster
         /// and server state carried over.
         resumed: bool,
@@ -138,6 +157,9 @@ pub enum SessionEvent {
     Acked(Vec<Element>),
     /// The connection is gone; `error` is `None` after a clean close.
     Disconnected { error: Option<SessionError> },
+    /// XEP-0484: the server issued a FAST token (`Some`, to persist) or
+    /// refused the one we had (`None`, to forget).
+    FastToken(Option<fast::FastToken>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +186,15 @@ enum State {
     },
     Resuming {
         previous: SmState,
+    },
+    /// SASL2 in progress (XEP-0388).
+    Sasl2(Box<sasl2::Attempt>),
+    /// SASL2 succeeded with a bound or resumed session; the server's
+    /// `<stream:features/>` follows at once (XEP-0388 §2.6.1).
+    AwaitPostAuthFeatures {
+        online: sasl2::PendingOnline,
+        /// Stanzas and SM elements that came before the features.
+        early: Vec<Element>,
     },
     Online,
     Closing,
@@ -199,7 +230,12 @@ pub struct Session {
     next_id: u64,
     ping_id: Option<String>,
     rejected_channel_binding: bool,
-    mechanism: Option<Mechanism>,
+    /// Name of the mechanism that authenticated this stream.
+    authenticated_with: &'static str,
+    /// XEP-0484 token to authenticate with next time.
+    fast_token: Option<fast::FastToken>,
+    /// XEP-0352 state the app wants: applied on every (re)connection.
+    client_active: bool,
     /// State of a previous stream to resume on the next connection.
     resume_from: Option<SmState>,
     /// Whether the SM state changed since [`Session::take_sm_changed`].
@@ -225,7 +261,9 @@ impl Session {
             next_id: 0,
             ping_id: None,
             rejected_channel_binding: false,
-            mechanism: None,
+            authenticated_with: "",
+            fast_token: None,
+            client_active: true,
             resume_from: None,
             sm_changed: false,
             timers: [None; 4],
@@ -267,6 +305,16 @@ impl Session {
     /// caller knows when to persist [`Session::resumable_state`].
     pub fn take_sm_changed(&mut self) -> bool {
         std::mem::take(&mut self.sm_changed)
+    }
+
+    /// Hands over a FAST token (from the store) to authenticate with.
+    pub fn set_fast_token(&mut self, token: Option<fast::FastToken>) {
+        self.fast_token = token;
+    }
+
+    /// The FAST token held now, with its use count (persist it after use).
+    pub fn fast_token(&self) -> Option<&fast::FastToken> {
+        self.fast_token.as_ref()
     }
 
     /// Which timer caused the last [`Input::Timeout`] to act.
@@ -330,16 +378,16 @@ impl Session {
 
     /// XEP-0352: tells the server whether the user is looking (active) or
     /// the app is in the background (inactive), so it can hold back
-    /// unimportant traffic. Does nothing if the server lacks CSI.
-    pub fn set_client_state(&mut self, _now: Instant, active: bool) -> Result<(), CommandError> {
-        if !self.is_online() {
-            return Err(CommandError::NotOnline);
-        }
-        if self.features.client_state_indication {
+    /// unimportant traffic. Remembered while offline and applied on every
+    /// connection (inline with Bind2 when possible). Does nothing on the
+    /// wire if the server lacks CSI.
+    pub fn set_client_state(&mut self, _now: Instant, active: bool) {
+        let changed = self.client_active != active;
+        self.client_active = active;
+        if changed && self.is_online() && self.features.client_state_indication {
             let name = if active { "active" } else { "inactive" };
             self.transmit(format!("<{name} xmlns='{NS_CSI}'/>"));
         }
-        Ok(())
     }
 
     /// Starts a clean close: acknowledges what we handled, closes our side
@@ -429,6 +477,12 @@ impl Session {
         self.outputs.push_back(Output::CloseSocket);
         self.outputs
             .push_back(Output::Event(SessionEvent::Disconnected { error }));
+    }
+
+    /// Ends a negotiation step whose state was already taken apart.
+    fn abort(&mut self, error: SessionError) {
+        self.state = State::Closing;
+        self.fail(error);
     }
 
     /// Ends the stream because of what the server did.
@@ -560,6 +614,10 @@ impl Session {
                 sm_pending,
             } => self.on_binding(now, bind_id, bound, sm_pending, element),
             State::Resuming { previous } => self.on_resuming(now, previous, element),
+            State::Sasl2(attempt) => self.on_sasl2(*attempt, element),
+            State::AwaitPostAuthFeatures { online, early } => {
+                self.on_post_auth_features(now, online, early, element)
+            }
             State::Online => {
                 self.state = State::Online;
                 self.on_online_element(element);
@@ -596,7 +654,11 @@ impl Session {
             }
             Stage::Secured => {
                 self.features = features;
-                self.start_auth(&[]);
+                if self.config.sasl2 && self.features.sasl2.is_some() {
+                    self.start_sasl2(&[]);
+                } else {
+                    self.start_auth(&[]);
+                }
             }
             Stage::Authenticated => {
                 self.features.bind = features.bind;
@@ -651,61 +713,76 @@ impl Session {
         };
     }
 
-    fn on_resuming(&mut self, now: Instant, mut previous: SmState, element: Element) {
+    fn on_resuming(&mut self, now: Instant, previous: SmState, element: Element) {
         let h = element.attr("h").and_then(|h| h.parse::<u32>().ok());
         if element.is("resumed", NS_SM) {
-            let Some(h) = h else {
-                self.state = State::Resuming { previous };
-                return self.fail(unexpected("<resumed h='…'/>", &element));
-            };
-            match previous.remote_acked(h) {
-                Ok(acked) => self.emit_acked(&acked),
-                Err(err) => {
-                    self.state = State::Resuming { previous };
-                    return self.fail(err.into());
+            match self.accept_resumption(previous, h) {
+                Ok((jid, resent_ids)) => {
+                    self.apply_client_state(true);
+                    self.go_online(now, jid, true, resent_ids, false)
                 }
+                Err(err) => self.abort(err),
             }
-            let Some(jid) = previous
-                .bound_jid
-                .as_deref()
-                .and_then(|j| FullJid::from_str(j).ok())
-            else {
-                self.state = State::Resuming { previous };
-                return self.fail(SessionError::BindFailed {
-                    condition: "no-previous-jid".to_owned(),
-                });
-            };
-            // Whatever the server did not get goes out again, in order, and
-            // stays queued until acknowledged.
-            let mut resent_ids = Vec::new();
-            for stanza in &previous.unacked {
-                self.outputs
-                    .push_back(Output::Transmit(stanza.clone().into_bytes()));
-                if let Some(id) = Element::from_str(stanza)
-                    .ok()
-                    .and_then(|e| e.attr("id").map(str::to_owned))
-                {
-                    resent_ids.push(id);
-                }
-            }
-            self.ack_request_due = !previous.unacked.is_empty();
-            self.sm = Some(previous);
-            self.sm_changed = true;
-            self.go_online(now, jid, true, resent_ids);
         } else if element.is("failed", NS_SM) {
-            // XEP-0198 §5: `h` on <failed/> tells what the old stream got.
-            if let Some(h) = h {
-                if let Ok(acked) = previous.remote_acked(h) {
-                    self.emit_acked(&acked);
-                }
-            }
-            tracing::info!("resumption refused; binding a new session");
-            self.sm_changed = true;
+            self.refuse_resumption(previous, h);
             self.start_bind();
         } else {
             self.state = State::Resuming { previous };
             self.fail(unexpected("<resumed/> or <failed/>", &element));
         }
+    }
+
+    /// The server resumed `previous` and says it handled `h` of our
+    /// stanzas: whatever it did not get goes out again, in order, and stays
+    /// queued until acknowledged (XEP-0198 §5). Returns the stream's JID
+    /// and the ids of the re-sent stanzas.
+    fn accept_resumption(
+        &mut self,
+        mut previous: SmState,
+        h: Option<u32>,
+    ) -> Result<(FullJid, Vec<String>), SessionError> {
+        let Some(h) = h else {
+            return Err(SessionError::UnexpectedElement {
+                expected: "<resumed h='…'/>",
+                got: "resumed".to_owned(),
+            });
+        };
+        let acked = previous.remote_acked(h)?;
+        self.emit_acked(&acked);
+        let jid = previous
+            .bound_jid
+            .as_deref()
+            .and_then(|j| FullJid::from_str(j).ok())
+            .ok_or_else(|| SessionError::BindFailed {
+                condition: "no-previous-jid".to_owned(),
+            })?;
+        let mut resent_ids = Vec::new();
+        for stanza in &previous.unacked {
+            self.outputs
+                .push_back(Output::Transmit(stanza.clone().into_bytes()));
+            if let Some(id) = Element::from_str(stanza)
+                .ok()
+                .and_then(|e| e.attr("id").map(str::to_owned))
+            {
+                resent_ids.push(id);
+            }
+        }
+        self.ack_request_due = !previous.unacked.is_empty();
+        self.sm = Some(previous);
+        self.sm_changed = true;
+        Ok((jid, resent_ids))
+    }
+
+    /// The server could not resume `previous`; `h` (XEP-0198 §5, on
+    /// `<failed/>`) still tells which of its stanzas the old stream got.
+    fn refuse_resumption(&mut self, mut previous: SmState, h: Option<u32>) {
+        if let Some(h) = h {
+            if let Ok(acked) = previous.remote_acked(h) {
+                self.emit_acked(&acked);
+            }
+        }
+        tracing::info!("resumption refused; binding a new session");
+        self.sm_changed = true;
     }
 
     fn emit_acked(&mut self, acked: &[String]) {
@@ -721,7 +798,14 @@ impl Session {
             .push_back(Output::Event(SessionEvent::Acked(elements)));
     }
 
-    fn go_online(&mut self, now: Instant, jid: FullJid, resumed: bool, resent_ids: Vec<String>) {
+    fn go_online(
+        &mut self,
+        now: Instant,
+        jid: FullJid,
+        resumed: bool,
+        resent_ids: Vec<String>,
+        carbons_enabled: bool,
+    ) {
         if let Some(sm) = &mut self.sm {
             sm.bound_jid = Some(jid.to_string());
             self.sm_changed = true;
@@ -734,7 +818,8 @@ impl Session {
             stream_management: self.sm.is_some(),
             roster_versioning: self.features.roster_versioning,
             round_trips: self.round_trips,
-            mechanism: self.mechanism.map_or("", Mechanism::name),
+            mechanism: self.authenticated_with,
+            carbons_enabled,
             resumed,
             resent_ids,
         }));
@@ -828,7 +913,7 @@ impl Session {
                 };
                 return self.fail(err.into());
             }
-            self.mechanism = Some(mechanism);
+            self.authenticated_with = mechanism.name();
             self.open_stream(Stage::Authenticated);
         } else if element.is("failure", NS_SASL) {
             let condition = error_condition(&element);
@@ -906,15 +991,7 @@ impl Session {
             }
         } else if element.is("enabled", NS_SM) && sm_pending {
             sm_pending = false;
-            self.sm = Some(SmState {
-                resume_id: element
-                    .attr("id")
-                    .filter(|_| matches!(element.attr("resume"), Some("true") | Some("1")))
-                    .map(str::to_owned),
-                location: element.attr("location").map(str::to_owned),
-                max_seconds: element.attr("max").and_then(|m| m.parse().ok()),
-                ..SmState::default()
-            });
+            self.sm = Some(SmState::enabled_by(&element));
         } else if element.is("failed", NS_SM) && sm_pending {
             tracing::info!("server refused stream management; continuing without");
             sm_pending = false;
@@ -933,7 +1010,10 @@ impl Session {
             return self.fail(unexpected("the bind result", &element));
         }
         match bound {
-            Some(jid) if !sm_pending => self.go_online(now, jid, false, Vec::new()),
+            Some(jid) if !sm_pending => {
+                self.apply_client_state(false);
+                self.go_online(now, jid, false, Vec::new(), false)
+            }
             bound => {
                 self.state = State::Binding {
                     bind_id,
@@ -941,6 +1021,20 @@ impl Session {
                     sm_pending,
                 }
             }
+        }
+    }
+
+    /// A new stream starts active (XEP-0352 §4): tell the server if the
+    /// app is in the background. A resumed one keeps the old stream's
+    /// state, which may be stale: say it either way.
+    fn apply_client_state(&mut self, resumed: bool) {
+        if !self.features.client_state_indication {
+            return;
+        }
+        if !self.client_active {
+            self.transmit(format!("<inactive xmlns='{NS_CSI}'/>"));
+        } else if resumed {
+            self.transmit(format!("<active xmlns='{NS_CSI}'/>"));
         }
     }
 

@@ -37,6 +37,20 @@ pub enum SmError {
 }
 
 impl SmState {
+    /// The state a server's `<enabled/>` starts (XEP-0198 §3): resumable
+    /// only if it said so and gave an id.
+    pub fn enabled_by(enabled: &minidom::Element) -> SmState {
+        SmState {
+            resume_id: enabled
+                .attr("id")
+                .filter(|_| matches!(enabled.attr("resume"), Some("true") | Some("1")))
+                .map(str::to_owned),
+            location: enabled.attr("location").map(str::to_owned),
+            max_seconds: enabled.attr("max").and_then(|m| m.parse().ok()),
+            ..SmState::default()
+        }
+    }
+
     /// Number of stanzas sent in total (acked + outstanding), mod 2^32.
     pub fn outbound_sent(&self) -> u32 {
         self.outbound_acked.wrapping_add(self.unacked.len() as u32)

@@ -2,6 +2,8 @@
 
 use super::*;
 
+mod sasl2;
+
 const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
     xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='example.org' version='1.0'>";
 const TLS_FEATURES: &str =
@@ -555,14 +557,15 @@ fn client_state_indication_is_sent_only_when_the_server_offers_it() {
     let mut h = Harness::new();
     h.log_in(false);
     h.take_sent();
-    h.session.set_client_state(h.now, false).unwrap();
+    h.session.set_client_state(h.now, false);
     h.drain();
     assert_eq!(h.take_sent(), "", "the scripted server did not offer CSI");
+}
+
+#[test]
+fn the_background_state_set_while_offline_is_applied_at_login() {
     let mut h = Harness::new();
-    assert_eq!(
-        h.session.set_client_state(h.now, false),
-        Err(CommandError::NotOnline)
-    );
+    h.session.set_client_state(h.now, false);
     h.input(Input::Connected {
         tls: Some(TlsInfo::default()),
         nonce: "n".into(),
@@ -575,9 +578,14 @@ fn client_state_indication_is_sent_only_when_the_server_offers_it() {
     h.recv(&format!(
         "{HEADER}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><csi xmlns='urn:xmpp:csi:0'/></stream:features>"
     ));
-    h.recv("<iq type='result' id='wx1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@example.org/phone</jid></bind></iq>");
     h.take_sent();
-    h.session.set_client_state(h.now, false).unwrap();
-    h.drain();
+    h.recv("<iq type='result' id='wx1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@example.org/phone</jid></bind></iq>");
+    assert!(h.session.is_online());
     assert_eq!(h.take_sent(), "<inactive xmlns='urn:xmpp:csi:0'/>");
+    h.session.set_client_state(h.now, true);
+    h.drain();
+    assert_eq!(h.take_sent(), "<active xmlns='urn:xmpp:csi:0'/>");
+    h.session.set_client_state(h.now, true);
+    h.drain();
+    assert_eq!(h.take_sent(), "", "no change, nothing sent");
 }

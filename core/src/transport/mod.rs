@@ -315,8 +315,11 @@ pub async fn drive<H: Handler>(
                         }
                     }
                     None => {
+                        // The app let go of the client without logging out:
+                        // like a killed process, drop the socket and keep
+                        // the session resumable for the next one.
                         commands_open = false;
-                        session.close(now);
+                        session.handle_input(now, Input::Disconnected);
                     }
                 }
             }

@@ -28,8 +28,19 @@ fn repo_root() -> PathBuf {
 }
 
 impl TestServer {
-    /// Starts a fresh server with the given `user:password` accounts.
+    /// Starts a fresh server with the given `user:password` accounts:
+    /// Prosody 13 with SASL2, Bind2, inline SM and FAST.
     pub fn start(users: &[&str]) -> TestServer {
+        Self::start_with(users, true)
+    }
+
+    /// The same server without SASL2: only the classic RFC 6120 path.
+    #[allow(dead_code)]
+    pub fn start_classic(users: &[&str]) -> TestServer {
+        Self::start_with(users, false)
+    }
+
+    fn start_with(users: &[&str], sasl2: bool) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let out = Command::new("bash")
             .arg(repo_root().join("scripts/prosody.sh"))
@@ -38,6 +49,7 @@ impl TestServer {
             .args(users)
             .env("WAXWING_WATCH_PID", std::process::id().to_string())
             .env("WAXWING_SERVER_LIFETIME", "900")
+            .env("WAXWING_PROSODY_SASL2", if sasl2 { "1" } else { "0" })
             .output()
             .expect("run scripts/prosody.sh");
         assert!(
@@ -84,6 +96,7 @@ impl TestServer {
             store_dir,
             store_key: StoreKey::from_bytes([7u8; 32]),
             initial_backoff: Duration::from_millis(200),
+            sasl2: true,
         }
     }
 }
