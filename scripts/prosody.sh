@@ -46,8 +46,8 @@ EXT
 start() {
   mkdir -p "$dir/data"
   make_certs
-  local c2s direct http
-  c2s=$(free_port); direct=$(free_port); http=$(free_port)
+  local c2s direct http component
+  c2s=$(free_port); direct=$(free_port); http=$(free_port); component=$(free_port)
   local as_root=""; [ "$(id -u)" = 0 ] && as_root="run_as_root = true"
   # SASL2 + Bind2 + inline SM + FAST (prosody-modules); WAXWING_PROSODY_SASL2=0
   # gives a classic RFC 6120 server to test the fallback path against.
@@ -71,8 +71,11 @@ modules_disabled = { "s2s" }
 modules_enabled = {
   "roster"; "saslauth"; "tls"; "disco"; "ping"; "smacks"; "carbons"; "mam";
   "offline"; "private"; "pep"; "blocklist"; "version"; "time"; "uptime"; "csi_simple";
+  "cloud_notify"; "cloud_notify_encrypted";
   $sasl2_modules
 }
+component_ports = { $component }
+component_interface = "127.0.0.1"
 c2s_require_encryption = true
 authentication = "internal_hashed"
 storage = "internal"
@@ -81,6 +84,9 @@ archive_expires_after = "1d"
 smacks_hibernation_time = 60
 ssl = { certificate = "$dir/certs/localhost.crt"; key = "$dir/certs/localhost.key" }
 VirtualHost "localhost"
+-- A test XEP-0357 app server connects here (scripts/push_app_server.py).
+Component "push.localhost"
+  component_secret = "push-component-secret"
 CFG
   local lifetime=${WAXWING_SERVER_LIFETIME:-1800}
   # setsid: the server must not die with the caller's terminal, only by PID.
@@ -103,6 +109,7 @@ CFG
   done
   echo "C2S_PORT=$c2s"
   echo "DIRECT_TLS_PORT=$direct"
+  echo "COMPONENT_PORT=$component"
   echo "CA=$dir/certs/ca.pem"
   echo "PID=$pid"
   echo "DOMAIN=localhost"

@@ -9,40 +9,6 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// The `cli` example binary (scripts/test.sh builds the examples before the
-/// tests; `cargo test` alone builds them only as test harnesses).
-fn cli() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().unwrap().parent().unwrap().join("examples/cli");
-    if !path.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "waxwing-core", "--example", "cli"])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    path
-}
-
-fn python() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let tools = std::env::var("WAXWING_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or(root.join("target/tools"));
-    tools.join("venv/bin/python")
-}
-
-struct Bot(std::process::Child);
-impl Drop for Bot {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn cli_chats_with_a_slixmpp_peer_and_reads_history_back() {
     let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);

@@ -42,6 +42,8 @@ pub(crate) enum Command {
     Iq(Element, IqReply),
     /// Log out cleanly.
     Close,
+    /// Drop the connection, keep the session resumable, and stop.
+    Suspend,
     /// XEP-0352: the app went to the foreground (`true`) or background.
     SetForeground(bool),
     /// The platform lost the network: drop the socket now, stay resumable,
@@ -131,6 +133,10 @@ pub(crate) struct ConnectionHandler {
     catchup: Option<CatchUp>,
     /// The platform said the network is gone; reconnects wait for it.
     pub network_down: bool,
+    /// The app suspended the session: do not reconnect.
+    pub suspended: bool,
+    /// Id of the ping whose answer ends a resumed stream's backlog.
+    resume_barrier: Option<String>,
     pub ended: Option<Option<crate::proto::SessionError>>,
     pub presences: Arc<Mutex<PresenceBook>>,
 }
@@ -155,6 +161,8 @@ impl ConnectionHandler {
             inbound: Vec::new(),
             catchup: None,
             network_down: false,
+            suspended: false,
+            resume_barrier: None,
             ended: None,
             presences,
         }
@@ -222,8 +230,20 @@ impl ConnectionHandler {
                 }
             }
             self.flush_outbox(session, now);
-            // Stream management guarantees nothing was missed.
-            self.emit(ClientEvent::CaughtUp);
+            // Stream management guarantees nothing was missed, but the
+            // server re-sends its backlog right after resuming: a ping
+            // answered after it marks the end (the server answers in order).
+            let id = random_id();
+            self.send(
+                session,
+                now,
+                &crate::features::stanza(
+                    "iq",
+                    &[("type", Some("get")), ("id", Some(&id))],
+                    vec![minidom::Element::bare("ping", "urn:xmpp:ping")],
+                ),
+            );
+            self.resume_barrier = Some(id);
             return;
         }
         // RFC 6121 §2.2: fetch the roster before sending initial presence.
@@ -571,6 +591,12 @@ impl ConnectionHandler {
             {
                 self.on_catchup_page(session, now, &element);
             }
+            Some("result") | Some("error")
+                if self.resume_barrier.as_deref() == Some(id.as_str()) =>
+            {
+                self.resume_barrier = None;
+                self.emit(ClientEvent::CaughtUp);
+            }
             Some("result") | Some("error") => {
                 if self.roster_request.as_deref() == Some(id.as_str()) {
                     self.roster_request = None;
@@ -705,6 +731,10 @@ impl Handler for ConnectionHandler {
             // Already connected: nothing to speed up.
             Command::NetworkAvailable => {}
             Command::Close => return AfterCommand::Close,
+            Command::Suspend => {
+                self.suspended = true;
+                return AfterCommand::Drop;
+            }
         }
         AfterCommand::Continue
     }

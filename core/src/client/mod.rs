@@ -12,6 +12,9 @@
 mod error;
 mod events;
 mod handler;
+mod lock;
+mod push;
+pub mod wake;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -77,6 +80,9 @@ pub struct Client {
     running: Mutex<Option<Running>>,
     state: watch::Sender<ConnectionState>,
     presences: Arc<Mutex<PresenceBook>>,
+    /// A session lock taken before login (the wake-up path does), handed to
+    /// the connection task instead of waiting for it.
+    held_lock: Mutex<Option<lock::SessionLock>>,
 }
 
 impl Client {
@@ -103,6 +109,7 @@ impl Client {
             running: Mutex::new(None),
             state,
             presences: Arc::default(),
+            held_lock: Mutex::new(None),
         })
     }
 
@@ -139,15 +146,20 @@ impl Client {
             let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
             if running.as_ref().is_none_or(|r| r.task.is_finished()) {
                 let (tx, rx) = mpsc::unbounded_channel();
-                let task = tokio::spawn(connection_task(
-                    self.config.clone(),
-                    self.own.clone(),
-                    self.store.clone(),
-                    self.listener.clone(),
-                    self.state.clone(),
-                    self.presences.clone(),
-                    rx,
-                ));
+                let held_lock = self
+                    .held_lock
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take();
+                let shared = TaskShared {
+                    config: self.config.clone(),
+                    own: self.own.clone(),
+                    store: self.store.clone(),
+                    listener: self.listener.clone(),
+                    state: self.state.clone(),
+                    presences: self.presences.clone(),
+                };
+                let task = tokio::spawn(connection_task(shared, held_lock, rx));
                 *running = Some(Running { commands: tx, task });
             }
         }
@@ -171,13 +183,26 @@ impl Client {
 
     /// Closes the stream cleanly and stops reconnecting.
     pub async fn logout(&self) {
+        self.stop(Command::Close).await;
+    }
+
+    /// Disconnects without ending the session: the server keeps it (XEP-0198
+    /// hibernation, and pushes if enabled) and the state stays in the store,
+    /// so the next login — in this process, or in a push handler's —
+    /// resumes it. Also releases the session lock for that handler. Call it
+    /// when the app is about to be suspended (iOS background).
+    pub async fn suspend(&self) {
+        self.stop(Command::Suspend).await;
+    }
+
+    async fn stop(&self, how: Command) {
         let running = self
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(running) = running {
-            let _ = running.commands.send(Command::Close);
+            let _ = running.commands.send(how);
             drop(running.commands);
             let mut task = running.task;
             if tokio::time::timeout(Duration::from_secs(10), &mut task)
@@ -339,15 +364,44 @@ impl Drop for Client {
 }
 
 /// Keeps one account connected until logout or a permanent error.
-async fn connection_task(
+/// What the connection task shares with the [`Client`].
+struct TaskShared {
     config: ClientConfig,
     own: BareJid,
     store: Arc<Mutex<Store>>,
     listener: Arc<dyn EventListener>,
     state: watch::Sender<ConnectionState>,
     presences: Arc<Mutex<PresenceBook>>,
+}
+
+async fn connection_task(
+    shared: TaskShared,
+    held_lock: Option<lock::SessionLock>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
+    let TaskShared {
+        config,
+        own,
+        store,
+        listener,
+        state,
+        presences,
+    } = shared;
+    // Own the connection before reading its state: a push handler in
+    // another process may be using (and updating) it until its deadline.
+    let connecting = ConnectionState::Connecting;
+    state.send_replace(connecting.clone());
+    listener.on_event(ClientEvent::ConnectionChanged(connecting));
+    let _session_lock = match held_lock {
+        Some(lock) => Some(lock),
+        None => match lock::SessionLock::acquire(&config.store_dir).await {
+            Ok(lock) => Some(lock),
+            Err(err) => {
+                tracing::warn!(%err, "no session lock; continuing without");
+                None
+            }
+        },
+    };
     let (resource, client_id, fast_token, saved_sm) = {
         let store = store.lock().unwrap_or_else(|p| p.into_inner());
         // A stable resource per installation: resumption and the server's
@@ -400,10 +454,13 @@ async fn connection_task(
         presences,
     );
     let mut backoff = config.initial_backoff;
+    let mut first_attempt = true;
     loop {
-        let connecting = ConnectionState::Connecting;
-        state.send_replace(connecting.clone());
-        listener.on_event(ClientEvent::ConnectionChanged(connecting));
+        if !std::mem::take(&mut first_attempt) {
+            let connecting = ConnectionState::Connecting;
+            state.send_replace(connecting.clone());
+            listener.on_event(ClientEvent::ConnectionChanged(connecting));
+        }
         let outcome: Result<bool, ClientError> =
             match transport::connect(own.domain().as_str(), &config.connect).await {
                 Ok(conn) => {
@@ -431,6 +488,8 @@ async fn connection_task(
         let (error, stop) = match outcome {
             // A clean close: the app logged out.
             Ok(_) => (None, true),
+            // Suspended: the session waits on the server for whoever resumes.
+            Err(_) if handler.suspended => (None, true),
             Err(err) => {
                 let stop = err.is_permanent();
                 (Some(err), stop)
@@ -465,7 +524,7 @@ async fn connection_task(
             tokio::select! {
                 _ = &mut deadline => break,
                 command = commands.recv() => match command {
-                    None | Some(Command::Close) => return,
+                    None | Some(Command::Close) | Some(Command::Suspend) => return,
                     Some(Command::Iq(_, reply)) => { let _ = reply.send(Err(ClientError::NotConnected)); }
                     Some(Command::NetworkAvailable) => {
                         handler.network_down = false;

@@ -1,12 +1,13 @@
 //! Features: the mapping between XMPP stanzas and Waxwing's domain types for
 //! roster (RFC 6121 §2, XEP-0237), presence (RFC 6121 §3–4) and 1:1
-//! messages (XEP-0359 ids, XEP-0184 receipts). Pure functions: the client
-//! decides when to send and what to store.
+//! messages (XEP-0359 ids, XEP-0184 receipts), carbons, MAM and push.
+//! Pure functions: the client decides when to send and what to store.
 
 pub mod carbons;
 pub mod mam;
 pub mod messages;
 pub mod presence;
+pub mod push;
 pub mod roster;
 
 use minidom::Element;

@@ -16,6 +16,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub c2s_port: u16,
     pub direct_tls_port: u16,
+    /// Where XEP-0114 components (the test push app server) connect.
+    pub component_port: u16,
     pub ca_pem: Vec<u8>,
     pub ca_path: PathBuf,
 }
@@ -35,7 +37,6 @@ impl TestServer {
     }
 
     /// The same server without SASL2: only the classic RFC 6120 path.
-    #[allow(dead_code)]
     pub fn start_classic(users: &[&str]) -> TestServer {
         Self::start_with(users, false)
     }
@@ -68,6 +69,7 @@ impl TestServer {
         TestServer {
             c2s_port: get("C2S_PORT").parse().unwrap(),
             direct_tls_port: get("DIRECT_TLS_PORT").parse().unwrap(),
+            component_port: get("COMPONENT_PORT").parse().unwrap(),
             ca_pem: std::fs::read(&ca_path).unwrap(),
             ca_path,
             dir,
@@ -219,4 +221,62 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// The `cli` example binary (scripts/test.sh builds the examples before the
+/// tests; `cargo test` alone builds them only as test harnesses).
+pub fn cli() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join("examples/cli");
+    if !path.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "waxwing-core", "--example", "cli"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    path
+}
+
+pub fn python() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let tools = std::env::var("WAXWING_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or(root.join("target/tools"));
+    tools.join("venv/bin/python")
+}
+
+/// A child process (a bot) killed when the test ends.
+pub struct Bot(pub std::process::Child);
+impl Drop for Bot {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the test XEP-0357 app server (`push.localhost`), which writes one
+/// JSON line per push it receives to `out`; returns once it is connected.
+pub fn start_push_app_server(server: &TestServer, out: &std::path::Path) -> Bot {
+    let mut child = Command::new(python())
+        .arg(repo_root().join("scripts/push_app_server.py"))
+        .args([
+            "--jid",
+            "push.localhost",
+            "--secret",
+            "push-component-secret",
+        ])
+        .args(["--port", &server.component_port.to_string()])
+        .args(["--out", out.to_str().unwrap(), "--lifetime", "120"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the push app server");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    assert!(line.contains("online"), "app server: {line}");
+    Bot(child)
 }

@@ -1,0 +1,63 @@
+//! Push registration (XEP-0357) on the [`Client`]: the app passes the app
+//! server's JID and the node it got for this device's FCM/APNs token; we
+//! add a fresh payload key (mod_cloud_notify_encrypted) and keep the
+//! registration in the encrypted store, where the wake-up path finds it.
+
+use jid::Jid;
+
+use super::{random_id, Client, ClientError};
+use crate::features::push::{self, PushRegistration};
+
+pub(crate) const PUSH_KEY: &str = "push";
+
+impl Client {
+    /// Asks our server to push to `service` for `node`, with the app
+    /// server's publish-options `secret` if it wants one. Replaces an
+    /// earlier registration of this device. Needs a connection.
+    pub async fn enable_push(
+        &self,
+        service: &str,
+        node: &str,
+        secret: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let service: Jid = service.parse().map_err(|_| ClientError::InvalidJid)?;
+        if node.is_empty() {
+            return Err(ClientError::Config("the push node is empty".into()));
+        }
+        let registration = PushRegistration {
+            service: service.to_string(),
+            node: node.to_owned(),
+            key: rand::random(),
+        };
+        self.iq(push::enable(&random_id(), &registration, secret))
+            .await?;
+        // Only once the server has it: a push that arrives must decrypt.
+        let json =
+            serde_json::to_string(&registration).map_err(|e| ClientError::Config(e.to_string()))?;
+        self.store().set_account_value(PUSH_KEY, Some(&json))?;
+        Ok(())
+    }
+
+    /// Stops pushes to this device. Does nothing if none were enabled.
+    pub async fn disable_push(&self) -> Result<(), ClientError> {
+        let Some(registration) = load_registration(&self.store())? else {
+            return Ok(());
+        };
+        self.iq(push::disable(&random_id(), &registration)).await?;
+        self.store().set_account_value(PUSH_KEY, None)?;
+        Ok(())
+    }
+
+    /// The app server and node pushes go to, if enabled.
+    pub fn push_target(&self) -> Result<Option<(String, String)>, ClientError> {
+        Ok(load_registration(&self.store())?.map(|r| (r.service, r.node)))
+    }
+}
+
+pub(crate) fn load_registration(
+    store: &crate::store::Store,
+) -> Result<Option<PushRegistration>, ClientError> {
+    Ok(store
+        .account_value(PUSH_KEY)?
+        .and_then(|json| serde_json::from_str(&json).ok()))
+}
