@@ -2,6 +2,7 @@
 //! core's types and FFI records, enums and errors. No logic lives here.
 
 mod logging;
+mod push;
 mod types;
 
 use std::sync::Arc;
@@ -11,9 +12,41 @@ use waxwing_core::store::{HistoryCursor, StoreKey};
 use waxwing_core::transport::ConnectOptions;
 
 pub use logging::{init_logging, LogLevel, LogSink};
+pub use push::*;
 pub use types::*;
 
 uniffi::setup_scaffolding!();
+
+/// The core's configuration for an account record from the app.
+fn core_config(config: AccountConfig) -> Result<waxwing_core::ClientConfig, WaxwingError> {
+    let key: [u8; 32] =
+        config
+            .store_key
+            .as_slice()
+            .try_into()
+            .map_err(|_| WaxwingError::Store {
+                failure: StoreFailure::InvalidKey,
+            })?;
+    let server = match (config.server_host, config.server_port) {
+        (Some(host), Some(port)) => Some((host, port)),
+        (Some(host), None) => Some((host, if config.direct_tls { 5223 } else { 5222 })),
+        _ => None,
+    };
+    Ok(waxwing_core::ClientConfig {
+        jid: config.jid,
+        password: config.password,
+        resource: config.resource,
+        connect: ConnectOptions {
+            server,
+            direct_tls: config.direct_tls,
+            extra_ca_pem: config.extra_ca_pem.map(String::into_bytes),
+        },
+        store_dir: config.store_dir.into(),
+        store_key: StoreKey::from_bytes(key),
+        initial_backoff: std::time::Duration::from_secs(1),
+        sasl2: true,
+    })
+}
 
 /// Receives the client's events on a Rust worker thread.
 #[uniffi::export(with_foreign)]
@@ -44,33 +77,7 @@ impl WaxwingClient {
         config: AccountConfig,
         listener: Arc<dyn ClientListener>,
     ) -> Result<Arc<Self>, WaxwingError> {
-        let key: [u8; 32] =
-            config
-                .store_key
-                .as_slice()
-                .try_into()
-                .map_err(|_| WaxwingError::Store {
-                    failure: StoreFailure::InvalidKey,
-                })?;
-        let server = match (config.server_host, config.server_port) {
-            (Some(host), Some(port)) => Some((host, port)),
-            (Some(host), None) => Some((host, if config.direct_tls { 5223 } else { 5222 })),
-            _ => None,
-        };
-        let core_config = waxwing_core::ClientConfig {
-            jid: config.jid,
-            password: config.password,
-            resource: config.resource,
-            connect: ConnectOptions {
-                server,
-                direct_tls: config.direct_tls,
-                extra_ca_pem: config.extra_ca_pem.map(String::into_bytes),
-            },
-            store_dir: config.store_dir.into(),
-            store_key: StoreKey::from_bytes(key),
-            initial_backoff: std::time::Duration::from_secs(1),
-            sasl2: true,
-        };
+        let core_config = core_config(config)?;
         let client = waxwing_core::Client::open(core_config, Arc::new(ListenerBridge(listener)))?;
         Ok(Arc::new(Self {
             inner: Arc::new(client),
@@ -84,6 +91,32 @@ impl WaxwingClient {
 
     pub async fn logout(&self) {
         self.inner.logout().await
+    }
+
+    /// Disconnects but keeps the session on the server (and pushes coming)
+    /// for the next login or the push handler. Call before the app is
+    /// suspended.
+    pub async fn suspend(&self) {
+        self.inner.suspend().await
+    }
+
+    /// Registers this device for push (XEP-0357) with the app server's JID
+    /// and the node it issued for the FCM/APNs token; payloads are
+    /// encrypted with a key only this device has.
+    pub async fn enable_push(
+        &self,
+        service: String,
+        node: String,
+        secret: Option<String>,
+    ) -> Result<(), WaxwingError> {
+        Ok(self
+            .inner
+            .enable_push(&service, &node, secret.as_deref())
+            .await?)
+    }
+
+    pub async fn disable_push(&self) -> Result<(), WaxwingError> {
+        Ok(self.inner.disable_push().await?)
     }
 
     pub fn own_jid(&self) -> String {

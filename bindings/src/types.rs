@@ -50,6 +50,8 @@ pub enum WaxwingError {
     InvalidConfig { detail: String },
     #[error("store failure")]
     Store { failure: StoreFailure },
+    #[error("the push payload could not be read")]
+    Push { failure: crate::PushFailure },
 }
 
 /// Why the encrypted store failed.

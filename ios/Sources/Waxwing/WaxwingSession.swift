@@ -64,4 +64,28 @@ public final class WaxwingSession: @unchecked Sendable {
     }
 
     public func conversations() throws -> [Conversation] { try client.conversations() }
+
+    // Lifecycle hooks: call from scene-phase changes and NWPathMonitor.
+    public func setForeground(_ foreground: Bool) { client.setForeground(foreground: foreground) }
+    public func networkAvailable() { client.networkAvailable() }
+    public func networkLost() { client.networkLost() }
+
+    /// Disconnects but keeps the session for the Notification Service Extension. Call before suspension.
+    public func suspendSession() async { await client.suspend() }
+
+    public func enablePush(service: String, node: String, secret: String? = nil) async throws {
+        try await client.enablePush(service: service, node: node, secret: secret)
+    }
+
+    public func disablePush() async throws { try await client.disablePush() }
+}
+
+/// For the Notification Service Extension: decrypt the payload, or fetch
+/// within the time the system gives (the call blocks; it runs detached).
+public enum WaxwingPush {
+    public static func wakeUp(config: AccountConfig, push: EncryptedPush?, deadline: TimeInterval) async throws -> WakeUpResult {
+        try await Task.detached {
+            try Waxwing.wakeUp(config: config, push: push, deadlineMs: UInt64(deadline * 1000))
+        }.value
+    }
 }

@@ -59,6 +59,14 @@ class Waxwing private constructor(
     fun networkAvailable() = client.networkAvailable()
     fun networkLost() = client.networkLost()
 
+    /** Disconnects but keeps the session (and pushes) for the next login or the push handler. */
+    suspend fun suspendSession() = client.suspend()
+
+    /** Registers for push with the app server's JID and the node it issued for this device's token. */
+    suspend fun enablePush(service: String, node: String, secret: String? = null) =
+        client.enablePush(service, node, secret)
+    suspend fun disablePush() = client.disablePush()
+
     override fun close() {
         channel.close()
         client.close()
@@ -76,4 +84,16 @@ class Waxwing private constructor(
             return Waxwing(WaxwingClient.open(config, listener), channel)
         }
     }
+}
+
+/**
+ * For the push handler (an FCM service): decrypt a payload, or run a whole
+ * wake-up within a deadline. Both run on Dispatchers.IO.
+ */
+object WaxwingPush {
+    suspend fun decrypt(config: AccountConfig, push: EncryptedPush): NotificationItem =
+        withContext(Dispatchers.IO) { decryptPush(config, push) }
+
+    suspend fun wakeUp(config: AccountConfig, push: EncryptedPush?, deadlineMs: Long = 10_000): WakeUpResult =
+        withContext(Dispatchers.IO) { im.waxwing.wakeUp(config, push, deadlineMs.toULong()) }
 }

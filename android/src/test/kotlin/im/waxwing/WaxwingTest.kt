@@ -123,6 +123,58 @@ class WaxwingTest {
         alice.logout(); bob.logout(); alice.close(); bob.close()
     }
 
+    /** The app server's record of each push (scripts/push_app_server.py). */
+    private fun pushes(): List<String> =
+        File(System.getProperty("waxwing.pushes")).takeIf { it.exists() }?.readLines() ?: emptyList()
+
+    private fun field(json: String, name: String): String? =
+        Regex("\"$name\": \"([^\"]*)\"").find(json)?.groupValues?.get(1)
+
+    @Test
+    fun pushRegistrationDecryptionAndWakeUp() = runBlocking<Unit> {
+        val dir = tempDir()
+        val alice = Waxwing.open(config("kalice", "pw1", dir))
+        val bob = Waxwing.open(config("kbob", "pw2", tempDir()))
+        alice.login(); bob.login()
+        alice.enablePush("push.localhost", "kotlin-node", "s3cret")
+        alice.suspendSession()
+        alice.close()
+        val body = "pushed ${System.nanoTime()}"
+        val seen = pushes().size
+        bob.sendMessage("kalice@localhost", body)
+        // Find the push about bob's message (others may carry no sender).
+        val payload = withTimeout(10_000) {
+            var found: EncryptedPush? = null
+            var next = seen
+            while (found == null) {
+                val lines = pushes()
+                if (lines.size > next) {
+                    val line = lines[next++]
+                    val push = EncryptedPush(field(line, "iv")!!, field(line, "payload")!!)
+                    val item = runCatching { WaxwingPush.decrypt(config("kalice", "pw1", dir), push) }.getOrNull()
+                    if (item?.sender == "kbob@localhost") found = push
+                } else kotlinx.coroutines.delay(100)
+            }
+            found
+        }
+        val decrypted = WaxwingPush.wakeUp(config("kalice", "pw1", dir), payload)
+        assertEquals(WakeOutcome.Decrypted, decrypted.outcome)
+        assertEquals(body, decrypted.items.single().preview)
+        // Unreadable payload: typed failure, and the message fetched instead.
+        val broken = EncryptedPush(payload.iv, "AAAA" + payload.payload.drop(4))
+        val fetched = WaxwingPush.wakeUp(config("kalice", "pw1", dir), broken)
+        assertEquals(PushFailure.DECRYPTION_FAILED, fetched.payloadFailure)
+        assertTrue(fetched.outcome is WakeOutcome.Fetched && (fetched.outcome as WakeOutcome.Fetched).resumed)
+        assertEquals(listOf(body), fetched.items.map { it.preview })
+        val e = assertFailsWith<WaxwingException.Push> { decryptPush(config("kalice", "pw1", tempDir()), payload) }
+        assertEquals(PushFailure.NOT_REGISTERED, e.failure)
+        val again = Waxwing.open(config("kalice", "pw1", dir))
+        again.login()
+        again.disablePush()
+        again.logout(); again.close()
+        bob.logout(); bob.close()
+    }
+
     @Test
     fun aRustPanicIsAnExceptionNotACrash() {
         assertFailsWith<InternalException> { diagnosticsTriggerPanic() }
