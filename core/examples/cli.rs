@@ -8,19 +8,30 @@
 //!   --server HOST:PORT    skip SRV lookup
 //!   --direct-tls          direct TLS (XEP-0368) instead of STARTTLS
 //!   --ca FILE             extra trusted CA (PEM)
-//!   --store DIR           encrypted store (key: env WAXWING_STORE_KEY, 64 hex)
+//!   --store DIR           encrypted store (key: env WAXWING_STORE_KEY, 64 hex);
+//!                         with a store, commands end by suspending the
+//!                         session (the next run resumes it) unless --logout
+//!   --background          tell the server the app is in the background (CSI)
+//!   --classic             do not use SASL2/Bind2/FAST even if offered
 //! commands:
 //!   send TO BODY [--await-reply SECS]
 //!   listen [--count N] [--timeout SECS]
 //!   roster
 //!   history WITH [--limit N]
+//!   push enable --service JID --node NODE [--secret S]
+//!   push disable
+//!   wake [--payload FILE] [--deadline SECS]   (FILE: {"iv": …, "payload": …})
 //! ```
+//!
+//! Connection events say how the session was set up: `"session"` is
+//! `resumed` (XEP-0198), `fast` (a XEP-0484 token) or `fresh`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use waxwing_core::client::wake::{self, EncryptedPush, WakeOutcome};
 use waxwing_core::client::ConnectionState;
 use waxwing_core::features::presence::Availability;
 use waxwing_core::store::{MessageState, StoreKey};
@@ -28,7 +39,9 @@ use waxwing_core::transport::ConnectOptions;
 use waxwing_core::{Client, ClientConfig, ClientEvent, EventListener};
 
 const USAGE: &str = "usage: cli --jid JID [--server HOST:PORT] [--direct-tls] [--ca FILE] [--store DIR] \
-    (send TO BODY [--await-reply SECS] | listen [--count N] [--timeout SECS] | roster | history WITH [--limit N])";
+    [--logout] [--background] [--classic] \
+    (send TO BODY [--await-reply SECS] | listen [--count N] [--timeout SECS] | roster | history WITH [--limit N] \
+    | push enable --service JID --node NODE [--secret S] | push disable | wake [--payload FILE] [--deadline SECS])";
 
 struct Args {
     jid: Option<String>,
@@ -41,6 +54,14 @@ struct Args {
     count: Option<usize>,
     timeout: Option<u64>,
     limit: u32,
+    logout: bool,
+    background: bool,
+    classic: bool,
+    service: Option<String>,
+    node: Option<String>,
+    secret: Option<String>,
+    payload: Option<String>,
+    deadline: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -55,6 +76,14 @@ fn parse_args() -> Result<Args, String> {
         count: None,
         timeout: None,
         limit: 50,
+        logout: false,
+        background: false,
+        classic: false,
+        service: None,
+        node: None,
+        secret: None,
+        payload: None,
+        deadline: 25,
     };
     let mut it = std::env::args().skip(1);
     let number = |v: Option<String>, name: &str| -> Result<u64, String> {
@@ -77,6 +106,14 @@ fn parse_args() -> Result<Args, String> {
             "--count" => args.count = Some(number(it.next(), "--count")? as usize),
             "--timeout" => args.timeout = Some(number(it.next(), "--timeout")?),
             "--limit" => args.limit = number(it.next(), "--limit")? as u32,
+            "--logout" => args.logout = true,
+            "--background" => args.background = true,
+            "--classic" => args.classic = true,
+            "--service" => args.service = it.next(),
+            "--node" => args.node = it.next(),
+            "--secret" => args.secret = it.next(),
+            "--payload" => args.payload = it.next(),
+            "--deadline" => args.deadline = number(it.next(), "--deadline")?,
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other if other.starts_with("--") => {
                 return Err(format!("unknown option {other}\n{USAGE}"))
@@ -110,8 +147,15 @@ fn event_json(event: &ClientEvent) -> Value {
                 authentication,
                 resumed,
             } => {
+                let session = if *resumed {
+                    "resumed"
+                } else if authentication.starts_with("HT-") {
+                    "fast"
+                } else {
+                    "fresh"
+                };
                 json!({"event": "connection", "state": "online", "jid": jid, "round_trips": round_trips,
-                       "authentication": authentication, "resumed": resumed})
+                       "authentication": authentication, "resumed": resumed, "session": session})
             }
             ConnectionState::Disconnected { error, will_retry } => json!({
                 "event": "connection", "state": "disconnected",
@@ -142,9 +186,24 @@ fn fail(message: impl std::fmt::Display) -> ! {
     std::process::exit(1);
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
     let args = parse_args().unwrap_or_else(|e| fail(e));
+    // A push handler's budget is small: the wake-up runs on one thread.
+    let runtime = if args.command.first().map(String::as_str) == Some("wake") {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    };
+    let code = runtime.unwrap_or_else(|e| fail(e)).block_on(run(args));
+    std::process::exit(code);
+}
+
+async fn run(args: Args) -> i32 {
     let jid = args
         .jid
         .clone()
@@ -179,10 +238,19 @@ async fn main() {
         store_dir,
         store_key,
         initial_backoff: Duration::from_secs(1),
-        sasl2: true,
+        sasl2: !args.classic,
     };
+    if args.command.first().map(String::as_str) == Some("wake") {
+        if args.store.is_none() {
+            fail("wake needs --store");
+        }
+        return wake(config, args.payload.as_deref(), args.deadline).await;
+    }
     let (tx, mut events) = mpsc::unbounded_channel();
     let client = Arc::new(Client::open(config, Arc::new(Forward(tx))).unwrap_or_else(|e| fail(e)));
+    if args.background {
+        client.set_foreground(false);
+    }
     let command: Vec<&str> = args.command.iter().map(String::as_str).collect();
     let code = match command.as_slice() {
         ["roster"] => {
@@ -211,11 +279,82 @@ async fn main() {
         }
         ["send", to, body] => send(&client, &mut events, to, body, args.await_reply).await,
         ["listen"] => listen(&client, &mut events, args.count, args.timeout).await,
+        ["push", "enable"] => {
+            let (Some(service), Some(node)) = (&args.service, &args.node) else {
+                fail("push enable needs --service JID --node NODE")
+            };
+            login(&client, &mut events).await;
+            client
+                .enable_push(service, node, args.secret.as_deref())
+                .await
+                .unwrap_or_else(|e| fail(format!("push enable failed: {e}")));
+            print(json!({"push": "enabled", "service": service, "node": node}));
+            0
+        }
+        ["push", "disable"] => {
+            login(&client, &mut events).await;
+            client
+                .disable_push()
+                .await
+                .unwrap_or_else(|e| fail(format!("push disable failed: {e}")));
+            print(json!({"push": "disabled"}));
+            0
+        }
         _ => fail(USAGE),
     };
-    client.logout().await;
+    if args.store.is_some() && !args.logout {
+        // Keep the session on the server: the next run resumes it.
+        client.suspend().await;
+    } else {
+        client.logout().await;
+    }
     let _ = std::fs::remove_dir_all(&ephemeral);
-    std::process::exit(code);
+    code
+}
+
+/// Runs the wake-up API as a push handler would, printing each item and
+/// then the outcome.
+async fn wake(config: ClientConfig, payload_file: Option<&str>, deadline: u64) -> i32 {
+    let push = payload_file.map(|path| {
+        let text = std::fs::read_to_string(path)
+            .unwrap_or_else(|e| fail(format!("cannot read {path}: {e}")));
+        let value: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| fail(format!("{path} is not JSON: {e}")));
+        let field = |name: &str| {
+            value[name]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| fail(format!("{path} has no \"{name}\"")))
+        };
+        EncryptedPush {
+            iv: field("iv"),
+            payload: field("payload"),
+        }
+    });
+    let result = wake::wake_up(config, push, Duration::from_secs(deadline))
+        .await
+        .unwrap_or_else(|e| fail(format!("wake-up failed: {e}")));
+    for item in &result.items {
+        print(
+            json!({"notification": {"sender": item.sender, "conversation": item.conversation,
+                     "preview": item.preview, "message_id": item.message_id}}),
+        );
+    }
+    let outcome = match &result.outcome {
+        WakeOutcome::Decrypted => json!({"outcome": "decrypted"}),
+        WakeOutcome::Fetched {
+            resumed,
+            authentication,
+        } => json!({"outcome": "fetched", "resumed": resumed, "authentication": authentication}),
+        WakeOutcome::AppIsActive => json!({"outcome": "app_is_active"}),
+        WakeOutcome::DeadlineReached => json!({"outcome": "deadline_reached"}),
+    };
+    let mut outcome = outcome;
+    if let Some(err) = result.payload_error {
+        outcome["payload_error"] = json!(err.to_string());
+    }
+    print(outcome);
+    0
 }
 
 async fn login(client: &Client, events: &mut mpsc::UnboundedReceiver<ClientEvent>) {
