@@ -26,7 +26,7 @@ use crate::features::roster::{self, RosterChange};
 use crate::features::NS_CLIENT;
 use crate::proto::fast::FastToken;
 use crate::proto::{Session, SessionEvent};
-use crate::store::{Direction, IncomingMessage, MessageState, Store};
+use crate::store::{Direction, IncomingMessage, MessageState, Store, StoredMessage};
 use crate::transport::{AfterCommand, Handler};
 
 /// Reply to an IQ the app is waiting for.
@@ -57,6 +57,27 @@ pub(crate) const PRESENCE_KEY: &str = "presence";
 pub(crate) const FAST_TOKEN_KEY: &str = "fast_token";
 /// Account value: archive id of the newest message we have (MAM cursor).
 const MAM_LAST_KEY: &str = "mam_last";
+/// Set while an archive catch-up is unfinished. A resumed stream re-sends
+/// the results of a query whose process died, and nobody is waiting for
+/// them any more; the marker makes the resumed session query again.
+const MAM_PENDING_KEY: &str = "mam_pending";
+/// A new installation's first sync, paging back from the newest message;
+/// kept so that a killed process continues where it stopped.
+const MAM_BACKFILL_KEY: &str = "mam_backfill";
+/// How much history a new installation fetches before it only moves
+/// forward (older messages stay on the server).
+const INITIAL_HISTORY_LIMIT: u32 = 5_000;
+
+/// Progress of a new installation's first sync.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Backfill {
+    /// The newest archive id when the sync began: forward catch-ups start
+    /// there once the backfill is done.
+    newest: String,
+    /// The oldest archive id fetched so far.
+    before: String,
+    fetched: u32,
+}
 /// Results per archive page (servers may cap it lower).
 const MAM_PAGE: u32 = 100;
 
@@ -67,8 +88,10 @@ struct CatchUp {
     page: mam::Page,
     /// Results of the current page, in archive order.
     archived: Vec<IncomingMessage>,
-    /// Live messages that arrived meanwhile; released after the archive.
-    held: Vec<(IncomingMessage, Option<(String, String)>)>,
+    /// Live messages that arrived meanwhile, already stored (the stream's
+    /// acknowledgement counts them, so they must be on disk at the end of
+    /// the turn); only their events wait, so the app sees history in order.
+    held_events: Vec<StoredMessage>,
 }
 
 /// Reads a forwarded message (carbon or archive result) as one to store:
@@ -230,6 +253,11 @@ impl ConnectionHandler {
                 }
             }
             self.flush_outbox(session, now);
+            let unfinished = self.store().account_value(MAM_PENDING_KEY).ok().flatten();
+            if unfinished.is_some() {
+                tracing::info!("an archive catch-up was cut short; running it again");
+                return self.start_catchup(session, now, Vec::new());
+            }
             // Stream management guarantees nothing was missed, but the
             // server re-sends its backlog right after resuming: a ping
             // answered after it marks the end (the server answers in order).
@@ -437,27 +465,35 @@ impl ConnectionHandler {
         }
     }
 
-    /// Queues a live message for this turn's batch, or holds it back while
-    /// the archive catch-up runs so that history stays in order.
+    /// Queues a live message for this turn's batch.
     fn push_live(&mut self, message: IncomingMessage, receipt: Option<(String, String)>) {
-        match &mut self.catchup {
-            Some(c) => c.held.push((message, receipt)),
-            None => self.inbound.push((message, receipt)),
-        }
+        self.inbound.push((message, receipt));
     }
 
-    /// Starts (or continues) the XEP-0313 catch-up from the last archive id
-    /// the store knows; a new installation fetches the newest page.
+    /// Starts (or continues) the XEP-0313 catch-up: forward from the last
+    /// archive id the store has; a new installation first pages back from
+    /// the newest message (up to [`INITIAL_HISTORY_LIMIT`]).
     fn start_catchup(
         &mut self,
         session: &mut Session,
         now: Instant,
-        held: Vec<(IncomingMessage, Option<(String, String)>)>,
+        held_events: Vec<StoredMessage>,
     ) {
-        let last = self.store().account_value(MAM_LAST_KEY).ok().flatten();
-        let page = match last {
-            Some(id) => mam::Page::After(id),
-            None => mam::Page::Latest,
+        let (last, backfill) = {
+            let store = self.store();
+            let _ = store.set_account_value(MAM_PENDING_KEY, Some("1"));
+            (
+                store.account_value(MAM_LAST_KEY).ok().flatten(),
+                store.account_value(MAM_BACKFILL_KEY).ok().flatten(),
+            )
+        };
+        let page = match (last, backfill) {
+            (Some(id), _) => mam::Page::After(id),
+            (None, Some(json)) => match serde_json::from_str::<Backfill>(&json) {
+                Ok(backfill) => mam::Page::Before(backfill.before),
+                Err(_) => mam::Page::Latest,
+            },
+            (None, None) => mam::Page::Latest,
         };
         let (iq_id, query_id) = (random_id(), random_id());
         self.send(
@@ -470,39 +506,177 @@ impl ConnectionHandler {
             query_id,
             page,
             archived: Vec::new(),
-            held,
+            held_events,
         });
     }
 
-    /// A page of the archive ended: store it in one transaction, then ask
-    /// for the next page or release the held-back live messages.
+    /// A page of the archive ended: store it in one transaction, move the
+    /// cursor, then ask for the next page or release the held-back events
+    /// of live messages.
     fn on_catchup_page(&mut self, session: &mut Session, now: Instant, iq: &Element) {
-        let Some(catchup) = self.catchup.take() else {
+        // This turn's live messages first, their events still held back.
+        self.flush_inbound(session, now);
+        let Some(mut catchup) = self.catchup.take() else {
             return;
         };
+        let mut archived = std::mem::take(&mut catchup.archived);
+        let count = archived.len() as u32;
+        self.keep_archive_order(&catchup.page, &mut archived);
+        match self.store().insert_incoming_batch(&archived) {
+            Ok(stored) => {
+                for message in stored.into_iter().flatten() {
+                    self.emit(ClientEvent::MessageReceived(message));
+                }
+            }
+            Err(err) => {
+                // Not stored: the cursor stays, the marker too, and the
+                // next session fetches this page again.
+                tracing::error!(error = %err, "cannot store archived messages");
+                for message in catchup.held_events {
+                    self.emit(ClientEvent::MessageReceived(message));
+                }
+                return;
+            }
+        }
         let fin = (iq.attr("type") == Some("result"))
             .then(|| mam::parse_fin(iq))
             .flatten();
-        let archived: Vec<_> = catchup.archived.into_iter().map(|m| (m, None)).collect();
-        self.inbound.extend(archived);
-        self.flush_inbound(session, now);
-        match fin {
-            Some(fin) => {
+        let more = match (fin, &catchup.page) {
+            (Some(fin), mam::Page::After(_)) => {
                 if let Some(last) = &fin.last {
                     let _ = self.store().set_account_value(MAM_LAST_KEY, Some(last));
                 }
-                let more = !fin.complete
-                    && fin.last.is_some()
-                    && matches!(catchup.page, mam::Page::After(_));
-                if more {
-                    return self.start_catchup(session, now, catchup.held);
+                !fin.complete && fin.last.is_some()
+            }
+            (Some(fin), mam::Page::Latest | mam::Page::Before(_)) => {
+                self.advance_backfill(&catchup.page, &fin, count)
+            }
+            (None, _) => {
+                tracing::warn!("the archive query failed; continuing without catch-up");
+                false
+            }
+        };
+        if more {
+            return self.start_catchup(session, now, catchup.held_events);
+        }
+        // Even a failed query ends it: retrying forever would hide live
+        // traffic; the next fresh session catches up from the cursor.
+        let _ = self.store().set_account_value(MAM_PENDING_KEY, None);
+        for message in catchup.held_events {
+            self.emit(ClientEvent::MessageReceived(message));
+        }
+        self.emit(ClientEvent::CaughtUp);
+    }
+
+    /// Live messages keep the order they arrive in where their stamp is
+    /// coarse: Prosody's offline-storage and smacks stamps are whole
+    /// seconds, so such a message may sit anywhere in that second and is
+    /// placed after the newest one that came the same way (the sender's
+    /// stream is in order; our own messages in between are not).
+    fn keep_arrival_order(&self, messages: &mut [IncomingMessage]) {
+        let store = self.store();
+        let mut floors: HashMap<(String, bool), i64> = HashMap::new();
+        for m in messages {
+            let key = (m.peer.clone(), m.direction == Direction::Incoming);
+            let floor = *floors.entry(key.clone()).or_insert_with(|| {
+                store
+                    .newest_timestamp(&m.peer, m.direction)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(i64::MIN)
+            });
+            m.timestamp_ms = refine_coarse_stamp(m.timestamp_ms, floor);
+            floors.insert(key, floor.max(m.timestamp_ms));
+        }
+    }
+
+    /// The archive's order is the truth; timestamps are not (archive stamps
+    /// are the server's clock, often whole seconds; live messages carry our
+    /// arrival time, later by the delivery delay). Along a page, in archive
+    /// order, timestamps are made monotonic: a forward page never goes
+    /// before the cursor's message, a backward page never after the message
+    /// it pages back from; messages we already have are moved too if they
+    /// break the order.
+    fn keep_archive_order(&self, page: &mam::Page, messages: &mut [IncomingMessage]) {
+        let store = self.store();
+        let known = |id: &str| store.by_archive_id(id).ok().flatten();
+        match page {
+            mam::Page::After(cursor) => {
+                let mut floor = known(cursor).map_or(i64::MIN, |(_, ts)| ts);
+                for m in messages.iter_mut() {
+                    match m.stanza_id.as_deref().and_then(known) {
+                        Some((id, ts)) if ts < floor => {
+                            let _ = store.set_timestamp(id, floor);
+                        }
+                        Some((_, ts)) => floor = ts,
+                        None => {
+                            m.timestamp_ms = m.timestamp_ms.max(floor);
+                            floor = m.timestamp_ms;
+                        }
+                    }
                 }
             }
-            None => tracing::warn!("the archive query failed; continuing without catch-up"),
+            mam::Page::Latest | mam::Page::Before(_) => {
+                let mut ceiling = match page {
+                    mam::Page::Before(anchor) => known(anchor).map_or(i64::MAX, |(_, ts)| ts),
+                    _ => i64::MAX,
+                };
+                // Newest first; older ones are stored after (higher row ids)
+                // so they go strictly below to sort before.
+                for m in messages.iter_mut().rev() {
+                    match m.stanza_id.as_deref().and_then(known) {
+                        Some((id, ts)) if ts >= ceiling => {
+                            ceiling -= 1;
+                            let _ = store.set_timestamp(id, ceiling);
+                        }
+                        Some((_, ts)) => ceiling = ts,
+                        None => {
+                            if m.timestamp_ms >= ceiling {
+                                m.timestamp_ms = ceiling - 1;
+                            }
+                            ceiling = m.timestamp_ms;
+                        }
+                    }
+                }
+            }
         }
-        self.inbound.extend(catchup.held);
-        self.flush_inbound(session, now);
-        self.emit(ClientEvent::CaughtUp);
+    }
+
+    /// Records a backfill page; returns whether to query again (further
+    /// back, or forward from the newest id once the backfill is done).
+    fn advance_backfill(&mut self, page: &mam::Page, fin: &mam::Fin, count: u32) -> bool {
+        let store = self.store();
+        let previous = match page {
+            mam::Page::Before(_) => store
+                .account_value(MAM_BACKFILL_KEY)
+                .ok()
+                .flatten()
+                .and_then(|json| serde_json::from_str::<Backfill>(&json).ok()),
+            _ => None,
+        };
+        let Some(newest) = previous
+            .as_ref()
+            .map(|b| b.newest.clone())
+            .or_else(|| fin.last.clone())
+        else {
+            // An empty archive: nothing to anchor on yet.
+            return false;
+        };
+        let fetched = previous.map_or(0, |b| b.fetched) + count;
+        let done = fin.complete || fin.first.is_none() || fetched >= INITIAL_HISTORY_LIMIT;
+        if done {
+            let _ = store.set_account_value(MAM_LAST_KEY, Some(&newest));
+            let _ = store.set_account_value(MAM_BACKFILL_KEY, None);
+        } else {
+            let backfill = Backfill {
+                newest,
+                before: fin.first.clone().unwrap_or_default(),
+                fetched,
+            };
+            let json = serde_json::to_string(&backfill).unwrap_or_default();
+            let _ = store.set_account_value(MAM_BACKFILL_KEY, Some(&json));
+        }
+        true
     }
 
     /// Writes the turn's incoming messages in one transaction, then tells
@@ -512,7 +686,8 @@ impl ConnectionHandler {
             return;
         }
         let batch = std::mem::take(&mut self.inbound);
-        let messages: Vec<IncomingMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
+        let mut messages: Vec<IncomingMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
+        self.keep_arrival_order(&mut messages);
         let stored = self.store().insert_incoming_batch(&messages);
         match stored {
             Ok(stored) => {
@@ -525,7 +700,11 @@ impl ConnectionHandler {
                 }
                 for (message, (_, receipt)) in stored.into_iter().zip(batch) {
                     if let Some(message) = message {
-                        self.emit(ClientEvent::MessageReceived(message));
+                        match &mut self.catchup {
+                            // Told after the archive, to keep the order.
+                            Some(c) => c.held_events.push(message),
+                            None => self.emit(ClientEvent::MessageReceived(message)),
+                        }
                     }
                     // Duplicates get a receipt too: the sender may have
                     // missed the first one.
@@ -686,12 +865,14 @@ impl Handler for ConnectionHandler {
                 }
             }
             SessionEvent::Disconnected { error } => {
-                if let Some(catchup) = self.catchup.take() {
-                    // Keep what arrived; the next catch-up resumes from the
-                    // cursor, which only moves when a page completes.
-                    self.inbound.extend(catchup.held);
-                }
                 self.flush_inbound(session, now);
+                if let Some(catchup) = self.catchup.take() {
+                    // Stored already; the next catch-up resumes from the
+                    // cursor, which only moves when a page completes.
+                    for message in catchup.held_events {
+                        self.emit(ClientEvent::MessageReceived(message));
+                    }
+                }
                 self.persist_stream_management(session);
                 self.presences
                     .lock()
@@ -744,6 +925,17 @@ impl Handler for ConnectionHandler {
         // after this turn, so nothing is acknowledged before it is stored.
         self.flush_inbound(session, now);
         self.persist_stream_management(session);
+    }
+}
+
+/// A whole-second stamp (`ms % 1000 == 0`) only says "within this second":
+/// move it forward to `floor`, the message known to come before it, but not
+/// out of its second. Precise stamps are kept as they are.
+fn refine_coarse_stamp(stamp_ms: i64, floor: i64) -> i64 {
+    if stamp_ms.rem_euclid(1000) == 0 {
+        stamp_ms.max(floor.min(stamp_ms + 999))
+    } else {
+        stamp_ms
     }
 }
 

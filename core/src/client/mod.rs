@@ -346,6 +346,12 @@ impl Client {
         Ok(self.store().history(peer.as_str(), before, limit)?)
     }
 
+    /// Messages the server has not confirmed yet (queued or sent), oldest
+    /// first: they go out, once, as soon as there is a connection.
+    pub fn outbox(&self) -> Result<Vec<StoredMessage>, ClientError> {
+        Ok(self.store().outbox()?)
+    }
+
     pub fn conversations(&self) -> Result<Vec<ConversationSummary>, ClientError> {
         Ok(self.store().conversations()?)
     }

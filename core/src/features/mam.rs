@@ -20,6 +20,8 @@ pub enum Page {
     Latest,
     /// Messages after the archive id we already have.
     After(String),
+    /// The `max` messages before an archive id (paging back from `Latest`).
+    Before(String),
 }
 
 /// A query of our own archive.
@@ -39,6 +41,9 @@ pub fn query(iq_id: &str, query_id: &str, page: &Page, max: u32) -> Element {
         }
         Page::After(id) => {
             set.append_child(text_element("after", NS_RSM, id));
+        }
+        Page::Before(id) => {
+            set.append_child(text_element("before", NS_RSM, id));
         }
     }
     let mut query = with_attrs(Element::bare("query", NS_MAM), &[("queryid", query_id)]);
@@ -99,19 +104,23 @@ pub fn unwrap(message: &Element, own: &BareJid) -> MamMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fin {
     pub complete: bool,
+    /// Archive id of the first result of the page.
+    pub first: Option<String>,
     /// Archive id of the last result of the page.
     pub last: Option<String>,
 }
 
 pub fn parse_fin(iq: &Element) -> Option<Fin> {
     let fin = iq.get_child("fin", NS_MAM)?;
-    let last = fin
-        .get_child("set", NS_RSM)
-        .and_then(|s| s.get_child("last", NS_RSM))
-        .map(|l| l.text());
+    let set = fin.get_child("set", NS_RSM);
+    let text_of = |name: &str| {
+        set.and_then(|s| s.get_child(name, NS_RSM))
+            .map(|e| e.text())
+    };
     Some(Fin {
         complete: matches!(fin.attr("complete"), Some("true") | Some("1")),
-        last,
+        first: text_of("first"),
+        last: text_of("last"),
     })
 }
 
@@ -182,6 +191,7 @@ mod tests {
             parse_fin(&fin),
             Some(Fin {
                 complete: true,
+                first: Some("A1".into()),
                 last: Some("A5".into())
             })
         );

@@ -257,6 +257,42 @@ impl Store {
         }
     }
 
+    /// The newest timestamp of a message in `direction` in the conversation
+    /// with `peer`, if any.
+    pub fn newest_timestamp(
+        &self,
+        peer: &str,
+        direction: Direction,
+    ) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT max(m.timestamp_ms) FROM messages m
+                 JOIN conversations c ON c.id = m.conversation_id
+                 WHERE c.peer_jid = ?1 AND m.direction = ?2",
+            )?
+            .query_row(params![peer, direction as i64], |r| r.get(0))?)
+    }
+
+    /// Row id and timestamp of the message the server archived as
+    /// `stanza_id`.
+    pub fn by_archive_id(&self, stanza_id: &str) -> Result<Option<(i64, i64)>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id, timestamp_ms FROM messages WHERE stanza_id = ?1 LIMIT 1")?
+            .query_row([stanza_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
+    }
+
+    /// Moves a message in time (to keep the server's archive order when
+    /// clocks disagree).
+    pub fn set_timestamp(&self, id: i64, timestamp_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE messages SET timestamp_ms = ?2 WHERE id = ?1")?
+            .execute(params![id, timestamp_ms])?;
+        Ok(())
+    }
+
     /// One message by row id.
     pub fn message(&self, id: i64) -> Result<Option<StoredMessage>, StoreError> {
         Ok(self

@@ -48,6 +48,8 @@ const MIGRATIONS: &[&str] = &[
         message_id INTEGER PRIMARY KEY REFERENCES messages(id) ON DELETE CASCADE,
         queued_at  INTEGER NOT NULL
     );",
+    // 2: find a message by its archive id alone (the MAM cursor).
+    "CREATE INDEX messages_by_archive_id ON messages(stanza_id) WHERE stanza_id IS NOT NULL;",
 ];
 
 /// The schema version this build writes.

@@ -105,6 +105,10 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        // For debugging a failed run: WAXWING_KEEP_SERVER_LOG=FILE.
+        if let Some(keep) = std::env::var_os("WAXWING_KEEP_SERVER_LOG") {
+            let _ = std::fs::copy(self.dir.path().join("prosody.log"), keep);
+        }
         let _ = Command::new("bash")
             .arg(repo_root().join("scripts/prosody.sh"))
             .arg("stop")
