@@ -192,10 +192,7 @@ impl WaxwingClient {
         before: Option<Message>,
         limit: u32,
     ) -> Result<Vec<Message>, WaxwingError> {
-        let cursor = before.map(|m| HistoryCursor {
-            timestamp_ms: m.timestamp_ms,
-            id: m.id,
-        });
+        let cursor = before.map(|m| HistoryCursor { id: m.id });
         Ok(self
             .inner
             .history(&peer, cursor, limit)?

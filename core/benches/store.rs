@@ -42,6 +42,7 @@ fn main() {
                 stanza_id: Some(format!("stanza-{run}-{i}")),
                 remote_id: Some(format!("id-{i}")),
                 timestamp_ms: 1_700_000_000_000 + i as i64,
+                seq: None,
             });
             if batch.len() == BATCH {
                 store.insert_incoming_batch(&batch).unwrap();

@@ -15,6 +15,7 @@ use minidom::Element;
 use tokio::sync::{oneshot, watch};
 
 use super::events::{ClientEvent, ConnectionState, EventListener};
+use super::ordering;
 use super::{now_ms, random_id, ClientError};
 use crate::features::carbons::{self, Carbon};
 use crate::features::mam::{self, MamMessage};
@@ -64,6 +65,9 @@ const MAM_PENDING_KEY: &str = "mam_pending";
 /// A new installation's first sync, paging back from the newest message;
 /// kept so that a killed process continues where it stopped.
 const MAM_BACKFILL_KEY: &str = "mam_backfill";
+/// The forward cursor's edges (see `CatchUp::edges`), kept with the cursor
+/// so a catch-up resumed by another process attaches its pages exactly.
+const MAM_EDGES_KEY: &str = "mam_edges";
 /// How much history a new installation fetches before it only moves
 /// forward (older messages stay on the server).
 const INITIAL_HISTORY_LIMIT: u32 = 5_000;
@@ -92,6 +96,12 @@ struct CatchUp {
     /// acknowledgement counts them, so they must be on disk at the end of
     /// the turn); only their events wait, so the app sees history in order.
     held_events: Vec<StoredMessage>,
+    /// Per conversation, the archive id where the previous page of this
+    /// catch-up ended (forward: its newest received message; backward: its
+    /// oldest): the
+    /// pages are contiguous in the archive, so that is where the next
+    /// page's messages attach.
+    edges: HashMap<String, String>,
 }
 
 /// Reads a forwarded message (carbon or archive result) as one to store:
@@ -123,6 +133,7 @@ fn forwarded_message(
             stanza_id: archive_id,
             remote_id: inner.attr("id").map(str::to_owned),
             timestamp_ms: stamp_ms.unwrap_or_else(now_ms),
+            seq: None,
         });
     }
     let IncomingMessageStanza::Chat(chat) = messages::parse(inner, own) else {
@@ -137,6 +148,7 @@ fn forwarded_message(
         stanza_id: archive_id.or(chat.stanza_id),
         remote_id: chat.id,
         timestamp_ms: stamp_ms.or(chat.delayed_ms).unwrap_or_else(now_ms),
+        seq: None,
     })
 }
 /// Account value holding the persisted [`crate::proto::SmState`] (JSON).
@@ -256,7 +268,7 @@ impl ConnectionHandler {
             let unfinished = self.store().account_value(MAM_PENDING_KEY).ok().flatten();
             if unfinished.is_some() {
                 tracing::info!("an archive catch-up was cut short; running it again");
-                return self.start_catchup(session, now, Vec::new());
+                return self.start_catchup(session, now, Vec::new(), HashMap::new());
             }
             // Stream management guarantees nothing was missed, but the
             // server re-sends its backlog right after resuming: a ping
@@ -298,7 +310,7 @@ impl ConnectionHandler {
         if !carbons_enabled {
             self.send(session, now, &carbons::enable(&random_id()));
         }
-        self.start_catchup(session, now, Vec::new());
+        self.start_catchup(session, now, Vec::new(), HashMap::new());
         self.flush_outbox(session, now);
     }
 
@@ -446,6 +458,7 @@ impl ConnectionHandler {
                         stanza_id: chat.stanza_id,
                         remote_id: chat.id,
                         timestamp_ms: chat.delayed_ms.unwrap_or_else(now_ms),
+                        seq: None,
                     },
                     receipt,
                 );
@@ -478,10 +491,19 @@ impl ConnectionHandler {
         session: &mut Session,
         now: Instant,
         held_events: Vec<StoredMessage>,
+        mut edges: HashMap<String, String>,
     ) {
         let (last, backfill) = {
             let store = self.store();
             let _ = store.set_account_value(MAM_PENDING_KEY, Some("1"));
+            if edges.is_empty() {
+                edges = store
+                    .account_value(MAM_EDGES_KEY)
+                    .ok()
+                    .flatten()
+                    .and_then(|json| serde_json::from_str(&json).ok())
+                    .unwrap_or_default();
+            }
             (
                 store.account_value(MAM_LAST_KEY).ok().flatten(),
                 store.account_value(MAM_BACKFILL_KEY).ok().flatten(),
@@ -507,6 +529,7 @@ impl ConnectionHandler {
             page,
             archived: Vec::new(),
             held_events,
+            edges,
         });
     }
 
@@ -521,7 +544,12 @@ impl ConnectionHandler {
         };
         let mut archived = std::mem::take(&mut catchup.archived);
         let count = archived.len() as u32;
-        self.keep_archive_order(&catchup.page, &mut archived);
+        self.place_archive_page(
+            &catchup.page,
+            &mut archived,
+            &catchup.held_events,
+            &mut catchup.edges,
+        );
         match self.store().insert_incoming_batch(&archived) {
             Ok(stored) => {
                 for message in stored.into_iter().flatten() {
@@ -544,7 +572,10 @@ impl ConnectionHandler {
         let more = match (fin, &catchup.page) {
             (Some(fin), mam::Page::After(_)) => {
                 if let Some(last) = &fin.last {
-                    let _ = self.store().set_account_value(MAM_LAST_KEY, Some(last));
+                    let store = self.store();
+                    let _ = store.set_account_value(MAM_LAST_KEY, Some(last));
+                    let edges = serde_json::to_string(&catchup.edges).unwrap_or_default();
+                    let _ = store.set_account_value(MAM_EDGES_KEY, Some(&edges));
                 }
                 !fin.complete && fin.last.is_some()
             }
@@ -557,7 +588,7 @@ impl ConnectionHandler {
             }
         };
         if more {
-            return self.start_catchup(session, now, catchup.held_events);
+            return self.start_catchup(session, now, catchup.held_events, catchup.edges);
         }
         // Even a failed query ends it: retrying forever would hide live
         // traffic; the next fresh session catches up from the cursor.
@@ -568,76 +599,52 @@ impl ConnectionHandler {
         self.emit(ClientEvent::CaughtUp);
     }
 
-    /// Live messages keep the order they arrive in where their stamp is
-    /// coarse: Prosody's offline-storage and smacks stamps are whole
-    /// seconds, so such a message may sit anywhere in that second and is
-    /// placed after the newest one that came the same way (the sender's
-    /// stream is in order; our own messages in between are not).
-    fn keep_arrival_order(&self, messages: &mut [IncomingMessage]) {
-        let store = self.store();
-        let mut floors: HashMap<(String, bool), i64> = HashMap::new();
-        for m in messages {
-            let key = (m.peer.clone(), m.direction == Direction::Incoming);
-            let floor = *floors.entry(key.clone()).or_insert_with(|| {
-                store
-                    .newest_timestamp(&m.peer, m.direction)
-                    .ok()
-                    .flatten()
-                    .unwrap_or(i64::MIN)
-            });
-            m.timestamp_ms = refine_coarse_stamp(m.timestamp_ms, floor);
-            floors.insert(key, floor.max(m.timestamp_ms));
-        }
-    }
-
-    /// The archive's order is the truth; timestamps are not (archive stamps
-    /// are the server's clock, often whole seconds; live messages carry our
-    /// arrival time, later by the delivery delay). Along a page, in archive
-    /// order, timestamps are made monotonic: a forward page never goes
-    /// before the cursor's message, a backward page never after the message
-    /// it pages back from; messages we already have are moved too if they
-    /// break the order.
-    fn keep_archive_order(&self, page: &mam::Page, messages: &mut [IncomingMessage]) {
-        let store = self.store();
-        let known = |id: &str| store.by_archive_id(id).ok().flatten();
-        match page {
-            mam::Page::After(cursor) => {
-                let mut floor = known(cursor).map_or(i64::MIN, |(_, ts)| ts);
-                for m in messages.iter_mut() {
-                    match m.stanza_id.as_deref().and_then(known) {
-                        Some((id, ts)) if ts < floor => {
-                            let _ = store.set_timestamp(id, floor);
-                        }
-                        Some((_, ts)) => floor = ts,
-                        None => {
-                            m.timestamp_ms = m.timestamp_ms.max(floor);
-                            floor = m.timestamp_ms;
-                        }
-                    }
-                }
+    /// Gives each new message of an archive page its place in its
+    /// conversation (see [`super::ordering`]). The page is in archive
+    /// order; received messages already stored anchor it — the one it
+    /// pages from (forward cursor, backward anchor) when it is in the same
+    /// conversation, and those in the page. Our own messages do not: they
+    /// keep the place where the user wrote them, which is not where the
+    /// server archived them if they waited in the outbox. Without an
+    /// anchor: for a backward page every stored message is newer; for a
+    /// forward page the received message just before the first new one's
+    /// stamp is the best guess, and live ones that arrived during the
+    /// catch-up (not in the page) are newer.
+    fn place_archive_page(
+        &self,
+        page: &mam::Page,
+        messages: &mut [IncomingMessage],
+        held: &[StoredMessage],
+        edges: &mut HashMap<String, String>,
+    ) {
+        let mut store = self.store();
+        let forward = matches!(page, mam::Page::After(_));
+        let mut peers: Vec<String> = Vec::new();
+        for m in messages.iter() {
+            if !peers.contains(&m.peer) {
+                peers.push(m.peer.clone());
             }
-            mam::Page::Latest | mam::Page::Before(_) => {
-                let mut ceiling = match page {
-                    mam::Page::Before(anchor) => known(anchor).map_or(i64::MAX, |(_, ts)| ts),
-                    _ => i64::MAX,
-                };
-                // Newest first; older ones are stored after (higher row ids)
-                // so they go strictly below to sort before.
-                for m in messages.iter_mut().rev() {
-                    match m.stanza_id.as_deref().and_then(known) {
-                        Some((id, ts)) if ts >= ceiling => {
-                            ceiling -= 1;
-                            let _ = store.set_timestamp(id, ceiling);
-                        }
-                        Some((_, ts)) => ceiling = ts,
-                        None => {
-                            if m.timestamp_ms >= ceiling {
-                                m.timestamp_ms = ceiling - 1;
-                            }
-                            ceiling = m.timestamp_ms;
-                        }
-                    }
+        }
+        for peer in peers {
+            let mut placement = place_in_conversation(&store, page, messages, held, edges, &peer);
+            if !placement.well_spaced {
+                // The room between two neighbours is used up: spread the
+                // conversation out and place again.
+                if let Err(err) = store.renumber(&peer) {
+                    tracing::warn!(%err, "cannot renumber a conversation");
                 }
+                placement = place_in_conversation(&store, page, messages, held, edges, &peer);
+            }
+            for (i, position) in &placement.new_positions {
+                messages[*i].seq = *position;
+            }
+            let edge = if forward {
+                placement.archive_ids.last()
+            } else {
+                placement.archive_ids.first()
+            };
+            if let Some(edge) = edge {
+                edges.insert(peer.clone(), edge.clone());
             }
         }
     }
@@ -686,8 +693,7 @@ impl ConnectionHandler {
             return;
         }
         let batch = std::mem::take(&mut self.inbound);
-        let mut messages: Vec<IncomingMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
-        self.keep_arrival_order(&mut messages);
+        let messages: Vec<IncomingMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
         let stored = self.store().insert_incoming_batch(&messages);
         match stored {
             Ok(stored) => {
@@ -928,14 +934,134 @@ impl Handler for ConnectionHandler {
     }
 }
 
-/// A whole-second stamp (`ms % 1000 == 0`) only says "within this second":
-/// move it forward to `floor`, the message known to come before it, but not
-/// out of its second. Precise stamps are kept as they are.
-fn refine_coarse_stamp(stamp_ms: i64, floor: i64) -> i64 {
-    if stamp_ms.rem_euclid(1000) == 0 {
-        stamp_ms.max(floor.min(stamp_ms + 999))
-    } else {
-        stamp_ms
+/// Where one conversation's messages of an archive page go.
+struct Placement {
+    /// Page index → position for each new message.
+    new_positions: Vec<(usize, Option<f64>)>,
+    /// Archive ids of the conversation's received messages in the page, in
+    /// order: the next page attaches to the last (forward) or first one.
+    archive_ids: Vec<String>,
+    well_spaced: bool,
+}
+
+/// See [`ConnectionHandler::place_archive_page`]: the anchors are the page's
+/// bound (its cursor or backfill anchor) when it is a received message of
+/// this conversation, else the previous page's edge, else the received
+/// message certainly older than the first new one's stamp.
+fn place_in_conversation(
+    store: &Store,
+    page: &mam::Page,
+    messages: &[IncomingMessage],
+    held: &[StoredMessage],
+    edges: &HashMap<String, String>,
+    peer: &str,
+) -> Placement {
+    let forward = matches!(page, mam::Page::After(_));
+    let received_seq = |id: &str| match store.archived(id).ok().flatten() {
+        Some((p, Direction::Incoming, seq)) if p == peer => Some(seq),
+        _ => None,
+    };
+    let in_page: HashSet<&str> = messages
+        .iter()
+        .filter_map(|m| m.stanza_id.as_deref())
+        .collect();
+    // Our own messages already stored are left out entirely: they keep the
+    // place where the user wrote them.
+    let mut indices = Vec::new();
+    let mut entries: Vec<Option<f64>> = Vec::new();
+    let mut archive_ids = Vec::new();
+    for (i, m) in messages.iter().enumerate().filter(|(_, m)| m.peer == peer) {
+        let stored = m
+            .stanza_id
+            .as_deref()
+            .and_then(|id| store.archived(id).ok().flatten());
+        match stored {
+            Some((_, Direction::Outgoing, _)) => continue,
+            Some((_, Direction::Incoming, seq)) => entries.push(Some(seq)),
+            None if m.direction == Direction::Outgoing => {
+                let known = m.origin_id.as_deref().is_some_and(|o| {
+                    store
+                        .outgoing_by_origin_id(&m.peer, o)
+                        .ok()
+                        .flatten()
+                        .is_some()
+                });
+                if known {
+                    continue;
+                }
+                entries.push(None);
+            }
+            None => entries.push(None),
+        }
+        if m.direction == Direction::Incoming {
+            archive_ids.extend(m.stanza_id.clone());
+        }
+        indices.push(i);
+    }
+    if indices.is_empty() {
+        return Placement {
+            new_positions: Vec::new(),
+            archive_ids,
+            well_spaced: true,
+        };
+    }
+    let bound = match page {
+        mam::Page::After(id) | mam::Page::Before(id) => received_seq(id),
+        mam::Page::Latest => None,
+    }
+    .or_else(|| edges.get(peer).and_then(|id| received_seq(id)));
+    let newer_live = held
+        .iter()
+        .filter(|h| h.peer == peer)
+        .filter(|h| {
+            !h.stanza_id
+                .as_deref()
+                .is_some_and(|id| in_page.contains(id))
+        })
+        .filter_map(|h| store.seq_of(h.id).ok().flatten())
+        .fold(None, |min: Option<f64>, s| {
+            Some(min.map_or(s, |m| m.min(s)))
+        });
+    // Without a cursor to attach to, the received message certainly older
+    // than the first one (by stamp) is the best guess — live and offline
+    // messages older than a backfill page may already be stored too.
+    let start = match (forward, bound) {
+        (true, Some(cursor)) => Some(cursor),
+        _ => store
+            .last_received_seq_at_or_before(peer, messages[indices[0]].timestamp_ms)
+            .ok()
+            .flatten()
+            .filter(|s| newer_live.is_none_or(|live| *s < live))
+            .filter(|s| forward || bound.is_none_or(|anchor| *s < anchor)),
+    };
+    let mut end = None;
+    let placed = ordering::place(&entries, start, |after| {
+        let bound_after = match after {
+            Some(a) => store.first_seq_above(peer, Some(a)).ok().flatten(),
+            None if forward => newer_live,
+            None => bound.or_else(|| store.first_seq_above(peer, None).ok().flatten()),
+        };
+        end = bound_after;
+        bound_after
+    });
+    let mut new_positions = Vec::new();
+    let mut placed = placed.into_iter();
+    let mut sequence: Vec<f64> = start.into_iter().collect();
+    for (&i, entry) in indices.iter().zip(&entries) {
+        match entry {
+            Some(known) => sequence.push(*known),
+            None => {
+                let position = placed.next().flatten();
+                sequence.extend(position);
+                new_positions.push((i, position));
+            }
+        }
+    }
+    sequence.extend(end);
+    Placement {
+        new_positions,
+        archive_ids,
+        well_spaced: ordering::is_well_spaced(&sequence),
     }
 }
 

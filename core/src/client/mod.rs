@@ -13,6 +13,7 @@ mod error;
 mod events;
 mod handler;
 mod lock;
+mod ordering;
 mod push;
 pub mod wake;
 

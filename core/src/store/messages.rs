@@ -71,6 +71,10 @@ pub struct IncomingMessage {
     pub stanza_id: Option<String>,
     pub remote_id: Option<String>,
     pub timestamp_ms: i64,
+    /// Position in the conversation: `None` appends (a live message, in
+    /// the order the server delivers); archive pages place their messages
+    /// between the ones around them (see the client's catch-up).
+    pub seq: Option<f64>,
 }
 
 /// One row of the conversation list.
@@ -81,10 +85,10 @@ pub struct ConversationSummary {
     pub last_message: Option<StoredMessage>,
 }
 
-/// Where the next (older) history page starts: the oldest message of the last page.
+/// Where the next (older) history page starts: the oldest message of the
+/// last page (its row id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HistoryCursor {
-    pub timestamp_ms: i64,
     pub id: i64,
 }
 
@@ -148,9 +152,10 @@ impl Store {
         let tx = self.conn.transaction()?;
         let conversation = Self::conversation_id(&tx, peer)?;
         tx.execute(
-            "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, remote_id, timestamp_ms)
-             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?5, ?6)",
-            params![conversation, MessageState::Queued as i64, sender, body, origin_id, timestamp_ms],
+            "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, remote_id, timestamp_ms, seq)
+             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+            params![conversation, MessageState::Queued as i64, sender, body, origin_id, timestamp_ms,
+                    Self::next_seq(&tx, conversation)?],
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
@@ -190,11 +195,15 @@ impl Store {
             } else {
                 MessageState::Acked
             };
+            let seq = match m.seq {
+                Some(seq) => seq,
+                None => Self::next_seq(&tx, conversation)?,
+            };
             tx.prepare_cached(
-                "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, stanza_id, remote_id, timestamp_ms)
-                 VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, stanza_id, remote_id, timestamp_ms, seq)
+                 VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10)",
             )?
-            .execute(params![conversation, state as i64, m.sender, m.body, m.origin_id, m.stanza_id, m.remote_id, m.timestamp_ms, m.direction as i64])?;
+            .execute(params![conversation, state as i64, m.sender, m.body, m.origin_id, m.stanza_id, m.remote_id, m.timestamp_ms, m.direction as i64, seq])?;
             let id = tx.last_insert_rowid();
             Self::touch_conversation(&tx, conversation, id, m.timestamp_ms, incoming)?;
             stored.push(Some(StoredMessage {
@@ -257,40 +266,98 @@ impl Store {
         }
     }
 
-    /// The newest timestamp of a message in `direction` in the conversation
-    /// with `peer`, if any.
-    pub fn newest_timestamp(
+    /// Appends: one past the conversation's last position.
+    fn next_seq(tx: &rusqlite::Connection, conversation: i64) -> rusqlite::Result<f64> {
+        tx.prepare_cached(
+            "SELECT coalesce(max(seq), 0) + 1024 FROM messages WHERE conversation_id = ?1",
+        )?
+        .query_row([conversation], |r| r.get(0))
+    }
+
+    /// Conversation (peer), direction and position of the message the
+    /// server archived as `stanza_id`.
+    pub fn archived(
         &self,
-        peer: &str,
-        direction: Direction,
-    ) -> Result<Option<i64>, StoreError> {
+        stanza_id: &str,
+    ) -> Result<Option<(String, Direction, f64)>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT max(m.timestamp_ms) FROM messages m
+                "SELECT c.peer_jid, m.direction, m.seq FROM messages m
                  JOIN conversations c ON c.id = m.conversation_id
-                 WHERE c.peer_jid = ?1 AND m.direction = ?2",
+                 WHERE m.stanza_id = ?1 LIMIT 1",
             )?
-            .query_row(params![peer, direction as i64], |r| r.get(0))?)
-    }
-
-    /// Row id and timestamp of the message the server archived as
-    /// `stanza_id`.
-    pub fn by_archive_id(&self, stanza_id: &str) -> Result<Option<(i64, i64)>, StoreError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT id, timestamp_ms FROM messages WHERE stanza_id = ?1 LIMIT 1")?
-            .query_row([stanza_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row([stanza_id], |r| {
+                let direction = if r.get::<_, i64>(1)? == 0 {
+                    Direction::Incoming
+                } else {
+                    Direction::Outgoing
+                };
+                Ok((r.get(0)?, direction, r.get(2)?))
+            })
             .optional()?)
     }
 
-    /// Moves a message in time (to keep the server's archive order when
-    /// clocks disagree).
-    pub fn set_timestamp(&self, id: i64, timestamp_ms: i64) -> Result<(), StoreError> {
-        self.conn
-            .prepare_cached("UPDATE messages SET timestamp_ms = ?2 WHERE id = ?1")?
-            .execute(params![id, timestamp_ms])?;
+    /// The last position in the conversation with `peer` of a received
+    /// message that is certainly not newer than `timestamp_ms`.
+    pub fn last_received_seq_at_or_before(
+        &self,
+        peer: &str,
+        timestamp_ms: i64,
+    ) -> Result<Option<f64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                // A whole-second stamp may lie anywhere in its second.
+                "SELECT max(m.seq) FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE c.peer_jid = ?1 AND m.direction = 0
+                   AND m.timestamp_ms + (CASE WHEN m.timestamp_ms % 1000 = 0 THEN 999 ELSE 0 END) <= ?2",
+            )?
+            .query_row(params![peer, timestamp_ms], |r| r.get(0))?)
+    }
+
+    /// Spreads the positions of a conversation out again (same order, a
+    /// gap of 1,024 between neighbours) when placing has used up the room
+    /// between two of them.
+    pub fn renumber(&mut self, peer: &str) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "UPDATE messages SET seq = (
+                 SELECT rn * 1024.0 FROM (
+                     SELECT m.id, row_number() OVER (ORDER BY m.seq, m.id) AS rn
+                     FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                     WHERE c.peer_jid = ?1
+                 ) ordered WHERE ordered.id = messages.id)
+             WHERE conversation_id = (SELECT id FROM conversations WHERE peer_jid = ?1)",
+            [peer],
+        )?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Position of a message by row id.
+    pub fn seq_of(&self, id: i64) -> Result<Option<f64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT seq FROM messages WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The first position in the conversation with `peer` that is above
+    /// `after` (or the first one at all).
+    pub fn first_seq_above(
+        &self,
+        peer: &str,
+        after: Option<f64>,
+    ) -> Result<Option<f64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT min(m.seq) FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE c.peer_jid = ?1 AND (?2 IS NULL OR m.seq > ?2)",
+            )?
+            .query_row(params![peer, after], |r| r.get(0))?)
     }
 
     /// One message by row id.
@@ -363,13 +430,14 @@ impl Store {
         before: Option<HistoryCursor>,
         limit: u32,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let (ts, id) = before.map_or((i64::MAX, i64::MAX), |c| (c.timestamp_ms, c.id));
+        let before = before.map(|c| c.id);
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_id
-             WHERE c.peer_jid = ?1 AND (m.timestamp_ms, m.id) < (?2, ?3)
-             ORDER BY m.timestamp_ms DESC, m.id DESC LIMIT ?4"
+             WHERE c.peer_jid = ?1
+               AND (?2 IS NULL OR m.seq < (SELECT seq FROM messages WHERE id = ?2))
+             ORDER BY m.seq DESC LIMIT ?3"
         ))?;
-        let rows = stmt.query_map(params![peer, ts, id, limit], message_from_row)?;
+        let rows = stmt.query_map(params![peer, before, limit], message_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 

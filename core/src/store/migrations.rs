@@ -50,6 +50,16 @@ const MIGRATIONS: &[&str] = &[
     );",
     // 2: find a message by its archive id alone (the MAM cursor).
     "CREATE INDEX messages_by_archive_id ON messages(stanza_id) WHERE stanza_id IS NOT NULL;",
+    // 3: the order of a conversation is its own sequence, not the clocks
+    // (see `Store::insert_incoming_batch`); existing rows keep their order.
+    "ALTER TABLE messages ADD COLUMN seq REAL;
+    UPDATE messages SET seq = (
+        SELECT rn FROM (
+            SELECT id, row_number() OVER (PARTITION BY conversation_id ORDER BY timestamp_ms, id) AS rn
+            FROM messages
+        ) ordered WHERE ordered.id = messages.id);
+    DROP INDEX messages_history;
+    CREATE INDEX messages_order ON messages(conversation_id, seq);",
 ];
 
 /// The schema version this build writes.

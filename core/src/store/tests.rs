@@ -20,6 +20,7 @@ fn incoming(
         stanza_id: stanza_id.map(Into::into),
         remote_id: None,
         timestamp_ms: ts,
+        seq: None,
     }
 }
 
@@ -190,10 +191,7 @@ fn history_pages_newest_first_without_gaps_or_overlap() {
             break;
         }
         let last = page.last().unwrap();
-        cursor = Some(HistoryCursor {
-            timestamp_ms: last.timestamp_ms,
-            id: last.id,
-        });
+        cursor = Some(HistoryCursor { id: last.id });
         seen.extend(page.into_iter().map(|m| m.body));
     }
     let expected: Vec<_> = (0..25).rev().map(|i| format!("m{i}")).collect();
