@@ -1,36 +1,46 @@
 #!/usr/bin/env bash
 # Benchmarks for docs/benchmarks.md (run: bash scripts/bench.sh):
-#  1. login to a local Prosody: Waxwing (STARTTLS and direct TLS, wall time
-#     and engine-counted round trips) and tokio-xmpp 6 (STARTTLS) in the
-#     same run, against the same server;
-#     The same logins again through a loopback proxy adding 50 ms RTT: wall
-#     time there divided by 50 ms is the round trips each client needs,
-#     measured the same way for both;
-#  2. the store (cargo bench -p waxwing-core --bench store);
-#  3. the stripped release cdylib size for this machine (x86_64).
+#  1. login to a local Prosody: Waxwing (classic RFC 6120, SASL2 + Bind2
+#     over STARTTLS and direct TLS, a FAST token, FAST + inline resumption;
+#     wall time and engine-counted round trips) and tokio-xmpp 6 (STARTTLS)
+#     in the same run, against the same server; then the same logins
+#     through a loopback proxy adding 50 ms RTT (wall time / 50 ms is the
+#     round trips each client needs, measured the same way for all);
+#  2. peak RSS of a wake-up process against a store of 100k messages;
+#  3. the store (cargo bench -p waxwing-core --bench store);
+#  4. the stripped release cdylib size for this machine (x86_64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
+command -v /usr/bin/time >/dev/null 2>&1 || { sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo; $sudo apt-get install -y -qq time >/dev/null; }
 N=${N:-20}
 work=$(mktemp -d)
 trap 'bash scripts/prosody.sh stop "$work/server"; rm -rf "$work"' EXIT
-WAXWING_WATCH_PID=$$ bash scripts/prosody.sh start "$work/server" bench:bench-pw > "$work/env"
+WAXWING_WATCH_PID=$$ bash scripts/prosody.sh start "$work/server" bench:bench-pw peer:peer-pw > "$work/env"
 c2s=$(sed -n 's/^C2S_PORT=//p' "$work/env"); direct=$(sed -n 's/^DIRECT_TLS_PORT=//p' "$work/env")
 ca=$(sed -n 's/^CA=//p' "$work/env")
 
-cargo build -q --release -p waxwing-core --example login_bench --example latency_proxy
+cargo build -q --release -p waxwing-core --example login_bench --example latency_proxy --example cli --example fill_store
 (cd bench/tokio-xmpp-login && cargo build -q --release)
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
 
-# Interleave the clients so both see the same server state.
-for _ in $(seq "$N"); do
-  target/release/examples/login_bench bench@localhost bench-pw "127.0.0.1:$c2s" "$ca" 1
-  target/release/examples/login_bench bench@localhost bench-pw "127.0.0.1:$direct" "$ca" 1 --direct-tls
-  SSL_CERT_FILE="$ca" bench/tokio-xmpp-login/target/release/tokio-xmpp-login-bench bench@localhost bench-pw "127.0.0.1:$c2s" 1
-done > "$work/login.jsonl"
-for client in waxwing-starttls waxwing-direct-tls tokio-xmpp; do
+# Interleave the clients so all see the same server state.
+waxwing_modes=("--classic" "--sasl2" "--sasl2 --direct-tls" "--fast --direct-tls" "--resume --direct-tls")
+run_logins() { # PORT_STARTTLS PORT_DIRECT RUNS
+  for _ in $(seq "$3"); do
+    for mode in "${waxwing_modes[@]}"; do
+      port=$1; [[ $mode == *direct* ]] && port=$2
+      # shellcheck disable=SC2086
+      target/release/examples/login_bench bench@localhost bench-pw "127.0.0.1:$port" "$ca" 1 $mode
+    done
+    SSL_CERT_FILE="$ca" bench/tokio-xmpp-login/target/release/tokio-xmpp-login-bench bench@localhost bench-pw "127.0.0.1:$1" 1
+  done
+}
+clients="waxwing-classic-starttls waxwing-sasl2-starttls waxwing-sasl2-direct-tls waxwing-fast-direct-tls waxwing-resume-direct-tls tokio-xmpp"
+run_logins "$c2s" "$direct" "$N" > "$work/login.jsonl"
+for client in $clients; do
   ms=$(grep "\"$client\"" "$work/login.jsonl" | field login_ms | median)
   rt=$(grep "\"$client\"" "$work/login.jsonl" | field xmpp_round_trips | median)
   echo "{\"bench\":\"login\",\"client\":\"$client\",\"runs\":$N,\"median_ms\":$ms,\"xmpp_round_trips\":\"${rt:-not counted}\"}"
@@ -47,16 +57,27 @@ done
 slow_c2s=$(sed -n 's/^PROXY_PORT=//p' "$work/proxy-starttls")
 slow_direct=$(sed -n 's/^PROXY_PORT=//p' "$work/proxy-direct")
 N_SLOW=${N_SLOW:-7}
-for _ in $(seq "$N_SLOW"); do
-  target/release/examples/login_bench bench@localhost bench-pw "127.0.0.1:$slow_c2s" "$ca" 1
-  target/release/examples/login_bench bench@localhost bench-pw "127.0.0.1:$slow_direct" "$ca" 1 --direct-tls
-  SSL_CERT_FILE="$ca" bench/tokio-xmpp-login/target/release/tokio-xmpp-login-bench bench@localhost bench-pw "127.0.0.1:$slow_c2s" 1
-done > "$work/login-slow.jsonl"
-for client in waxwing-starttls waxwing-direct-tls tokio-xmpp; do
+run_logins "$slow_c2s" "$slow_direct" "$N_SLOW" > "$work/login-slow.jsonl"
+for client in $clients; do
   ms=$(grep "\"$client\"" "$work/login-slow.jsonl" | field login_ms | median)
   echo "{\"bench\":\"login_50ms_rtt\",\"client\":\"$client\",\"runs\":$N_SLOW,\"median_ms\":$ms,\"round_trips_by_wall_time\":$(awk "BEGIN{printf \"%.1f\", $ms/$RTT}")}"
 done
 kill $proxies 2>/dev/null || true
+
+# Peak RSS of a wake-up process (the cli's `wake`, on its current-thread
+# runtime) against a store of 100k messages: resume, fetch one new message.
+cargo build -q --release -p waxwing-core --example cli --example fill_store
+export WAXWING_STORE_KEY=$(printf 'ab%.0s' $(seq 32))
+wake_store="$work/wake-store"
+target/release/examples/fill_store "$wake_store" 100000
+cli() { WAXWING_PASSWORD=$1 target/release/examples/cli --jid "$2" --server "127.0.0.1:$c2s" --ca "$ca" "${@:3}"; }
+cli bench-pw bench@localhost --store "$wake_store" listen --timeout 1 > /dev/null
+cli peer-pw peer@localhost send bench@localhost "wake up" > /dev/null
+/usr/bin/time -v target/release/examples/cli --jid bench@localhost --server "127.0.0.1:$c2s" --ca "$ca" \
+  --store "$wake_store" wake --deadline 10 > "$work/wake.out" 2> "$work/wake.time"
+rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/wake.time")
+outcome=$(tail -1 "$work/wake.out")
+echo "{\"bench\":\"wake_up_peak_rss\",\"store_messages\":100000,\"max_rss_kib\":$rss_kb,\"mib\":$(awk "BEGIN{printf \"%.1f\", $rss_kb/1024}"),\"items\":$(grep -c notification "$work/wake.out"),\"outcome\":$outcome}"
 
 cargo bench -q -p waxwing-core --bench store 2>/dev/null
 
