@@ -7,6 +7,7 @@
 #     through a loopback proxy adding 50 ms RTT (wall time / 50 ms is the
 #     round trips each client needs, measured the same way for all);
 #  2. peak RSS of a wake-up process against a store of 100k messages;
+#     MAM catch-up of 10,000 messages, Waxwing and slixmpp in the same run;
 #  3. the store (cargo bench -p waxwing-core --bench store);
 #  4. the stripped release cdylib size for this machine (x86_64).
 set -euo pipefail
@@ -78,6 +79,34 @@ cli peer-pw peer@localhost send bench@localhost "wake up" > /dev/null
 rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/wake.time")
 outcome=$(tail -1 "$work/wake.out")
 echo "{\"bench\":\"wake_up_peak_rss\",\"store_messages\":100000,\"max_rss_kib\":$rss_kb,\"mib\":$(awk "BEGIN{printf \"%.1f\", $rss_kb/1024}"),\"items\":$(grep -c notification "$work/wake.out"),\"outcome\":$outcome}"
+
+# MAM catch-up of 10,000 archived messages: Waxwing stores them (forward
+# from its cursor) and slixmpp fetches the same archive, on a server whose
+# pages hold 100 and which keeps no offline copies (so nothing comes live).
+mam_server="$work/mam-server"
+WAXWING_PROSODY_EXTRA='max_archive_query_results = 100
+storage_archive_item_limit = 100000
+modules_disabled = { "s2s"; "offline" }' \
+  WAXWING_WATCH_PID=$$ bash scripts/prosody.sh start "$mam_server" alice:alice-pw bob:bob-pw > "$work/mam-env"
+trap 'bash scripts/prosody.sh stop "$mam_server"; bash scripts/prosody.sh stop "$work/server"; rm -rf "$work"' EXIT
+mport=$(sed -n 's/^C2S_PORT=//p' "$work/mam-env"); mca=$(sed -n 's/^CA=//p' "$work/mam-env")
+py="${WAXWING_TOOLS:-target/tools}/venv/bin/python"
+peer() { "$py" scripts/mam_peer.py "$1" --port "$mport" --ca "$mca" "${@:2}"; }
+cargo build -q --release -p waxwing-core --example mam_bench
+peer send --jid bob@localhost --password bob-pw --to alice@localhost --count 1 > /dev/null
+WAXWING_PASSWORD=alice-pw target/release/examples/mam_bench alice@localhost "127.0.0.1:$mport" "$mca" "$work/mam-store" --prime
+peer send --jid bob@localhost --password bob-pw --to alice@localhost --count 10000 > /dev/null
+cpu_s() { awk -F': ' '/User time|System time/ {t += $2} END {print t}' "$1"; }
+WAXWING_PASSWORD=alice-pw /usr/bin/time -v target/release/examples/mam_bench alice@localhost "127.0.0.1:$mport" "$mca" \
+  "$work/mam-store" > "$work/mam-waxwing.out" 2> "$work/mam-waxwing.time"
+/usr/bin/time -v "$py" scripts/mam_peer.py fetch --jid alice@localhost --password alice-pw --port "$mport" --ca "$mca" \
+  > "$work/mam-slixmpp.out" 2> "$work/mam-slixmpp.time"
+for client in waxwing slixmpp; do
+  line=$(tail -1 "$work/mam-$client.out")
+  count=$(echo "$line" | sed -n 's/.*"\(stored\|fetched\)": *\([0-9]*\).*/\2/p')
+  cpu=$(cpu_s "$work/mam-$client.time")
+  echo "{\"bench\":\"mam_catch_up\",\"result\":$line,\"process_cpu_s\":$cpu,\"cpu_us_per_message\":$(awk "BEGIN{printf \"%.0f\", $cpu*1000000/$count}")}"
+done
 
 cargo bench -q -p waxwing-core --bench store 2>/dev/null
 

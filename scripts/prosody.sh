@@ -82,6 +82,7 @@ storage = "internal"
 default_archive_policy = true
 archive_expires_after = "1d"
 smacks_hibernation_time = 60
+${WAXWING_PROSODY_EXTRA:-}
 ssl = { certificate = "$dir/certs/localhost.crt"; key = "$dir/certs/localhost.key" }
 VirtualHost "localhost"
 -- A test XEP-0357 app server connects here (scripts/push_app_server.py).
