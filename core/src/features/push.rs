@@ -136,12 +136,13 @@ pub fn decrypt(
     let sealed = B64
         .decode(payload_b64.trim())
         .map_err(|_| PushError::Malformed)?;
-    if iv.len() != 12 || sealed.len() < 16 {
+    let nonce = Nonce::try_from(iv.as_slice()).map_err(|_| PushError::Malformed)?;
+    if sealed.len() < 16 {
         return Err(PushError::Malformed);
     }
     let cipher = Aes128Gcm::new(key.into());
     let plain = cipher
-        .decrypt(Nonce::from_slice(&iv), sealed.as_slice())
+        .decrypt(&nonce, sealed.as_slice())
         .map_err(|_| PushError::DecryptionFailed)?;
     let payload: Payload =
         serde_json::from_slice(&plain).map_err(|_| PushError::UnexpectedContent)?;
