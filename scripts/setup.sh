@@ -44,10 +44,15 @@ if [ ! -x "$TOOLS/kotlin/node_modules/kotlin-compiler/bin/kotlinc" ]; then
   npm install --silent --prefix "$TOOLS/kotlin" kotlin-compiler@2.4.20 >/dev/null
 fi
 
-# Python peers: slixmpp bots, and tree-sitter for the Swift syntax check.
-if [ ! -x "$TOOLS/venv/bin/python" ] || ! "$TOOLS/venv/bin/python" -c 'import slixmpp, tree_sitter_swift' 2>/dev/null; then
-  python3 -m venv "$TOOLS/venv"
-  "$TOOLS/venv/bin/pip" install -q --only-binary=:all: slixmpp==1.17.0 tree-sitter==0.25.2 tree-sitter-swift==0.7.4 \
-    || "$TOOLS/venv/bin/pip" install -q --only-binary=:all: slixmpp==1.17.0 tree-sitter tree-sitter-swift
+# Python peers: slixmpp bots, slixmpp-omemo and python-omemo (OMEMO oracle
+# and bots; oldmemo is AGPL and only ever run as a test peer), and
+# tree-sitter for the Swift syntax check. All wheels, nothing compiles.
+if [ ! -x "$TOOLS/venv/bin/python" ] \
+  || ! "$TOOLS/venv/bin/python" -c 'import slixmpp, slixmpp_omemo, oldmemo.etree, twomemo.etree, tree_sitter_swift' 2>/dev/null; then
+  [ -x "$TOOLS/venv/bin/python" ] || python3 -m venv "$TOOLS/venv"
+  "$TOOLS/venv/bin/pip" install -q --only-binary=:all: slixmpp==1.17.0 slixmpp-omemo==2.2.0 \
+    omemo==2.1.0 oldmemo==2.1.0 twomemo==2.1.0 xmlschema tree-sitter==0.25.2 tree-sitter-swift==0.7.4 \
+    || "$TOOLS/venv/bin/pip" install -q --only-binary=:all: slixmpp==1.17.0 slixmpp-omemo==2.2.0 \
+      omemo oldmemo twomemo xmlschema tree-sitter tree-sitter-swift
 fi
 echo "setup: ready (tools in $TOOLS)"

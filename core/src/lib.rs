@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod features;
+pub mod omemo;
 
 pub use client::{Client, ClientConfig, ClientError, ClientEvent, ConnectionState, EventListener};
 pub mod proto;

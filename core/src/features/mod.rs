@@ -6,6 +6,7 @@
 pub mod carbons;
 pub mod mam;
 pub mod messages;
+pub mod omemo;
 pub mod presence;
 pub mod push;
 pub mod roster;

@@ -160,7 +160,7 @@ mod tests {
 
     fn seal(key: &[u8; 16], iv: &[u8; 12], json: &str) -> (String, String) {
         let sealed = Aes128Gcm::new(key.into())
-            .encrypt(Nonce::from_slice(iv), json.as_bytes())
+            .encrypt(&Nonce::from(*iv), json.as_bytes())
             .unwrap();
         (B64.encode(iv), B64.encode(sealed))
     }

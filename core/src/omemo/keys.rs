@@ -1,0 +1,244 @@
+//! Keys: the account's Ed25519 identity key (one for both OMEMO versions),
+//! X25519 key pairs for prekeys and ratchets, the identities of other devices,
+//! and signed-prekey signatures.
+//!
+//! OMEMO 0.3 publishes identity keys in their Curve25519 (Montgomery) form and
+//! signs with XEdDSA; the Ed25519 sign bit, lost in the Montgomery form,
+//! travels in bit 7 of the signature's last byte (libsignal's convention,
+//! also python-omemo's). OMEMO 2 publishes the Ed25519 key and signs with
+//! plain Ed25519.
+
+use curve25519_dalek::montgomery::MontgomeryPoint;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use rand::RngCore;
+use zeroize::Zeroizing;
+
+use super::{OmemoError, OmemoVersion};
+
+/// Fills an array from the operating system's random source.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut out);
+    out
+}
+
+/// X25519 of a secret scalar and a peer's public key. An all-zero result
+/// means the peer sent a low-order point; refuse it rather than derive keys
+/// an attacker knows.
+fn x25519(secret: &[u8; 32], their_public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, OmemoError> {
+    let shared = Zeroizing::new(
+        MontgomeryPoint(*their_public)
+            .mul_clamped(*secret)
+            .to_bytes(),
+    );
+    if shared.iter().all(|b| *b == 0) {
+        return Err(OmemoError::InvalidKey);
+    }
+    Ok(shared)
+}
+
+/// The account device's long-term identity key. The secret seed is zeroized
+/// on drop (ed25519-dalek's `zeroize` feature).
+pub struct IdentityKeyPair {
+    signing: SigningKey,
+}
+
+impl std::fmt::Debug for IdentityKeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityKeyPair").finish_non_exhaustive()
+    }
+}
+
+impl IdentityKeyPair {
+    /// A new random identity.
+    pub fn generate() -> Self {
+        let seed = Zeroizing::new(random_bytes::<32>());
+        Self::from_seed(&seed)
+    }
+
+    /// The identity kept in the store, from its 32-byte Ed25519 seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self {
+            signing: SigningKey::from_bytes(seed),
+        }
+    }
+
+    /// The seed, for the encrypted store only.
+    pub fn seed(&self) -> Zeroizing<[u8; 32]> {
+        Zeroizing::new(self.signing.to_bytes())
+    }
+
+    /// This identity as other devices see it.
+    pub fn public(&self) -> PeerIdentity {
+        let verifying = self.signing.verifying_key();
+        PeerIdentity {
+            curve: verifying.to_montgomery().to_bytes(),
+            ed25519: Some(verifying.to_bytes()),
+        }
+    }
+
+    /// X25519 with the identity key: its Montgomery secret is the Ed25519
+    /// scalar (the first half of SHA-512 of the seed).
+    pub(crate) fn dh(&self, their_public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, OmemoError> {
+        let scalar = Zeroizing::new(self.signing.to_scalar_bytes());
+        x25519(&scalar, their_public)
+    }
+
+    /// Signs a signed prekey's public encoding for `version`.
+    pub fn sign(&self, version: OmemoVersion, message: &[u8]) -> [u8; 64] {
+        let mut signature = self.signing.sign(message).to_bytes();
+        if version == OmemoVersion::V0_3 {
+            // An Ed25519 `s` is below 2^253, so bit 7 of byte 63 is free to
+            // carry the public key's sign bit for XEdDSA verifiers.
+            signature[63] |= self.signing.verifying_key().to_bytes()[31] & 0x80;
+        }
+        signature
+    }
+}
+
+/// An X25519 key pair: prekeys, signed prekeys, ephemeral and ratchet keys.
+#[derive(Clone)]
+pub struct KeyPair {
+    secret: Zeroizing<[u8; 32]>,
+    public: [u8; 32],
+}
+
+impl std::fmt::Debug for KeyPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyPair")
+            .field("public", &hex::encode(self.public))
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyPair {
+    /// A new random key pair.
+    pub fn generate() -> Self {
+        Self::from_secret(random_bytes())
+    }
+
+    /// A stored key pair, from its secret scalar (clamped on use).
+    pub fn from_secret(secret: [u8; 32]) -> Self {
+        let public = MontgomeryPoint::mul_base_clamped(secret).to_bytes();
+        Self {
+            secret: Zeroizing::new(secret),
+            public,
+        }
+    }
+
+    /// The secret, for the encrypted store only.
+    pub fn secret(&self) -> &[u8; 32] {
+        &self.secret
+    }
+
+    /// The public key (Montgomery u-coordinate).
+    pub fn public(&self) -> [u8; 32] {
+        self.public
+    }
+
+    pub(crate) fn dh(&self, their_public: &[u8; 32]) -> Result<Zeroizing<[u8; 32]>, OmemoError> {
+        x25519(&self.secret, their_public)
+    }
+}
+
+/// Another device's identity key. Devices are compared by the Curve25519
+/// form, which both versions can produce; the Ed25519 form is known when the
+/// device published it (OMEMO 2) or signed with it (a verified 0.3 bundle).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerIdentity {
+    curve: [u8; 32],
+    ed25519: Option<[u8; 32]>,
+}
+
+impl PartialEq for PeerIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.curve == other.curve
+    }
+}
+impl Eq for PeerIdentity {}
+
+impl PeerIdentity {
+    /// From an Ed25519 public key (OMEMO 2 bundles and key exchanges).
+    pub fn from_ed25519(bytes: &[u8]) -> Result<Self, OmemoError> {
+        let bytes: [u8; 32] = bytes.try_into().map_err(|_| OmemoError::InvalidKey)?;
+        let key = VerifyingKey::from_bytes(&bytes).map_err(|_| OmemoError::InvalidKey)?;
+        if key.is_weak() {
+            return Err(OmemoError::InvalidKey);
+        }
+        Ok(Self {
+            curve: key.to_montgomery().to_bytes(),
+            ed25519: Some(bytes),
+        })
+    }
+
+    /// From a Curve25519 public key (OMEMO 0.3), without the Ed25519 sign.
+    pub fn from_curve25519(bytes: &[u8; 32]) -> Result<Self, OmemoError> {
+        let point = MontgomeryPoint(*bytes)
+            .to_edwards(0)
+            .ok_or(OmemoError::InvalidKey)?;
+        if point.is_small_order() {
+            return Err(OmemoError::InvalidKey);
+        }
+        Ok(Self {
+            curve: *bytes,
+            ed25519: None,
+        })
+    }
+
+    /// The Curve25519 form: what X25519 uses and what 0.3 publishes.
+    pub fn curve25519(&self) -> [u8; 32] {
+        self.curve
+    }
+
+    /// The Ed25519 form, when known.
+    pub fn ed25519(&self) -> Option<[u8; 32]> {
+        self.ed25519
+    }
+
+    /// The fingerprint users compare: the Curve25519 form in hex, as the
+    /// OMEMO 0.3 clients show it (the same key serves both versions).
+    pub fn fingerprint(&self) -> String {
+        hex::encode(self.curve)
+    }
+
+    /// Verifies a signed prekey signature made for `version`; for 0.3 this
+    /// also learns the Ed25519 form from the sign bit in the signature.
+    pub fn verify(
+        &mut self,
+        version: OmemoVersion,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), OmemoError> {
+        let mut signature: [u8; 64] = signature.try_into().map_err(|_| OmemoError::BadSignature)?;
+        let verifying = match version {
+            OmemoVersion::V2 => {
+                let ed = self.ed25519.ok_or(OmemoError::BadSignature)?;
+                VerifyingKey::from_bytes(&ed).map_err(|_| OmemoError::InvalidKey)?
+            }
+            OmemoVersion::V0_3 => {
+                let sign = signature[63] >> 7;
+                signature[63] &= 0x7f;
+                let point = MontgomeryPoint(self.curve)
+                    .to_edwards(sign)
+                    .ok_or(OmemoError::InvalidKey)?;
+                VerifyingKey::from(point)
+            }
+        };
+        verifying
+            .verify_strict(message, &Signature::from_bytes(&signature))
+            .map_err(|_| OmemoError::BadSignature)?;
+        if self.ed25519.is_none() {
+            self.ed25519 = Some(verifying.to_bytes());
+        }
+        Ok(())
+    }
+
+    /// Adopts the Ed25519 form of an identity already known by its Curve25519
+    /// form (from a verified bundle), so that both forms stay consistent.
+    pub fn with_ed25519_from(mut self, known: &PeerIdentity) -> Self {
+        if self.ed25519.is_none() && self.curve == known.curve {
+            self.ed25519 = known.ed25519;
+        }
+        self
+    }
+}

@@ -1,0 +1,114 @@
+//! Message payloads: the body is encrypted once with a fresh key, and that
+//! key material is what the ratchet encrypts for each device.
+//!
+//! - OMEMO 0.3: AES-128-GCM, 12-byte IV sent in `<iv>`; key material is
+//!   key(16) ‖ tag(16), the `<payload>` the ciphertext without the tag.
+//! - OMEMO 2 (XEP-0384 §6.1): a random 32-byte key → HKDF-SHA-256(salt 32×0,
+//!   info "OMEMO Payload", 80) → AES-256-CBC key, HMAC key, IV; key material
+//!   is key(32) ‖ HMAC-SHA-256(ciphertext) truncated to 16.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes128Gcm, Nonce};
+use zeroize::Zeroizing;
+
+use super::kdf::{hmac, verify_hmac, CbcHmacKeys};
+use super::keys::random_bytes;
+use super::{OmemoError, OmemoVersion};
+
+/// The biggest payload we decrypt (a chat message, not a file).
+pub const MAX_PAYLOAD_LEN: usize = 256 * 1024;
+
+const PAYLOAD_INFO_2: &[u8] = b"OMEMO Payload";
+
+/// An encrypted payload and the key material to send to each device.
+#[derive(Debug, Clone)]
+pub struct EncryptedPayload {
+    /// The `<payload>` bytes.
+    pub ciphertext: Vec<u8>,
+    /// The `<iv>` (OMEMO 0.3 only).
+    pub iv: Option<[u8; 12]>,
+    /// What each device's ratchet encrypts.
+    pub key_material: Zeroizing<Vec<u8>>,
+}
+
+/// Encrypts a payload for `version`.
+pub fn encrypt(version: OmemoVersion, plaintext: &[u8]) -> EncryptedPayload {
+    match version {
+        OmemoVersion::V0_3 => {
+            let key = Zeroizing::new(random_bytes::<16>());
+            let iv = random_bytes::<12>();
+            let cipher = Aes128Gcm::new(&(*key).into());
+            let mut sealed = cipher
+                .encrypt(&Nonce::from(iv), plaintext)
+                .expect("AES-GCM encrypts any chat-sized message");
+            let tag = sealed.split_off(sealed.len() - 16);
+            let key_material = Zeroizing::new([key.as_slice(), &tag].concat());
+            EncryptedPayload {
+                ciphertext: sealed,
+                iv: Some(iv),
+                key_material,
+            }
+        }
+        OmemoVersion::V2 => {
+            let key = Zeroizing::new(random_bytes::<32>());
+            let keys = CbcHmacKeys::derive(key.as_ref(), PAYLOAD_INFO_2);
+            let ciphertext = keys.encrypt(plaintext);
+            let mac = hmac(keys.auth_key(), &[&ciphertext]);
+            let key_material = Zeroizing::new([key.as_slice(), &mac[..16]].concat());
+            EncryptedPayload {
+                ciphertext,
+                iv: None,
+                key_material,
+            }
+        }
+    }
+}
+
+/// Decrypts a payload with the key material a ratchet message gave us.
+pub fn decrypt(
+    version: OmemoVersion,
+    key_material: &[u8],
+    iv: Option<&[u8]>,
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, OmemoError> {
+    if ciphertext.len() > MAX_PAYLOAD_LEN {
+        return Err(OmemoError::TooLarge);
+    }
+    match version {
+        OmemoVersion::V0_3 => {
+            let iv: [u8; 12] = iv
+                .and_then(|iv| iv.try_into().ok())
+                .ok_or(OmemoError::Malformed("the IV must be 12 bytes"))?;
+            // Key material is key ‖ tag; some old clients sent only the key
+            // and appended the tag to the payload instead.
+            let sealed = match key_material.len() {
+                32 => [ciphertext, &key_material[16..]].concat(),
+                16 => ciphertext.to_vec(),
+                _ => return Err(OmemoError::Malformed("key material length")),
+            };
+            let cipher = Aes128Gcm::new_from_slice(&key_material[..16]).expect("16-byte key");
+            cipher
+                .decrypt(&Nonce::from(iv), sealed.as_slice())
+                .map(Zeroizing::new)
+                .map_err(|_| OmemoError::PayloadAuthentication)
+        }
+        OmemoVersion::V2 => {
+            if key_material.len() != 48 {
+                return Err(OmemoError::Malformed("key material length"));
+            }
+            let keys = CbcHmacKeys::derive(&key_material[..32], PAYLOAD_INFO_2);
+            verify_hmac(keys.auth_key(), &[ciphertext], &key_material[32..])
+                .map_err(|_| OmemoError::PayloadAuthentication)?;
+            keys.decrypt(ciphertext).map(Zeroizing::new)
+        }
+    }
+}
+
+/// Key material for an empty (key-transport) message, which only moves the
+/// ratchet forward: used to heal or confirm sessions.
+pub fn empty_key_material(version: OmemoVersion) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(match version {
+        OmemoVersion::V0_3 => random_bytes::<32>().to_vec(),
+        OmemoVersion::V2 => vec![0; 32],
+    })
+}

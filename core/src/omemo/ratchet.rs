@@ -1,0 +1,587 @@
+//! The Double Ratchet session with one other device (Signal's specification;
+//! both OMEMO versions use the same mechanics with their own info strings,
+//! wire formats and associated data).
+//!
+//! Decryption is transactional: it works on a copy and keeps it only if the
+//! message authenticates and decrypts, so a forged, corrupted or replayed
+//! message never changes the session. Skipped message keys (out-of-order
+//! delivery) are kept, bounded per message and per session.
+
+use std::collections::VecDeque;
+
+use prost::Message;
+use rand::seq::SliceRandom;
+use zeroize::Zeroizing;
+
+use super::kdf::{chain_step, hmac, root_step, verify_hmac, CbcHmacKeys};
+use super::keys::{IdentityKeyPair, KeyPair, PeerIdentity};
+use super::wire::{self, KeyExchange, RatchetHeader, RatchetMessage};
+use super::x3dh::{self, Bundle, OwnPreKeys};
+use super::{OmemoError, OmemoVersion};
+
+/// Most message keys one message may make us skip (and keep).
+pub const MAX_SKIP_PER_MESSAGE: u32 = 1000;
+/// Most skipped message keys a session keeps; the oldest go first.
+pub const MAX_SKIPPED_KEYS: usize = 1000;
+/// How many of the other device's past ratchet keys we remember, to tell a
+/// replayed old message from a forged new ratchet step.
+const PAST_REMOTE_KEYS: usize = 8;
+
+#[derive(Clone)]
+struct Chain {
+    key: Zeroizing<[u8; 32]>,
+    n: u32,
+}
+
+impl Chain {
+    fn new(key: Zeroizing<[u8; 32]>) -> Self {
+        Self { key, n: 0 }
+    }
+
+    /// Advances the chain and returns the message key for number `n`.
+    fn next_message_key(&mut self) -> Zeroizing<[u8; 32]> {
+        let (next, message_key) = chain_step(&self.key);
+        self.key = next;
+        self.n += 1;
+        message_key
+    }
+}
+
+#[derive(Clone)]
+struct SkippedKey {
+    dh: [u8; 32],
+    n: u32,
+    key: Zeroizing<[u8; 32]>,
+}
+
+/// What the initiator repeats in every message until the responder answers.
+#[derive(Clone, Debug)]
+struct PendingKeyExchange {
+    pre_key_id: Option<u32>,
+    signed_pre_key_id: u32,
+    base_key: [u8; 32],
+    own_identity: [u8; 32],
+}
+
+/// A ratchet message ready for a `<key>` element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptedKey {
+    /// The bytes to base64 into the element.
+    pub data: Vec<u8>,
+    /// Whether it is a key exchange (`prekey="true"` in 0.3, `kex="true"` in 2).
+    pub key_exchange: bool,
+}
+
+/// A session built from someone else's key exchange.
+#[derive(Debug)]
+pub struct Responded {
+    /// The new session.
+    pub session: Session,
+    /// The first message's plaintext (key material).
+    pub plaintext: Zeroizing<Vec<u8>>,
+    /// The one-time prekey it used: delete it and publish a replacement.
+    pub used_pre_key_id: Option<u32>,
+}
+
+/// A Double Ratchet session with one device.
+#[derive(Clone)]
+pub struct Session {
+    version: OmemoVersion,
+    initiator: bool,
+    remote: PeerIdentity,
+    /// Initiator's identity ‖ responder's identity, version-encoded.
+    associated_data: Vec<u8>,
+    root: Zeroizing<[u8; 32]>,
+    dh_self: KeyPair,
+    dh_remote: Option<[u8; 32]>,
+    past_remote: VecDeque<[u8; 32]>,
+    send: Option<Chain>,
+    recv: Option<Chain>,
+    previous_send_len: u32,
+    skipped: VecDeque<SkippedKey>,
+    pending: Option<PendingKeyExchange>,
+    /// The base key of the key exchange that built this session (responder).
+    remote_base_key: Option<[u8; 32]>,
+    registration_id: u32,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("version", &self.version)
+            .field("initiator", &self.initiator)
+            .field("remote", &self.remote.fingerprint())
+            .field("confirmed", &self.pending.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Starts a session from another device's bundle (X3DH, initiator side).
+    /// Its messages carry the key exchange until the device answers.
+    pub fn initiate(
+        version: OmemoVersion,
+        own: &IdentityKeyPair,
+        registration_id: u32,
+        bundle: &Bundle,
+    ) -> Result<Self, OmemoError> {
+        let pre_key = bundle.pre_keys.choose(&mut rand::rngs::OsRng).copied();
+        if pre_key.is_none() && version == OmemoVersion::V2 {
+            return Err(OmemoError::Malformed("bundle without prekeys"));
+        }
+        let (secret, ephemeral) =
+            x3dh::initiate(version, own, bundle, pre_key.as_ref().map(|(_, k)| k))?;
+        let own_public = own.public();
+        let dh_self = KeyPair::generate();
+        let (root, send_key) = root_step(version, &secret, &*dh_self.dh(&bundle.signed_pre_key)?);
+        Ok(Self {
+            version,
+            initiator: true,
+            remote: bundle.identity,
+            associated_data: x3dh::associated_data(version, &own_public, &bundle.identity)?,
+            root,
+            dh_self,
+            dh_remote: Some(bundle.signed_pre_key),
+            past_remote: VecDeque::new(),
+            send: Some(Chain::new(send_key)),
+            recv: None,
+            previous_send_len: 0,
+            skipped: VecDeque::new(),
+            pending: Some(PendingKeyExchange {
+                pre_key_id: pre_key.map(|(id, _)| id),
+                signed_pre_key_id: bundle.signed_pre_key_id,
+                base_key: ephemeral.public(),
+                own_identity: x3dh::identity_encoding(version, &own_public)?,
+            }),
+            remote_base_key: None,
+            registration_id,
+        })
+    }
+
+    /// Builds a session from a key exchange someone sent us (responder side)
+    /// and decrypts its message. Nothing is consumed on failure.
+    pub fn respond(
+        version: OmemoVersion,
+        own: &IdentityKeyPair,
+        keys: &dyn OwnPreKeys,
+        key_exchange: &[u8],
+    ) -> Result<Responded, OmemoError> {
+        let kex = KeyExchange::parse(version, key_exchange)?;
+        let initiator = match version {
+            OmemoVersion::V0_3 => PeerIdentity::from_curve25519(&kex.identity_key)?,
+            OmemoVersion::V2 => PeerIdentity::from_ed25519(&kex.identity_key)?,
+        };
+        let signed = keys
+            .signed_pre_key(kex.signed_pre_key_id)
+            .ok_or(OmemoError::UnknownSignedPreKey)?;
+        let one_time = match kex.pre_key_id {
+            Some(id) => Some(keys.pre_key(id).ok_or(OmemoError::UnknownPreKey)?),
+            None => None,
+        };
+        let secret = x3dh::respond(
+            version,
+            own,
+            &initiator,
+            &kex.base_key,
+            &signed,
+            one_time.as_ref(),
+        )?;
+        let mut session = Self {
+            version,
+            initiator: false,
+            remote: initiator,
+            associated_data: x3dh::associated_data(version, &initiator, &own.public())?,
+            root: secret,
+            dh_self: signed,
+            dh_remote: None,
+            past_remote: VecDeque::new(),
+            send: None,
+            recv: None,
+            previous_send_len: 0,
+            skipped: VecDeque::new(),
+            pending: None,
+            remote_base_key: Some(kex.base_key),
+            registration_id: 0,
+        };
+        let plaintext = session.decrypt(&kex.message)?;
+        Ok(Responded {
+            session,
+            plaintext,
+            used_pre_key_id: kex.pre_key_id,
+        })
+    }
+
+    /// The OMEMO version of this session.
+    pub fn version(&self) -> OmemoVersion {
+        self.version
+    }
+
+    /// The other device's identity key.
+    pub fn remote_identity(&self) -> &PeerIdentity {
+        &self.remote
+    }
+
+    /// Whether the other device has answered (our messages no longer carry
+    /// the key exchange).
+    pub fn confirmed(&self) -> bool {
+        self.pending.is_none()
+    }
+
+    /// Whether a key exchange is the one that built this session (a
+    /// duplicate or replay, to be decrypted with this session rather than
+    /// replacing it).
+    pub fn built_by(&self, key_exchange: &KeyExchange) -> bool {
+        self.remote_base_key == Some(key_exchange.base_key)
+    }
+
+    /// Encrypts key material (or any short plaintext) for the other device.
+    pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<EncryptedKey, OmemoError> {
+        let send = self.send.as_mut().ok_or(OmemoError::NoSession)?;
+        let header = RatchetHeader {
+            dh: self.dh_self.public(),
+            n: send.n,
+            pn: self.previous_send_len,
+        };
+        let keys = CbcHmacKeys::derive(
+            send.next_message_key().as_ref(),
+            self.version.message_info(),
+        );
+        let ad = self.associated_data_for(true);
+        let mac_len = self.version.mac_len();
+        let message = wire::encode_message(
+            self.version,
+            &header,
+            keys.encrypt(plaintext),
+            |authenticated| hmac(keys.auth_key(), &[&ad, authenticated])[..mac_len].to_vec(),
+        );
+        Ok(match &self.pending {
+            None => EncryptedKey {
+                data: message,
+                key_exchange: false,
+            },
+            Some(pending) => {
+                let kex = KeyExchange {
+                    pre_key_id: pending.pre_key_id,
+                    signed_pre_key_id: pending.signed_pre_key_id,
+                    identity_key: pending.own_identity,
+                    base_key: pending.base_key,
+                    message,
+                };
+                EncryptedKey {
+                    data: wire::encode_key_exchange(self.version, &kex, self.registration_id),
+                    key_exchange: true,
+                }
+            }
+        })
+    }
+
+    /// Decrypts a ratchet message from the other device. On error the
+    /// session is unchanged.
+    pub fn decrypt(&mut self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, OmemoError> {
+        let message = wire::decode_message(self.version, data)?;
+        let mut next = self.clone();
+        let plaintext = next.decrypt_message(&message)?;
+        *self = next;
+        Ok(plaintext)
+    }
+
+    fn decrypt_message(
+        &mut self,
+        message: &RatchetMessage,
+    ) -> Result<Zeroizing<Vec<u8>>, OmemoError> {
+        let header = &message.header;
+        if let Some(pos) = self
+            .skipped
+            .iter()
+            .position(|k| k.dh == header.dh && k.n == header.n)
+        {
+            let key = self.skipped[pos].key.clone();
+            let plaintext = self.open(&key, message)?;
+            self.skipped.remove(pos);
+            self.pending = None;
+            return Ok(plaintext);
+        }
+        if self.past_remote.contains(&header.dh) {
+            // A chain we have moved past, and the key is not among the
+            // skipped ones: it was used already (or evicted).
+            return Err(OmemoError::DuplicateMessage);
+        }
+        if self.dh_remote != Some(header.dh) {
+            self.skip_until(header.pn)?;
+            self.ratchet(&header.dh)?;
+        }
+        let recv_n = self.recv.as_ref().map_or(0, |c| c.n);
+        if header.n < recv_n {
+            return Err(OmemoError::DuplicateMessage);
+        }
+        self.skip_until(header.n)?;
+        let key = self
+            .recv
+            .as_mut()
+            .ok_or(OmemoError::NoSession)?
+            .next_message_key();
+        let plaintext = self.open(&key, message)?;
+        self.pending = None;
+        Ok(plaintext)
+    }
+
+    fn open(
+        &self,
+        message_key: &[u8; 32],
+        message: &RatchetMessage,
+    ) -> Result<Zeroizing<Vec<u8>>, OmemoError> {
+        let keys = CbcHmacKeys::derive(message_key, self.version.message_info());
+        let ad = self.associated_data_for(false);
+        verify_hmac(
+            keys.auth_key(),
+            &[&ad, &message.authenticated],
+            &message.mac,
+        )?;
+        keys.decrypt(&message.ciphertext).map(Zeroizing::new)
+    }
+
+    /// Keeps the keys of messages up to `until` (exclusive) in the receiving
+    /// chain, for when they arrive late.
+    fn skip_until(&mut self, until: u32) -> Result<(), OmemoError> {
+        let (Some(recv), Some(dh)) = (self.recv.as_mut(), self.dh_remote) else {
+            return Ok(());
+        };
+        if until <= recv.n {
+            return Ok(());
+        }
+        if until - recv.n > MAX_SKIP_PER_MESSAGE {
+            return Err(OmemoError::TooManySkipped);
+        }
+        while recv.n < until {
+            let n = recv.n;
+            let key = recv.next_message_key();
+            self.skipped.push_back(SkippedKey { dh, n, key });
+            if self.skipped.len() > MAX_SKIPPED_KEYS {
+                self.skipped.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    /// The DH ratchet step on a new ratchet key from the other device.
+    fn ratchet(&mut self, their: &[u8; 32]) -> Result<(), OmemoError> {
+        self.previous_send_len = self.send.as_ref().map_or(0, |c| c.n);
+        if let Some(past) = self.dh_remote {
+            self.past_remote.push_back(past);
+            if self.past_remote.len() > PAST_REMOTE_KEYS {
+                self.past_remote.pop_front();
+            }
+        }
+        let (root, recv_key) = root_step(self.version, &self.root, &*self.dh_self.dh(their)?);
+        let dh_self = KeyPair::generate();
+        let (root, send_key) = root_step(self.version, &root, &*dh_self.dh(their)?);
+        self.root = root;
+        self.dh_self = dh_self;
+        self.dh_remote = Some(*their);
+        self.recv = Some(Chain::new(recv_key));
+        self.send = Some(Chain::new(send_key));
+        Ok(())
+    }
+
+    /// OMEMO 2 authenticates initiator ‖ responder both ways; 0.3 follows
+    /// libsignal: sender ‖ recipient.
+    fn associated_data_for(&self, sending: bool) -> Vec<u8> {
+        let we_are_first = self.initiator == sending;
+        if self.version == OmemoVersion::V2 || we_are_first {
+            return self.associated_data.clone();
+        }
+        let (first, second) = self
+            .associated_data
+            .split_at(self.associated_data.len() / 2);
+        [second, first].concat()
+    }
+}
+
+impl KeyExchange {
+    /// Decodes a key exchange (`prekey="true"` / `kex="true"` key element).
+    pub fn parse(version: OmemoVersion, data: &[u8]) -> Result<Self, OmemoError> {
+        wire::decode_key_exchange(version, data)
+    }
+}
+
+// Persistence: a protobuf record, compact and extensible.
+
+#[derive(Clone, PartialEq, Message)]
+struct SessionRecord {
+    #[prost(uint32, tag = "1")]
+    version: u32,
+    #[prost(bool, tag = "2")]
+    initiator: bool,
+    #[prost(bytes = "vec", tag = "3")]
+    remote_curve: Vec<u8>,
+    #[prost(bytes = "vec", optional, tag = "4")]
+    remote_ed25519: Option<Vec<u8>>,
+    #[prost(bytes = "vec", tag = "5")]
+    associated_data: Vec<u8>,
+    #[prost(bytes = "vec", tag = "6")]
+    root: Vec<u8>,
+    #[prost(bytes = "vec", tag = "7")]
+    dh_self_secret: Vec<u8>,
+    #[prost(bytes = "vec", optional, tag = "8")]
+    dh_remote: Option<Vec<u8>>,
+    #[prost(message, optional, tag = "9")]
+    send: Option<ChainRecord>,
+    #[prost(message, optional, tag = "10")]
+    recv: Option<ChainRecord>,
+    #[prost(uint32, tag = "11")]
+    previous_send_len: u32,
+    #[prost(message, repeated, tag = "12")]
+    skipped: Vec<SkippedRecord>,
+    #[prost(message, optional, tag = "13")]
+    pending: Option<PendingRecord>,
+    #[prost(bytes = "vec", optional, tag = "14")]
+    remote_base_key: Option<Vec<u8>>,
+    #[prost(uint32, tag = "15")]
+    registration_id: u32,
+    #[prost(bytes = "vec", repeated, tag = "16")]
+    past_remote: Vec<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct ChainRecord {
+    #[prost(bytes = "vec", tag = "1")]
+    key: Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    n: u32,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct SkippedRecord {
+    #[prost(bytes = "vec", tag = "1")]
+    dh: Vec<u8>,
+    #[prost(uint32, tag = "2")]
+    n: u32,
+    #[prost(bytes = "vec", tag = "3")]
+    key: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct PendingRecord {
+    #[prost(uint32, optional, tag = "1")]
+    pre_key_id: Option<u32>,
+    #[prost(uint32, tag = "2")]
+    signed_pre_key_id: u32,
+    #[prost(bytes = "vec", tag = "3")]
+    base_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    own_identity: Vec<u8>,
+}
+
+fn arr(bytes: &[u8]) -> Result<[u8; 32], OmemoError> {
+    bytes
+        .try_into()
+        .map_err(|_| OmemoError::Malformed("stored session"))
+}
+
+impl Session {
+    /// The session's state for the encrypted store (contains secrets).
+    pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
+        let chain = |c: &Chain| ChainRecord {
+            key: c.key.to_vec(),
+            n: c.n,
+        };
+        let record = SessionRecord {
+            version: match self.version {
+                OmemoVersion::V0_3 => 3,
+                OmemoVersion::V2 => 2,
+            },
+            initiator: self.initiator,
+            remote_curve: self.remote.curve25519().to_vec(),
+            remote_ed25519: self.remote.ed25519().map(|k| k.to_vec()),
+            associated_data: self.associated_data.clone(),
+            root: self.root.to_vec(),
+            dh_self_secret: self.dh_self.secret().to_vec(),
+            dh_remote: self.dh_remote.map(|k| k.to_vec()),
+            send: self.send.as_ref().map(chain),
+            recv: self.recv.as_ref().map(chain),
+            previous_send_len: self.previous_send_len,
+            skipped: self
+                .skipped
+                .iter()
+                .map(|k| SkippedRecord {
+                    dh: k.dh.to_vec(),
+                    n: k.n,
+                    key: k.key.to_vec(),
+                })
+                .collect(),
+            pending: self.pending.as_ref().map(|p| PendingRecord {
+                pre_key_id: p.pre_key_id,
+                signed_pre_key_id: p.signed_pre_key_id,
+                base_key: p.base_key.to_vec(),
+                own_identity: p.own_identity.to_vec(),
+            }),
+            remote_base_key: self.remote_base_key.map(|k| k.to_vec()),
+            registration_id: self.registration_id,
+            past_remote: self.past_remote.iter().map(|k| k.to_vec()).collect(),
+        };
+        Zeroizing::new(record.encode_to_vec())
+    }
+
+    /// A session back from the store.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, OmemoError> {
+        let r =
+            SessionRecord::decode(bytes).map_err(|_| OmemoError::Malformed("stored session"))?;
+        let version = match r.version {
+            3 => OmemoVersion::V0_3,
+            2 => OmemoVersion::V2,
+            _ => return Err(OmemoError::Malformed("stored session")),
+        };
+        let remote = match &r.remote_ed25519 {
+            Some(ed) => PeerIdentity::from_ed25519(ed)?,
+            None => PeerIdentity::from_curve25519(&arr(&r.remote_curve)?)?,
+        };
+        let chain = |c: &ChainRecord| -> Result<Chain, OmemoError> {
+            Ok(Chain {
+                key: Zeroizing::new(arr(&c.key)?),
+                n: c.n,
+            })
+        };
+        Ok(Self {
+            version,
+            initiator: r.initiator,
+            remote,
+            associated_data: r.associated_data.clone(),
+            root: Zeroizing::new(arr(&r.root)?),
+            dh_self: KeyPair::from_secret(arr(&r.dh_self_secret)?),
+            dh_remote: r.dh_remote.as_deref().map(arr).transpose()?,
+            past_remote: r
+                .past_remote
+                .iter()
+                .map(|k| arr(k))
+                .collect::<Result<_, _>>()?,
+            send: r.send.as_ref().map(chain).transpose()?,
+            recv: r.recv.as_ref().map(chain).transpose()?,
+            previous_send_len: r.previous_send_len,
+            skipped: r
+                .skipped
+                .iter()
+                .map(|k| {
+                    Ok(SkippedKey {
+                        dh: arr(&k.dh)?,
+                        n: k.n,
+                        key: Zeroizing::new(arr(&k.key)?),
+                    })
+                })
+                .collect::<Result<_, OmemoError>>()?,
+            pending: r
+                .pending
+                .as_ref()
+                .map(|p| -> Result<_, OmemoError> {
+                    Ok(PendingKeyExchange {
+                        pre_key_id: p.pre_key_id,
+                        signed_pre_key_id: p.signed_pre_key_id,
+                        base_key: arr(&p.base_key)?,
+                        own_identity: arr(&p.own_identity)?,
+                    })
+                })
+                .transpose()?,
+            remote_base_key: r.remote_base_key.as_deref().map(arr).transpose()?,
+            registration_id: r.registration_id,
+        })
+    }
+}
