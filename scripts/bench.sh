@@ -9,7 +9,9 @@
 #  2. peak RSS of a wake-up process against a store of 100k messages;
 #     MAM catch-up of 10,000 messages, Waxwing and slixmpp in the same run;
 #  3. the store (cargo bench -p waxwing-core --bench store);
-#  4. the stripped release cdylib size for this machine (x86_64).
+#  4. OMEMO: encrypt + decrypt throughput (1 and 5 recipient devices) and
+#     session establishment, Waxwing and python-omemo in the same run;
+#  5. the stripped release cdylib size for this machine (x86_64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
@@ -109,6 +111,10 @@ for client in waxwing slixmpp; do
 done
 
 cargo bench -q -p waxwing-core --bench store 2>/dev/null
+
+cargo build -q --release -p waxwing-core --example omemo_bench
+target/release/examples/omemo_bench "${OMEMO_MESSAGES:-10000}" "${OMEMO_SESSIONS:-1000}"
+"$py" scripts/omemo_bench.py "${OMEMO_PY_MESSAGES:-1000}" "${OMEMO_PY_SESSIONS:-200}"
 
 cargo build -q --release -p waxwing-ffi
 size=$(stat -c %s target/release/libwaxwing_ffi.so)

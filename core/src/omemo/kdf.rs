@@ -6,16 +6,37 @@ use aes::cipher::block_padding::Pkcs7;
 use aes::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+use std::sync::LazyLock;
+
 use zeroize::Zeroizing;
 
 use super::{OmemoError, OmemoVersion};
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// HMAC keyed with the 32 zero bytes every OMEMO HKDF but the root chain's
+/// uses as salt: keyed once, cloned per use (two SHA-256 blocks saved).
+static ZERO_SALT: LazyLock<HmacSha256> = LazyLock::new(|| {
+    <HmacSha256 as KeyInit>::new_from_slice(&[0u8; 32]).expect("HMAC takes any key")
+});
+
 /// HKDF-SHA-256 with `N` bytes of output.
 pub(crate) fn hkdf<const N: usize>(salt: &[u8], ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; N]> {
     let mut out = Zeroizing::new([0u8; N]);
     hkdf::Hkdf::<Sha256>::new(Some(salt), ikm)
+        .expand(info, out.as_mut())
+        .expect("N is at most 255 * 32");
+    out
+}
+
+/// HKDF-SHA-256 with a salt of 32 zero bytes (RFC 5869's default).
+pub(crate) fn hkdf_zero_salt<const N: usize>(ikm: &[u8], info: &[u8]) -> Zeroizing<[u8; N]> {
+    let mut extract = ZERO_SALT.clone();
+    extract.update(ikm);
+    let prk = Zeroizing::new(<[u8; 32]>::from(extract.finalize().into_bytes()));
+    let mut out = Zeroizing::new([0u8; N]);
+    hkdf::Hkdf::<Sha256>::from_prk(prk.as_ref())
+        .expect("a 32-byte PRK")
         .expand(info, out.as_mut())
         .expect("N is at most 255 * 32");
     out
@@ -71,7 +92,7 @@ pub(crate) struct CbcHmacKeys(Zeroizing<[u8; 80]>);
 
 impl CbcHmacKeys {
     pub(crate) fn derive(ikm: &[u8], info: &[u8]) -> Self {
-        Self(hkdf::<80>(&[0u8; 32], ikm, info))
+        Self(hkdf_zero_salt::<80>(ikm, info))
     }
 
     pub(crate) fn auth_key(&self) -> &[u8] {

@@ -7,8 +7,7 @@
 //!   info "OMEMO Payload", 80) → AES-256-CBC key, HMAC key, IV; key material
 //!   is key(32) ‖ HMAC-SHA-256(ciphertext) truncated to 16.
 
-use aes_gcm::aead::{Aead, KeyInit};
-use aes_gcm::{Aes128Gcm, Nonce};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
 use zeroize::Zeroizing;
 
 use super::kdf::{hmac, verify_hmac, CbcHmacKeys};
@@ -37,14 +36,17 @@ pub fn encrypt(version: OmemoVersion, plaintext: &[u8]) -> EncryptedPayload {
         OmemoVersion::V0_3 => {
             let key = Zeroizing::new(random_bytes::<16>());
             let iv = random_bytes::<12>();
-            let cipher = Aes128Gcm::new(&(*key).into());
-            let mut sealed = cipher
-                .encrypt(&Nonce::from(iv), plaintext)
+            let mut ciphertext = plaintext.to_vec();
+            let tag = gcm_key(key.as_ref())
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(iv),
+                    Aad::empty(),
+                    &mut ciphertext,
+                )
                 .expect("AES-GCM encrypts any chat-sized message");
-            let tag = sealed.split_off(sealed.len() - 16);
-            let key_material = Zeroizing::new([key.as_slice(), &tag].concat());
+            let key_material = Zeroizing::new([key.as_slice(), tag.as_ref()].concat());
             EncryptedPayload {
-                ciphertext: sealed,
+                ciphertext,
                 iv: Some(iv),
                 key_material,
             }
@@ -81,16 +83,17 @@ pub fn decrypt(
                 .ok_or(OmemoError::Malformed("the IV must be 12 bytes"))?;
             // Key material is key ‖ tag; some old clients sent only the key
             // and appended the tag to the payload instead.
-            let sealed = match key_material.len() {
+            let mut sealed = Zeroizing::new(match key_material.len() {
                 32 => [ciphertext, &key_material[16..]].concat(),
                 16 => ciphertext.to_vec(),
                 _ => return Err(OmemoError::Malformed("key material length")),
-            };
-            let cipher = Aes128Gcm::new_from_slice(&key_material[..16]).expect("16-byte key");
-            cipher
-                .decrypt(&Nonce::from(iv), sealed.as_slice())
-                .map(Zeroizing::new)
-                .map_err(|_| OmemoError::PayloadAuthentication)
+            });
+            let plain_len = gcm_key(&key_material[..16])
+                .open_in_place(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut sealed)
+                .map_err(|_| OmemoError::PayloadAuthentication)?
+                .len();
+            sealed.truncate(plain_len);
+            Ok(sealed)
         }
         OmemoVersion::V2 => {
             if key_material.len() != 48 {
@@ -102,6 +105,10 @@ pub fn decrypt(
             keys.decrypt(ciphertext).map(Zeroizing::new)
         }
     }
+}
+
+fn gcm_key(key: &[u8]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_128_GCM, key).expect("a 16-byte key"))
 }
 
 /// Key material for an empty (key-transport) message, which only moves the

@@ -7,7 +7,7 @@
 
 use zeroize::Zeroizing;
 
-use super::kdf::hkdf;
+use super::kdf::hkdf_zero_salt;
 use super::keys::{IdentityKeyPair, KeyPair, PeerIdentity};
 use super::wire::{djb_key, parse_djb_key};
 use super::{OmemoError, OmemoVersion};
@@ -108,7 +108,7 @@ fn shared_secret(version: OmemoVersion, dhs: &[&[u8; 32]]) -> Zeroizing<[u8; 32]
     for dh in dhs {
         ikm.extend_from_slice(*dh);
     }
-    hkdf::<32>(&[0u8; 32], &ikm, version.x3dh_info())
+    hkdf_zero_salt::<32>(&ikm, version.x3dh_info())
 }
 
 /// The initiator's side: the shared secret and the ephemeral key sent along.
