@@ -52,6 +52,8 @@ pub enum WaxwingError {
     Store { failure: StoreFailure },
     #[error("the push payload could not be read")]
     Push { failure: crate::PushFailure },
+    #[error("unknown OMEMO device")]
+    UnknownDevice,
 }
 
 /// Why the encrypted store failed.
@@ -105,6 +107,7 @@ impl From<ClientError> for WaxwingError {
             ClientError::Config(detail) => WaxwingError::InvalidConfig { detail },
             ClientError::Store(e) => WaxwingError::Store { failure: e.into() },
             ClientError::OpenStore(e) => WaxwingError::Store { failure: e.into() },
+            ClientError::UnknownDevice => WaxwingError::UnknownDevice,
         }
     }
 }

@@ -43,6 +43,7 @@ fn main() {
                 remote_id: Some(format!("id-{i}")),
                 timestamp_ms: 1_700_000_000_000 + i as i64,
                 seq: None,
+                security: Default::default(),
             });
             if batch.len() == BATCH {
                 store.insert_incoming_batch(&batch).unwrap();

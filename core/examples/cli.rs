@@ -14,8 +14,11 @@
 //!   --background          tell the server the app is in the background (CSI)
 //!   --classic             do not use SASL2/Bind2/FAST even if offered
 //! commands:
-//!   send TO BODY [--await-reply SECS]
-//!   listen [--count N] [--timeout SECS]
+//!   send [--encrypt omemo0.3|omemo2|auto] TO BODY [--await-reply SECS]
+//!   listen [--count N] [--timeout SECS]   (messages show their encryption
+//!                                          and the sending device's trust)
+//!   fingerprints [JID]                    (ours, or JID's known devices)
+//!   trust JID DEVICE_ID verified|distrusted|blind
 //!   roster
 //!   history WITH [--limit N]
 //!   push enable --service JID --node NODE [--secret S]
@@ -34,13 +37,14 @@ use tokio::sync::mpsc;
 use waxwing_core::client::wake::{self, EncryptedPush, WakeOutcome};
 use waxwing_core::client::ConnectionState;
 use waxwing_core::features::presence::Availability;
-use waxwing_core::store::{MessageState, StoreKey};
+use waxwing_core::store::{ConversationEncryption, DeviceTrust, MessageState, StoreKey};
 use waxwing_core::transport::ConnectOptions;
 use waxwing_core::{Client, ClientConfig, ClientEvent, EventListener};
 
 const USAGE: &str = "usage: cli --jid JID [--server HOST:PORT] [--direct-tls] [--ca FILE] [--store DIR] \
     [--logout] [--background] [--classic] \
-    (send TO BODY [--await-reply SECS] | listen [--count N] [--timeout SECS] | roster | history WITH [--limit N] \
+    (send [--encrypt omemo0.3|omemo2|auto] TO BODY [--await-reply SECS] | listen [--count N] [--timeout SECS] \
+    | roster | history WITH [--limit N] | fingerprints [JID] | trust JID DEVICE_ID verified|distrusted|blind \
     | push enable --service JID --node NODE [--secret S] | push disable | wake [--payload FILE] [--deadline SECS])";
 
 struct Args {
@@ -62,6 +66,7 @@ struct Args {
     secret: Option<String>,
     payload: Option<String>,
     deadline: u64,
+    encrypt: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -84,6 +89,7 @@ fn parse_args() -> Result<Args, String> {
         secret: None,
         payload: None,
         deadline: 25,
+        encrypt: None,
     };
     let mut it = std::env::args().skip(1);
     let number = |v: Option<String>, name: &str| -> Result<u64, String> {
@@ -114,6 +120,7 @@ fn parse_args() -> Result<Args, String> {
             "--secret" => args.secret = it.next(),
             "--payload" => args.payload = it.next(),
             "--deadline" => args.deadline = number(it.next(), "--deadline")?,
+            "--encrypt" => args.encrypt = it.next(),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other if other.starts_with("--") => {
                 return Err(format!("unknown option {other}\n{USAGE}"))
@@ -162,7 +169,9 @@ fn event_json(event: &ClientEvent) -> Value {
                 "error": error.as_ref().map(|e| e.to_string()), "will_retry": will_retry
             }),
         },
-        ClientEvent::MessageReceived(m) => json!({"event": "message", "message": m}),
+        ClientEvent::MessageReceived(m) => json!({"event": "message", "message": m,
+            "encryption": m.security.scheme.label(),
+            "trust": m.security.sender_trust.map(|t| t.label())}),
         ClientEvent::MessageStateChanged(m) => json!({"event": "message_state", "message": m}),
         ClientEvent::RosterChanged(r) => json!({"event": "roster", "contacts": r}),
         ClientEvent::PresenceChanged {
@@ -277,7 +286,47 @@ async fn run(args: Args) -> i32 {
             }
             0
         }
-        ["send", to, body] => send(&client, &mut events, to, body, args.await_reply).await,
+        ["send", to, body] => {
+            if let Some(mode) = &args.encrypt {
+                let mode = match mode.as_str() {
+                    "omemo0.3" => ConversationEncryption::Omemo03,
+                    "omemo2" => ConversationEncryption::Omemo2,
+                    "auto" => ConversationEncryption::Auto,
+                    "none" => ConversationEncryption::Off,
+                    _ => fail("--encrypt takes omemo0.3, omemo2, auto or none"),
+                };
+                client.set_encryption(to, mode).unwrap_or_else(|e| fail(e));
+            }
+            send(&client, &mut events, to, body, args.await_reply).await
+        }
+        ["fingerprints"] => {
+            let own = client.own_omemo_device().unwrap_or_else(|e| fail(e));
+            let devices = client
+                .omemo_devices(&own.jid.clone())
+                .unwrap_or_else(|e| fail(e));
+            for device in devices {
+                print(json!({"device": device}));
+            }
+            0
+        }
+        ["fingerprints", jid] => {
+            for device in client.omemo_devices(jid).unwrap_or_else(|e| fail(e)) {
+                print(json!({"device": device}));
+            }
+            0
+        }
+        ["trust", jid, device, decision] => {
+            let device: u32 = device
+                .parse()
+                .unwrap_or_else(|_| fail("DEVICE_ID is a number"));
+            let trust = DeviceTrust::from_label(decision)
+                .unwrap_or_else(|| fail("trust takes verified, distrusted or blind"));
+            client
+                .set_omemo_trust(jid, device, trust)
+                .unwrap_or_else(|e| fail(e));
+            print(json!({"trust": {"jid": jid, "device_id": device, "trust": trust}}));
+            0
+        }
         ["listen"] => listen(&client, &mut events, args.count, args.timeout).await,
         ["push", "enable"] => {
             let (Some(service), Some(node)) = (&args.service, &args.node) else {

@@ -28,6 +28,7 @@ fn main() {
             remote_id: None,
             timestamp_ms: 1_700_000_000_000 + i as i64,
             seq: None,
+            security: Default::default(),
         });
         if batch.len() == 500 {
             store.insert_incoming_batch(&batch).expect("insert");

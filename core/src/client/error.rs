@@ -37,6 +37,9 @@ pub enum ClientError {
     OpenStore(#[from] OpenStoreError),
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// No such OMEMO device is known for that JID.
+    #[error("unknown OMEMO device")]
+    UnknownDevice,
 }
 
 impl ClientError {

@@ -15,6 +15,7 @@ use minidom::Element;
 use tokio::sync::{oneshot, watch};
 
 use super::events::{ClientEvent, ConnectionState, EventListener};
+use super::omemo::{Omemo, Prepared, Received};
 use super::ordering;
 use super::{now_ms, random_id, ClientError};
 use crate::features::carbons::{self, Carbon};
@@ -134,6 +135,7 @@ fn forwarded_message(
             remote_id: inner.attr("id").map(str::to_owned),
             timestamp_ms: stamp_ms.unwrap_or_else(now_ms),
             seq: None,
+            security: Default::default(),
         });
     }
     let IncomingMessageStanza::Chat(chat) = messages::parse(inner, own) else {
@@ -149,6 +151,7 @@ fn forwarded_message(
         remote_id: chat.id,
         timestamp_ms: stamp_ms.or(chat.delayed_ms).unwrap_or_else(now_ms),
         seq: None,
+        security: Default::default(),
     })
 }
 /// Account value holding the persisted [`crate::proto::SmState`] (JSON).
@@ -174,6 +177,11 @@ pub(crate) struct ConnectionHandler {
     resume_barrier: Option<String>,
     pub ended: Option<Option<crate::proto::SessionError>>,
     pub presences: Arc<Mutex<PresenceBook>>,
+    /// OMEMO, once our device is loaded (at the first `Online`).
+    omemo: Option<Omemo>,
+    /// OMEMO stanzas produced outside a send (while reading messages):
+    /// sent at the end of the turn.
+    omemo_outbox: Vec<Element>,
 }
 
 impl ConnectionHandler {
@@ -200,6 +208,51 @@ impl ConnectionHandler {
             resume_barrier: None,
             ended: None,
             presences,
+            omemo: None,
+            omemo_outbox: Vec::new(),
+        }
+    }
+
+    /// Loads (or creates) our OMEMO device; a store failure leaves OMEMO
+    /// off for this connection rather than failing the login.
+    fn load_omemo(&mut self) {
+        if self.omemo.is_some() {
+            return;
+        }
+        let loaded = Omemo::load_or_create(&mut self.store(), self.own.clone());
+        match loaded {
+            Ok(omemo) => self.omemo = Some(omemo),
+            Err(err) => {
+                tracing::warn!(error = %err, "OMEMO unavailable: cannot read or create our device")
+            }
+        }
+    }
+
+    /// Decrypts a message's `<encrypted>` (if any) into `message`. Returns
+    /// `false` for a key-transport message, which is not stored.
+    fn decrypt_into(&mut self, message: &mut IncomingMessage, stanza: &Element) -> bool {
+        let Some(omemo) = self.omemo.as_mut() else {
+            return true;
+        };
+        let sender = match message.direction {
+            Direction::Incoming => message.peer.clone(),
+            Direction::Outgoing => self.own.to_string(),
+        };
+        let result = {
+            let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+            omemo.decrypt(&mut store, &sender, stanza)
+        };
+        let Some((received, out)) = result else {
+            return true;
+        };
+        self.omemo_outbox.extend(out);
+        match received {
+            Received::Message { body, security } => {
+                message.body = body;
+                message.security = security;
+                true
+            }
+            Received::KeyTransport => false,
         }
     }
 
@@ -249,6 +302,7 @@ impl ConnectionHandler {
         self.state.send_replace(online);
         // Its use count went up; a replayed login must not reuse it.
         self.persist_fast_token(session.fast_token());
+        self.load_omemo();
         if resumed {
             // The server kept our presence and roster state; what it did
             // not acknowledge was re-sent by the engine.
@@ -309,6 +363,16 @@ impl ConnectionHandler {
         );
         if !carbons_enabled {
             self.send(session, now, &carbons::enable(&random_id()));
+        }
+        let publish = {
+            let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+            self.omemo
+                .as_mut()
+                .map(|o| o.on_online(&store))
+                .unwrap_or_default()
+        };
+        for stanza in &publish {
+            self.send(session, now, stanza);
         }
         self.start_catchup(session, now, Vec::new(), HashMap::new());
         self.flush_outbox(session, now);
@@ -374,11 +438,38 @@ impl ConnectionHandler {
         // The original origin-id goes out again, so a resend after a crash
         // is deduplicated by the receiver.
         let origin_id = message.origin_id.clone().unwrap_or_else(random_id);
-        self.send(
-            session,
-            now,
-            &messages::chat(&message.peer, &message.body, &origin_id),
-        );
+        let prepared = match self.omemo.as_mut() {
+            Some(omemo) => {
+                let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+                omemo.prepare(&mut store, id, &message.peer, &message.body, &origin_id)
+            }
+            None => Prepared::Plain,
+        };
+        let stanza = match prepared {
+            Prepared::Plain => messages::chat(&message.peer, &message.body, &origin_id),
+            Prepared::Encrypted(stanza, scheme) => {
+                if let Err(err) = self.store().set_outgoing_encryption(id, scheme) {
+                    tracing::warn!(error = %err, "cannot record the message's encryption");
+                }
+                *stanza
+            }
+            Prepared::Wait(requests) => {
+                for request in &requests {
+                    self.send(session, now, request);
+                }
+                return;
+            }
+            Prepared::Fail(reason) => {
+                // Never fall back to plain text in an encrypted conversation.
+                tracing::warn!(%reason, "cannot encrypt a message");
+                let failed = self.store().advance_outgoing(id, MessageState::Failed);
+                if let Ok(Some(updated)) = failed {
+                    self.emit(ClientEvent::MessageStateChanged(updated));
+                }
+                return;
+            }
+        };
+        self.send(session, now, &stanza);
         self.sent_now.insert(id);
         let advanced = self.store().advance_outgoing(id, MessageState::Sent);
         if let Ok(Some(updated)) = advanced {
@@ -411,8 +502,10 @@ impl ConnectionHandler {
             Carbon::Forged => return tracing::warn!("dropping a forged carbon"),
             // Copies are stored, but receipts are the receiving device's job.
             Carbon::Received(inner) | Carbon::Sent(inner) => {
-                if let Some(message) = forwarded_message(&inner, &self.own, None, None) {
-                    self.push_live(message, None);
+                if let Some(mut message) = forwarded_message(&inner, &self.own, None, None) {
+                    if self.decrypt_into(&mut message, &inner) {
+                        self.push_live(message, None);
+                    }
                 }
                 return;
             }
@@ -428,15 +521,17 @@ impl ConnectionHandler {
                 message,
                 stamp_ms,
             } => {
-                match &mut self.catchup {
-                    Some(c) if c.query_id == query_id => {
-                        if let Some(m) =
-                            forwarded_message(&message, &self.own, Some(archive_id), stamp_ms)
-                        {
+                if self.catchup.as_ref().is_none_or(|c| c.query_id != query_id) {
+                    return tracing::warn!("dropping a MAM result for a query we did not make");
+                }
+                if let Some(mut m) =
+                    forwarded_message(&message, &self.own, Some(archive_id), stamp_ms)
+                {
+                    if self.decrypt_into(&mut m, &message) {
+                        if let Some(c) = self.catchup.as_mut() {
                             c.archived.push(m);
                         }
                     }
-                    _ => tracing::warn!("dropping a MAM result for a query we did not make"),
                 }
                 return;
             }
@@ -448,20 +543,21 @@ impl ConnectionHandler {
                     (Some(id), true) => Some((chat.from_full.clone(), id.clone())),
                     _ => None,
                 };
-                self.push_live(
-                    IncomingMessage {
-                        direction: Direction::Incoming,
-                        peer: chat.from.to_string(),
-                        sender: chat.from.to_string(),
-                        body: chat.body,
-                        origin_id: chat.origin_id,
-                        stanza_id: chat.stanza_id,
-                        remote_id: chat.id,
-                        timestamp_ms: chat.delayed_ms.unwrap_or_else(now_ms),
-                        seq: None,
-                    },
-                    receipt,
-                );
+                let mut message = IncomingMessage {
+                    direction: Direction::Incoming,
+                    peer: chat.from.to_string(),
+                    sender: chat.from.to_string(),
+                    body: chat.body,
+                    origin_id: chat.origin_id,
+                    stanza_id: chat.stanza_id,
+                    remote_id: chat.id,
+                    timestamp_ms: chat.delayed_ms.unwrap_or_else(now_ms),
+                    seq: None,
+                    security: Default::default(),
+                };
+                if self.decrypt_into(&mut message, &element) {
+                    self.push_live(message, receipt);
+                }
             }
             IncomingMessageStanza::Receipt { from, id } => {
                 self.advance(from.as_str(), &id, MessageState::Delivered)
@@ -770,6 +866,23 @@ impl ConnectionHandler {
 
     fn on_iq(&mut self, session: &mut Session, now: Instant, element: Element) {
         let id = element.attr("id").unwrap_or_default().to_owned();
+        let answer = matches!(element.attr("type"), Some("result") | Some("error"));
+        if answer && self.omemo.as_ref().is_some_and(|o| o.owns(&id)) {
+            let (out, retry) = {
+                let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+                let omemo = self.omemo.as_mut().expect("checked above");
+                let (mut out, retry) = omemo.on_iq_result(&mut store, &element);
+                out.extend(omemo.healing_messages(&mut store));
+                (out, retry)
+            };
+            for stanza in &out {
+                self.send(session, now, stanza);
+            }
+            for id in retry {
+                self.send_queued(session, now, id);
+            }
+            return;
+        }
         match element.attr("type") {
             Some("result") | Some("error")
                 if self.catchup.as_ref().is_some_and(|c| c.iq_id == id) =>
@@ -930,6 +1043,9 @@ impl Handler for ConnectionHandler {
         // Incoming messages first: the acks for them leave the socket only
         // after this turn, so nothing is acknowledged before it is stored.
         self.flush_inbound(session, now);
+        for stanza in std::mem::take(&mut self.omemo_outbox) {
+            self.send(session, now, &stanza);
+        }
         self.persist_stream_management(session);
     }
 }

@@ -9,10 +9,12 @@
 //! then commands, and [`Client::logout`]. Messages sent while offline wait in
 //! the outbox and go out, once, on the next login.
 
+mod encryption;
 mod error;
 mod events;
 mod handler;
 mod lock;
+mod omemo;
 mod ordering;
 mod push;
 pub mod wake;
@@ -26,6 +28,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+pub use encryption::OmemoDevice;
 pub use error::ClientError;
 pub use events::{ClientEvent, ConnectionState, EventListener};
 use handler::{Command, ConnectionHandler, PRESENCE_KEY};

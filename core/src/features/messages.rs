@@ -114,8 +114,12 @@ pub fn parse(element: &Element, own: &BareJid) -> IncomingMessageStanza {
     if !matches!(element.attr("type"), None | Some("chat") | Some("normal")) {
         return IncomingMessageStanza::Ignored;
     }
-    let Some(body) = element.get_child("body", NS_CLIENT).map(|b| b.text()) else {
-        return IncomingMessageStanza::Ignored;
+    // An OMEMO message may come without a fallback body (key transport, or
+    // clients that send none): the encrypted element is the content.
+    let body = match element.get_child("body", NS_CLIENT) {
+        Some(b) => b.text(),
+        None if crate::features::omemo::encrypted_child(element).is_some() => String::new(),
+        None => return IncomingMessageStanza::Ignored,
     };
     let stanza_id = element
         .children()

@@ -53,3 +53,21 @@ pub(crate) fn with_attrs(mut element: Element, attrs: &[(&str, &str)]) -> Elemen
     }
     element
 }
+
+/// XEP-0004 data forms namespace.
+pub(crate) const NS_DATA: &str = "jabber:x:data";
+
+/// A submitted data form (`<x type='submit'>`) with one value per field;
+/// the first field is usually `FORM_TYPE`.
+pub(crate) fn submit_form(fields: &[(&str, &str)]) -> Element {
+    let mut form = with_attrs(Element::bare("x", NS_DATA), &[("type", "submit")]);
+    for (var, value) in fields {
+        let mut field = with_attrs(Element::bare("field", NS_DATA), &[("var", var)]);
+        field.append_child(text_element("value", NS_DATA, value));
+        form.append_child(field);
+    }
+    form
+}
+
+/// XEP-0060 publish-options form type.
+pub(crate) const PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options";

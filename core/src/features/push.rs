@@ -9,12 +9,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use minidom::Element;
 
-use super::{stanza, text_element, with_attrs};
+use super::{stanza, with_attrs};
 
 pub const NS_PUSH: &str = "urn:xmpp:push:0";
 pub const NS_PUSH_ENCRYPT: &str = "tigase:push:encrypt:0";
-const NS_DATA: &str = "jabber:x:data";
-const PUBLISH_OPTIONS: &str = "http://jabber.org/protocol/pubsub#publish-options";
+use super::{submit_form, PUBLISH_OPTIONS};
 
 /// Where the server sends our pushes, and the key they are encrypted with.
 /// Kept in the encrypted store; the key never leaves the device except to
@@ -47,17 +46,11 @@ pub fn enable(id: &str, registration: &PushRegistration, secret: Option<&str>) -
             ("node", registration.node.as_str()),
         ],
     );
-    let mut form = with_attrs(Element::bare("x", NS_DATA), &[("type", "submit")]);
     let mut fields = vec![("FORM_TYPE", PUBLISH_OPTIONS)];
     if let Some(secret) = secret {
         fields.push(("secret", secret));
     }
-    for (var, value) in fields {
-        let mut field = with_attrs(Element::bare("field", NS_DATA), &[("var", var)]);
-        field.append_child(text_element("value", NS_DATA, value));
-        form.append_child(field);
-    }
-    enable.append_child(form);
+    enable.append_child(submit_form(&fields));
     let mut encrypt = with_attrs(
         Element::bare("encrypt", NS_PUSH_ENCRYPT),
         &[("alg", "aes-128-gcm")],

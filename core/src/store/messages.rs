@@ -6,6 +6,7 @@
 //! origin-id, so a message seen live, via carbons and again via MAM is stored
 //! once.
 
+use super::omemo::{DeviceTrust, EncryptionScheme, MessageSecurity};
 use super::{Store, StoreError};
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -56,6 +57,8 @@ pub struct StoredMessage {
     pub origin_id: Option<String>,
     pub stanza_id: Option<String>,
     pub timestamp_ms: i64,
+    /// End-to-end encryption, and the sending device's trust.
+    pub security: MessageSecurity,
 }
 
 /// A message from the network about to be stored: one received, or (from
@@ -75,6 +78,7 @@ pub struct IncomingMessage {
     /// the order the server delivers); archive pages place their messages
     /// between the ones around them (see the client's catch-up).
     pub seq: Option<f64>,
+    pub security: MessageSecurity,
 }
 
 /// One row of the conversation list.
@@ -93,23 +97,37 @@ pub struct HistoryCursor {
 }
 
 const MESSAGE_COLUMNS: &str =
-    "m.id, c.peer_jid, m.direction, m.state, m.sender, m.body, m.origin_id, m.stanza_id, m.timestamp_ms";
+    "m.id, c.peer_jid, m.direction, m.state, m.sender, m.body, m.origin_id, m.stanza_id, m.timestamp_ms,
+     m.encryption, m.sender_device, m.sender_trust, m.undecryptable";
 
 fn message_from_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
+    message_at(r, 0)
+}
+
+/// A message from the row's columns `base..` (in [`MESSAGE_COLUMNS`] order).
+fn message_at(r: &Row<'_>, base: usize) -> rusqlite::Result<StoredMessage> {
     Ok(StoredMessage {
-        id: r.get(0)?,
-        peer: r.get(1)?,
-        direction: if r.get::<_, i64>(2)? == 0 {
+        id: r.get(base)?,
+        peer: r.get(base + 1)?,
+        direction: if r.get::<_, i64>(base + 2)? == 0 {
             Direction::Incoming
         } else {
             Direction::Outgoing
         },
-        state: MessageState::from_i64(r.get(3)?),
-        sender: r.get(4)?,
-        body: r.get(5)?,
-        origin_id: r.get(6)?,
-        stanza_id: r.get(7)?,
-        timestamp_ms: r.get(8)?,
+        state: MessageState::from_i64(r.get(base + 3)?),
+        sender: r.get(base + 4)?,
+        body: r.get(base + 5)?,
+        origin_id: r.get(base + 6)?,
+        stanza_id: r.get(base + 7)?,
+        timestamp_ms: r.get(base + 8)?,
+        security: MessageSecurity {
+            scheme: EncryptionScheme::from_i64(r.get(base + 9)?),
+            sender_device: r.get(base + 10)?,
+            sender_trust: r
+                .get::<_, Option<i64>>(base + 11)?
+                .map(DeviceTrust::from_i64),
+            undecryptable: r.get(base + 12)?,
+        },
     })
 }
 
@@ -167,6 +185,18 @@ impl Store {
         Ok(self.message(id)?.expect("just inserted"))
     }
 
+    /// Records how an outgoing message went out (end-to-end encryption).
+    pub fn set_outgoing_encryption(
+        &mut self,
+        id: i64,
+        scheme: EncryptionScheme,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE messages SET encryption = ?2 WHERE id = ?1")?
+            .execute(params![id, scheme.to_i64()])?;
+        Ok(())
+    }
+
     /// Stores a burst of incoming messages in one transaction. Returns, in the
     /// same order, the stored message or `None` for a duplicate.
     pub fn insert_incoming_batch(
@@ -200,10 +230,12 @@ impl Store {
                 None => Self::next_seq(&tx, conversation)?,
             };
             tx.prepare_cached(
-                "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, stanza_id, remote_id, timestamp_ms, seq)
-                 VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10)",
+                "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, stanza_id, remote_id, timestamp_ms, seq,
+                                      encryption, sender_device, sender_trust, undecryptable)
+                 VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11, ?12, ?13, ?14)",
             )?
-            .execute(params![conversation, state as i64, m.sender, m.body, m.origin_id, m.stanza_id, m.remote_id, m.timestamp_ms, m.direction as i64, seq])?;
+            .execute(params![conversation, state as i64, m.sender, m.body, m.origin_id, m.stanza_id, m.remote_id, m.timestamp_ms, m.direction as i64, seq,
+                             m.security.scheme.to_i64(), m.security.sender_device, m.security.sender_trust.map(|t| t.to_i64()), m.security.undecryptable])?;
             let id = tx.last_insert_rowid();
             Self::touch_conversation(&tx, conversation, id, m.timestamp_ms, incoming)?;
             stored.push(Some(StoredMessage {
@@ -216,6 +248,7 @@ impl Store {
                 origin_id: m.origin_id.clone(),
                 stanza_id: m.stanza_id.clone(),
                 timestamp_ms: m.timestamp_ms,
+                security: m.security.clone(),
             }));
         }
         tx.commit()?;
@@ -454,21 +487,7 @@ impl Store {
             let has_last: Option<i64> = r.get(2)?;
             let last_message = match has_last {
                 Some(_) => {
-                    let mut m = StoredMessage {
-                        id: r.get(2)?,
-                        peer: r.get(3)?,
-                        direction: if r.get::<_, i64>(4)? == 0 {
-                            Direction::Incoming
-                        } else {
-                            Direction::Outgoing
-                        },
-                        state: MessageState::from_i64(r.get(5)?),
-                        sender: r.get(6)?,
-                        body: r.get(7)?,
-                        origin_id: r.get(8)?,
-                        stanza_id: r.get(9)?,
-                        timestamp_ms: r.get(10)?,
-                    };
+                    let mut m = message_at(r, 2)?;
                     m.peer.clone_from(&peer);
                     Some(m)
                 }

@@ -60,6 +60,52 @@ const MIGRATIONS: &[&str] = &[
         ) ordered WHERE ordered.id = messages.id);
     DROP INDEX messages_history;
     CREATE INDEX messages_order ON messages(conversation_id, seq);",
+    // 4: OMEMO (both versions): our device's keys, other devices with their
+    // identity keys and trust, sessions, per-conversation encryption, and
+    // how each message was protected.
+    "CREATE TABLE omemo_own (
+        id                INTEGER PRIMARY KEY CHECK (id = 1),
+        device_id         INTEGER NOT NULL,
+        identity_seed     BLOB NOT NULL,
+        signed_pre_key_id INTEGER NOT NULL,
+        next_pre_key_id   INTEGER NOT NULL
+    );
+    CREATE TABLE omemo_signed_pre_keys (
+        id         INTEGER PRIMARY KEY,
+        secret     BLOB NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE omemo_pre_keys (
+        id     INTEGER PRIMARY KEY,
+        secret BLOB NOT NULL
+    );
+    CREATE TABLE omemo_devices (
+        jid              TEXT NOT NULL,
+        device_id        INTEGER NOT NULL,
+        listed_v03       INTEGER NOT NULL DEFAULT 0,  -- in the latest 0.3 device list
+        listed_v2        INTEGER NOT NULL DEFAULT 0,  -- in the latest OMEMO 2 device list
+        identity_key     BLOB,                        -- Curve25519 form, once known
+        identity_ed25519 BLOB,
+        trust            INTEGER NOT NULL DEFAULT 0,  -- see DeviceTrust
+        first_seen_ms    INTEGER NOT NULL,
+        last_message_ms  INTEGER,
+        PRIMARY KEY (jid, device_id)
+    );
+    CREATE TABLE omemo_sessions (
+        jid       TEXT NOT NULL,
+        device_id INTEGER NOT NULL,
+        version   INTEGER NOT NULL,                   -- 3 for 0.3, 2 for OMEMO 2
+        record    BLOB NOT NULL,
+        PRIMARY KEY (jid, device_id, version)
+    );
+    CREATE TABLE omemo_conversations (
+        jid       TEXT PRIMARY KEY NOT NULL,
+        encrypted INTEGER NOT NULL
+    );
+    ALTER TABLE messages ADD COLUMN encryption INTEGER NOT NULL DEFAULT 0;  -- 0 none, 3 OMEMO 0.3, 2 OMEMO 2
+    ALTER TABLE messages ADD COLUMN sender_device INTEGER;
+    ALTER TABLE messages ADD COLUMN sender_trust INTEGER;
+    ALTER TABLE messages ADD COLUMN undecryptable TEXT;                     -- why, when it could not be read",
 ];
 
 /// The schema version this build writes.

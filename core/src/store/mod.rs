@@ -17,11 +17,16 @@
 mod error;
 mod messages;
 mod migrations;
+mod omemo;
 mod roster;
 
 pub use error::{OpenStoreError, StoreError};
 pub use messages::{
     ConversationSummary, Direction, HistoryCursor, IncomingMessage, MessageState, StoredMessage,
+};
+pub use omemo::{
+    ConversationEncryption, DeviceRecord, DeviceTrust, EncryptionScheme, MessageSecurity,
+    OwnDevice, SecretKey,
 };
 pub use roster::{RosterEntry, Subscription};
 

@@ -21,6 +21,7 @@ fn incoming(
         remote_id: None,
         timestamp_ms: ts,
         seq: None,
+        security: Default::default(),
     }
 }
 

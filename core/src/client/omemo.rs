@@ -1,0 +1,884 @@
+//! OMEMO for the running connection: our device's keys and their
+//! publication, decryption of incoming messages (live, carbons, archive),
+//! encryption of outgoing ones, and the trust model.
+//!
+//! Lifecycle: [`Omemo::load_or_create`] when the connection comes online,
+//! then [`Omemo::on_online`] publishes our device list and bundles. Sending
+//! to an encrypted conversation goes through [`Omemo::prepare`]: it fetches
+//! the device lists and bundles it lacks (IQs whose answers come back
+//! through [`Omemo::on_iq_result`]) and parks the message meanwhile. Every
+//! received `<encrypted>` goes through [`Omemo::decrypt`], which always
+//! yields something to store: the body, or a placeholder with the reason.
+//!
+//! Trust is Blind Trust Before Verification: a contact's new devices are
+//! trusted until the user verifies one of them; after that, new devices
+//! wait for a decision and get no keys.
+
+use std::collections::{HashMap, HashSet};
+
+use jid::BareJid;
+use minidom::Element;
+use rand::Rng;
+
+use super::{now_ms, random_id};
+use crate::features::messages;
+use crate::features::omemo::elements::{self, EncryptedElement, KeyEntry, OwnBundle};
+use crate::features::omemo::{encrypted_child, pep, sce};
+use crate::features::with_attrs;
+use crate::omemo::wire::KeyExchange;
+use crate::omemo::{
+    payload, Bundle, IdentityKeyPair, KeyPair, OmemoError, OmemoVersion, OwnPreKeys, Session,
+};
+use crate::store::{
+    ConversationEncryption, DeviceRecord, DeviceTrust, EncryptionScheme, MessageSecurity,
+    OwnDevice, Store, StoreError,
+};
+
+/// How many one-time prekeys we keep published.
+const PRE_KEYS: u32 = 100;
+/// Body sent alongside for clients without OMEMO.
+pub(crate) const FALLBACK_BODY: &str =
+    "This message is OMEMO encrypted; your client does not seem to support that.";
+/// XEP-0380: tells other clients which encryption a message uses.
+const NS_EME: &str = "urn:xmpp:eme:0";
+
+fn version_code(version: OmemoVersion) -> u8 {
+    match version {
+        OmemoVersion::V0_3 => 3,
+        OmemoVersion::V2 => 2,
+    }
+}
+
+fn scheme(version: OmemoVersion) -> EncryptionScheme {
+    match version {
+        OmemoVersion::V0_3 => EncryptionScheme::Omemo03,
+        OmemoVersion::V2 => EncryptionScheme::Omemo2,
+    }
+}
+
+/// A request of ours in flight.
+#[derive(Debug, Clone)]
+enum Pending {
+    DeviceList {
+        jid: String,
+        version: OmemoVersion,
+    },
+    Bundle {
+        jid: String,
+        device: u32,
+        version: OmemoVersion,
+    },
+    Publish,
+}
+
+/// What sending a message to an encrypted conversation needs next.
+pub(crate) enum Prepared {
+    /// The conversation is not encrypted: send as usual.
+    Plain,
+    /// Send this stanza (the message, encrypted).
+    Encrypted(Box<Element>, EncryptionScheme),
+    /// Send these requests first; the message waits.
+    Wait(Vec<Element>),
+    /// It cannot be encrypted (no devices, none trusted).
+    Fail(String),
+}
+
+/// What a received `<encrypted>` turned out to be.
+pub(crate) enum Received {
+    /// A message to store, readable or not.
+    Message {
+        body: String,
+        security: MessageSecurity,
+    },
+    /// A key-transport message: it moved a session on, nothing to show.
+    KeyTransport,
+}
+
+/// Our secret prekeys, read from the store for a key exchange.
+struct StoredPreKeys<'a>(&'a Store);
+
+impl OwnPreKeys for StoredPreKeys<'_> {
+    fn signed_pre_key(&self, id: u32) -> Option<KeyPair> {
+        let keys = self.0.omemo_signed_pre_keys().ok()?;
+        keys.into_iter()
+            .find(|((kid, _), _)| *kid == id)
+            .map(|((_, s), _)| KeyPair::from_secret(*s))
+    }
+    fn pre_key(&self, id: u32) -> Option<KeyPair> {
+        let keys = self.0.omemo_pre_keys().ok()?;
+        keys.into_iter()
+            .find(|(kid, _)| *kid == id)
+            .map(|(_, s)| KeyPair::from_secret(*s))
+    }
+}
+
+/// The connection's OMEMO state (what is not in the store).
+pub(crate) struct Omemo {
+    own: BareJid,
+    identity: IdentityKeyPair,
+    device_id: u32,
+    pending: HashMap<String, Pending>,
+    /// Outbox rows waiting for fetches, per conversation.
+    waiting: HashMap<String, HashSet<i64>>,
+    /// Device lists asked for on this connection.
+    lists_requested: HashSet<(String, OmemoVersion)>,
+    /// Devices whose bundle could not be had on this connection.
+    unreachable: HashSet<(String, u32, OmemoVersion)>,
+    /// Devices we already sent a healing message to on this connection.
+    healed: HashSet<(String, u32)>,
+}
+
+impl Omemo {
+    /// Loads our device from the store, creating it (identity, device id,
+    /// signed prekey, prekeys) on first use.
+    pub(crate) fn load_or_create(store: &mut Store, own: BareJid) -> Result<Self, StoreError> {
+        let device = match store.omemo_own()? {
+            Some(device) => device,
+            None => {
+                let identity = IdentityKeyPair::generate();
+                let signed = KeyPair::generate();
+                let pre_keys: Vec<(u32, [u8; 32])> = (1..=PRE_KEYS)
+                    .map(|id| (id, *KeyPair::generate().secret()))
+                    .collect();
+                let device = OwnDevice {
+                    device_id: rand::thread_rng().gen_range(1..i32::MAX as u32),
+                    identity_seed: identity.seed(),
+                    signed_pre_key_id: 1,
+                    next_pre_key_id: PRE_KEYS + 1,
+                };
+                store.omemo_create_own(&device, signed.secret(), &pre_keys, now_ms())?;
+                let own_jid = own.to_string();
+                store.omemo_add_device(
+                    &own_jid,
+                    device.device_id,
+                    DeviceTrust::Verified,
+                    now_ms(),
+                )?;
+                let public = identity.public();
+                store.omemo_set_identity(
+                    &own_jid,
+                    device.device_id,
+                    &public.curve25519(),
+                    public.ed25519().as_ref(),
+                )?;
+                tracing::info!(device = device.device_id, "created our OMEMO device");
+                device
+            }
+        };
+        Ok(Self {
+            own,
+            identity: IdentityKeyPair::from_seed(&device.identity_seed),
+            device_id: device.device_id,
+            pending: HashMap::new(),
+            waiting: HashMap::new(),
+            lists_requested: HashSet::new(),
+            unreachable: HashSet::new(),
+            healed: HashSet::new(),
+        })
+    }
+
+    pub(crate) fn device_id(&self) -> u32 {
+        self.device_id
+    }
+
+    fn request(&mut self, pending: Pending, build: impl FnOnce(&str) -> Element) -> Element {
+        let id = format!("omemo-{}", random_id());
+        let stanza = build(&id);
+        self.pending.insert(id, pending);
+        stanza
+    }
+
+    /// On a new session: fetch our own device lists (to add ourselves) and
+    /// publish our bundles.
+    pub(crate) fn on_online(&mut self, store: &Store) -> Vec<Element> {
+        let own = self.own.to_string();
+        let mut out = Vec::new();
+        for version in OmemoVersion::ALL {
+            self.lists_requested.insert((own.clone(), version));
+            out.push(self.request(
+                Pending::DeviceList {
+                    jid: own.clone(),
+                    version,
+                },
+                |id| pep::fetch_device_list(id, &own, version),
+            ));
+        }
+        out.extend(self.publish_bundles(store));
+        out
+    }
+
+    fn publish_bundles(&mut self, store: &Store) -> Vec<Element> {
+        let (Ok(Some(own)), Ok(signed), Ok(pre_keys)) = (
+            store.omemo_own(),
+            store.omemo_signed_pre_keys(),
+            store.omemo_pre_keys(),
+        ) else {
+            tracing::warn!("cannot read our OMEMO keys");
+            return Vec::new();
+        };
+        let Some(((spk_id, spk_secret), _)) = signed
+            .into_iter()
+            .find(|((id, _), _)| *id == own.signed_pre_key_id)
+        else {
+            return Vec::new();
+        };
+        let pre_keys: Vec<(u32, [u8; 32])> = pre_keys
+            .iter()
+            .map(|(id, s)| (*id, KeyPair::from_secret(**s).public()))
+            .collect();
+        let bundle = OwnBundle {
+            identity: &self.identity,
+            signed_pre_key_id: spk_id,
+            signed_pre_key: KeyPair::from_secret(*spk_secret).public(),
+            pre_keys: &pre_keys,
+        };
+        let device_id = self.device_id;
+        let elements: Vec<(OmemoVersion, Element)> = OmemoVersion::ALL
+            .into_iter()
+            .map(|v| (v, elements::bundle_element(v, &bundle)))
+            .collect();
+        elements
+            .into_iter()
+            .map(|(version, element)| {
+                self.request(Pending::Publish, |id| {
+                    pep::publish_bundle(id, version, device_id, element)
+                })
+            })
+            .collect()
+    }
+
+    /// Whether an IQ answer is one of ours.
+    pub(crate) fn owns(&self, iq_id: &str) -> bool {
+        self.pending.contains_key(iq_id)
+    }
+
+    /// Handles the answer to one of our requests. Returns stanzas to send
+    /// and the conversations whose waiting messages may now go out.
+    pub(crate) fn on_iq_result(
+        &mut self,
+        store: &mut Store,
+        iq: &Element,
+    ) -> (Vec<Element>, Vec<i64>) {
+        let Some(pending) = iq.attr("id").and_then(|id| self.pending.remove(id)) else {
+            return (Vec::new(), Vec::new());
+        };
+        let ok = iq.attr("type") == Some("result");
+        let mut out = Vec::new();
+        match pending {
+            Pending::Publish => {
+                if !ok {
+                    tracing::warn!("publishing OMEMO data was refused");
+                }
+            }
+            Pending::DeviceList { jid, version } => {
+                // No node yet (item-not-found) is an empty list.
+                let ids = pep::first_item_payload(iq)
+                    .and_then(|p| elements::parse_device_list(version, p).ok())
+                    .unwrap_or_default();
+                if let Err(err) = self.record_device_list(store, &jid, version, &ids) {
+                    tracing::warn!(error = %err, "cannot store a device list");
+                }
+                if jid == self.own.to_string() && !ids.contains(&self.device_id) {
+                    let mut ids = ids;
+                    ids.push(self.device_id);
+                    let list = elements::device_list_element(version, &ids);
+                    out.push(self.request(Pending::Publish, |id| {
+                        pep::publish_device_list(id, version, list)
+                    }));
+                }
+            }
+            Pending::Bundle {
+                jid,
+                device,
+                version,
+            } => {
+                let bundle = pep::first_item_payload(iq)
+                    .ok_or(OmemoError::Malformed("no bundle"))
+                    .and_then(|p| elements::parse_bundle(version, p));
+                match bundle {
+                    Ok(bundle) => {
+                        if let Err(reason) =
+                            self.start_session(store, &jid, device, version, &bundle)
+                        {
+                            tracing::warn!(%reason, device, "cannot start an OMEMO session");
+                            self.unreachable.insert((jid.clone(), device, version));
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, device, "no usable OMEMO bundle");
+                        self.unreachable.insert((jid, device, version));
+                    }
+                }
+            }
+        }
+        // Messages whose requests are all answered may go now.
+        let busy: HashSet<String> = self
+            .pending
+            .values()
+            .filter_map(|p| match p {
+                Pending::DeviceList { jid, .. } | Pending::Bundle { jid, .. } => Some(jid.clone()),
+                Pending::Publish => None,
+            })
+            .collect();
+        let own = self.own.to_string();
+        let ready: Vec<String> = self
+            .waiting
+            .keys()
+            .filter(|peer| !busy.contains(*peer) && !busy.contains(&own))
+            .cloned()
+            .collect();
+        let retry = ready
+            .into_iter()
+            .flat_map(|peer| self.waiting.remove(&peer).unwrap_or_default())
+            .collect();
+        (out, retry)
+    }
+
+    fn initial_trust(store: &Store, jid: &str) -> DeviceTrust {
+        let verified = store
+            .omemo_devices(jid)
+            .map(|devices| devices.iter().any(|d| d.trust == DeviceTrust::Verified))
+            .unwrap_or(false);
+        if verified {
+            DeviceTrust::Undecided
+        } else {
+            DeviceTrust::BlindlyTrusted
+        }
+    }
+
+    fn record_device_list(
+        &self,
+        store: &mut Store,
+        jid: &str,
+        version: OmemoVersion,
+        ids: &[u32],
+    ) -> Result<(), StoreError> {
+        let trust = Self::initial_trust(store, jid);
+        let new = store.omemo_update_device_list(
+            jid,
+            version == OmemoVersion::V2,
+            ids,
+            trust,
+            now_ms(),
+        )?;
+        if !new.is_empty() {
+            tracing::info!(count = new.len(), "new OMEMO devices");
+        }
+        Ok(())
+    }
+
+    /// Builds a session from a verified bundle, unless the device's identity
+    /// differs from the one we know.
+    fn start_session(
+        &self,
+        store: &mut Store,
+        jid: &str,
+        device: u32,
+        version: OmemoVersion,
+        bundle: &Bundle,
+    ) -> Result<(), OmemoError> {
+        let known = store.omemo_device(jid, device).ok().flatten();
+        if let Some(known) = known.as_ref().and_then(|d| d.identity_key) {
+            if known != bundle.identity.curve25519() {
+                return Err(OmemoError::IdentityChanged);
+            }
+        }
+        let session = Session::initiate(version, &self.identity, self.device_id, bundle)?;
+        let identity = bundle.identity;
+        let saved = store
+            .omemo_set_identity(
+                jid,
+                device,
+                &identity.curve25519(),
+                identity.ed25519().as_ref(),
+            )
+            .and_then(|_| {
+                store.omemo_save_session(jid, device, version_code(version), &session.to_bytes())
+            });
+        saved.map_err(|_| OmemoError::NoSession)
+    }
+
+    /// The version to use with `devices` (a contact's): OMEMO 2 when every
+    /// device publishes it, else 0.3 when any does.
+    fn choose_version(devices: &[DeviceRecord]) -> Option<OmemoVersion> {
+        let listed: Vec<&DeviceRecord> = devices
+            .iter()
+            .filter(|d| d.listed_v2 || d.listed_v03)
+            .collect();
+        if listed.is_empty() {
+            None
+        } else if listed.iter().all(|d| d.listed_v2) {
+            Some(OmemoVersion::V2)
+        } else if listed.iter().any(|d| d.listed_v03) {
+            Some(OmemoVersion::V0_3)
+        } else {
+            Some(OmemoVersion::V2)
+        }
+    }
+
+    /// Prepares outbox row `id` (to `peer`) for sending.
+    pub(crate) fn prepare(
+        &mut self,
+        store: &mut Store,
+        id: i64,
+        peer: &str,
+        body: &str,
+        origin_id: &str,
+    ) -> Prepared {
+        let forced = match store.omemo_conversation_encryption(peer) {
+            Ok(ConversationEncryption::Off) => return Prepared::Plain,
+            Ok(ConversationEncryption::Auto) => None,
+            Ok(ConversationEncryption::Omemo03) => Some(OmemoVersion::V0_3),
+            Ok(ConversationEncryption::Omemo2) => Some(OmemoVersion::V2),
+            Err(err) => {
+                return Prepared::Fail(format!("cannot read the conversation's setting: {err}"))
+            }
+        };
+        let own = self.own.to_string();
+        // First the device lists (once per connection).
+        let mut requests = Vec::new();
+        for jid in [peer.to_owned(), own.clone()] {
+            for version in OmemoVersion::ALL {
+                if self.lists_requested.insert((jid.clone(), version)) {
+                    requests.push(self.request(
+                        Pending::DeviceList {
+                            jid: jid.clone(),
+                            version,
+                        },
+                        |rid| pep::fetch_device_list(rid, &jid, version),
+                    ));
+                }
+            }
+        }
+        let waiting_on_lists = self
+            .pending
+            .values()
+            .any(|p| matches!(p, Pending::DeviceList { jid, .. } if jid == peer || *jid == own));
+        if !requests.is_empty() || waiting_on_lists {
+            self.waiting.entry(peer.to_owned()).or_default().insert(id);
+            return Prepared::Wait(requests);
+        }
+        let devices = store.omemo_devices(peer).unwrap_or_default();
+        let Some(version) = forced.or_else(|| Self::choose_version(&devices)) else {
+            return Prepared::Fail("the contact has no OMEMO devices".into());
+        };
+        let listed = |d: &DeviceRecord| match version {
+            OmemoVersion::V2 => d.listed_v2,
+            OmemoVersion::V0_3 => d.listed_v03,
+        };
+        let mut targets: Vec<(String, u32)> = devices
+            .iter()
+            .filter(|d| listed(d) && d.trust.is_trusted())
+            .map(|d| (peer.to_owned(), d.device_id))
+            .collect();
+        targets.retain(|(jid, d)| !self.unreachable.contains(&(jid.clone(), *d, version)));
+        if targets.is_empty() {
+            return Prepared::Fail(
+                "none of the contact's OMEMO devices is trusted and reachable".into(),
+            );
+        }
+        for own_device in store.omemo_devices(&own).unwrap_or_default() {
+            if own_device.device_id != self.device_id
+                && listed(&own_device)
+                && own_device.trust.is_trusted()
+                && !self
+                    .unreachable
+                    .contains(&(own.clone(), own_device.device_id, version))
+            {
+                targets.push((own.clone(), own_device.device_id));
+            }
+        }
+        // Then a bundle for every device we have no session with.
+        for (jid, device) in &targets {
+            let has_session = store
+                .omemo_session(jid, *device, version_code(version))
+                .ok()
+                .flatten()
+                .is_some();
+            let asked = self.pending.values().any(
+                |p| matches!(p, Pending::Bundle { jid: j, device: d, .. } if j == jid && d == device),
+            );
+            if !has_session && !asked {
+                let (jid, device) = (jid.clone(), *device);
+                requests.push(self.request(
+                    Pending::Bundle {
+                        jid: jid.clone(),
+                        device,
+                        version,
+                    },
+                    |rid| pep::fetch_bundle(rid, &jid, version, device),
+                ));
+            }
+        }
+        let waiting_on_bundles = self
+            .pending
+            .values()
+            .any(|p| matches!(p, Pending::Bundle { jid, .. } if jid == peer || *jid == own));
+        if !requests.is_empty() || waiting_on_bundles {
+            self.waiting.entry(peer.to_owned()).or_default().insert(id);
+            return Prepared::Wait(requests);
+        }
+        match self.encrypt(store, version, peer, body, &targets) {
+            Ok(encrypted)
+                if encrypted
+                    .keys
+                    .iter()
+                    .any(|k| k.jid.as_deref() == Some(peer)) =>
+            {
+                let mut stanza = messages::chat(peer, FALLBACK_BODY, origin_id);
+                stanza.append_child(encrypted.to_element());
+                stanza.append_child(with_attrs(
+                    Element::bare("encryption", NS_EME),
+                    &[("namespace", version.namespace()), ("name", "OMEMO")],
+                ));
+                Prepared::Encrypted(Box::new(stanza), scheme(version))
+            }
+            Ok(_) => Prepared::Fail("no session with any of the contact's devices".into()),
+            Err(err) => Prepared::Fail(format!("encryption failed: {err}")),
+        }
+    }
+
+    /// Encrypts `body` once and its key to every target with a session.
+    fn encrypt(
+        &self,
+        store: &mut Store,
+        version: OmemoVersion,
+        peer: &str,
+        body: &str,
+        targets: &[(String, u32)],
+    ) -> Result<EncryptedElement, OmemoError> {
+        let plaintext = match version {
+            OmemoVersion::V0_3 => body.as_bytes().to_vec(),
+            OmemoVersion::V2 => sce::envelope(body, self.own.as_str(), peer, &xep0082_now()),
+        };
+        let sealed = payload::encrypt(version, &plaintext);
+        let mut keys = Vec::new();
+        for (jid, device) in targets {
+            let Some(record) = store
+                .omemo_session(jid, *device, version_code(version))
+                .ok()
+                .flatten()
+            else {
+                continue;
+            };
+            let mut session = Session::from_bytes(&record)?;
+            let key = session.encrypt(&sealed.key_material)?;
+            if store
+                .omemo_save_session(jid, *device, version_code(version), &session.to_bytes())
+                .is_err()
+            {
+                continue;
+            }
+            keys.push(KeyEntry {
+                jid: Some(jid.clone()),
+                rid: *device,
+                key_exchange: key.key_exchange,
+                data: key.data,
+            });
+        }
+        Ok(EncryptedElement {
+            version,
+            sid: self.device_id,
+            keys,
+            iv: sealed.iv.map(|iv| iv.to_vec()),
+            payload: Some(sealed.ciphertext),
+        })
+    }
+
+    /// Decrypts the `<encrypted>` of a message from `sender` (bare JID).
+    /// Returns `None` when the message has none. Also returns stanzas to
+    /// send: a republished bundle after a prekey was used, or a healing
+    /// key-transport message after a session broke.
+    pub(crate) fn decrypt(
+        &mut self,
+        store: &mut Store,
+        sender: &str,
+        message: &Element,
+    ) -> Option<(Received, Vec<Element>)> {
+        let element = encrypted_child(message)?;
+        let mut out = Vec::new();
+        let parsed = match EncryptedElement::parse(element) {
+            Ok(parsed) => parsed,
+            Err(err) => return Some((undecryptable(EncryptionScheme::None, None, None, err), out)),
+        };
+        let version = parsed.version;
+        let device = parsed.sid;
+        if sender == self.own.as_str() && device == self.device_id {
+            // Our own message reflected back (archive, carbons): we stored
+            // its plaintext when we sent it.
+            return Some((
+                undecryptable(
+                    scheme(version),
+                    Some(device),
+                    None,
+                    OmemoError::NotForThisDevice,
+                ),
+                out,
+            ));
+        }
+        let trust = Self::initial_trust(store, sender);
+        if let Err(err) = store.omemo_add_device(sender, device, trust, now_ms()) {
+            tracing::warn!(error = %err, "cannot record an OMEMO device");
+        }
+        let known = store.omemo_device(sender, device).ok().flatten();
+        let trust = known.as_ref().map(|d| d.trust);
+        let Some(key) = parsed.key_for(self.own.as_str(), self.device_id) else {
+            return Some((
+                undecryptable(
+                    scheme(version),
+                    Some(device),
+                    trust,
+                    OmemoError::NotForThisDevice,
+                ),
+                out,
+            ));
+        };
+        let key_material = match self.open_key(
+            store,
+            sender,
+            device,
+            version,
+            key,
+            known.as_ref(),
+            &mut out,
+        ) {
+            Ok(key_material) => key_material,
+            Err(err) => {
+                if matches!(err, OmemoError::NoSession | OmemoError::BadMac) && !key.key_exchange {
+                    out.extend(self.heal(sender, device, version));
+                }
+                return Some((
+                    undecryptable(scheme(version), Some(device), trust, err),
+                    out,
+                ));
+            }
+        };
+        let _ = store.omemo_touch_device(sender, device, now_ms());
+        let Some(ciphertext) = &parsed.payload else {
+            return Some((Received::KeyTransport, out));
+        };
+        let security = |undecryptable: Option<String>| MessageSecurity {
+            scheme: scheme(version),
+            sender_device: Some(device),
+            sender_trust: trust,
+            undecryptable,
+        };
+        let body = payload::decrypt(version, &key_material, parsed.iv.as_deref(), ciphertext)
+            .and_then(|plain| match version {
+                OmemoVersion::V0_3 => Ok(String::from_utf8_lossy(&plain).into_owned()),
+                OmemoVersion::V2 => sce::open_envelope(&plain, sender).map_err(|e| match e {
+                    sce::SceError::Malformed => OmemoError::Malformed("SCE envelope"),
+                    sce::SceError::WrongSender => OmemoError::PayloadAuthentication,
+                }),
+            });
+        Some(match body {
+            Ok(body) => (
+                Received::Message {
+                    body,
+                    security: security(None),
+                },
+                out,
+            ),
+            Err(err) => (
+                undecryptable(scheme(version), Some(device), trust, err),
+                out,
+            ),
+        })
+    }
+
+    /// Decrypts the key element with the device's session (building it from
+    /// a key exchange if needed) and saves the session.
+    #[allow(clippy::too_many_arguments)]
+    fn open_key(
+        &mut self,
+        store: &mut Store,
+        sender: &str,
+        device: u32,
+        version: OmemoVersion,
+        key: &KeyEntry,
+        known: Option<&DeviceRecord>,
+        out: &mut Vec<Element>,
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, OmemoError> {
+        let code = version_code(version);
+        let existing = store
+            .omemo_session(sender, device, code)
+            .map_err(|_| OmemoError::NoSession)?
+            .map(|r| Session::from_bytes(&r))
+            .transpose()?;
+        let save = |store: &mut Store, session: &Session| {
+            store
+                .omemo_save_session(sender, device, code, &session.to_bytes())
+                .map_err(|_| OmemoError::NoSession)
+        };
+        if key.key_exchange {
+            let exchange = KeyExchange::parse(version, &key.data)?;
+            if let Some(mut session) = existing.filter(|s| s.built_by(&exchange)) {
+                // A repeat of the key exchange that built our session.
+                let plain = session.decrypt(&exchange.message)?;
+                save(store, &session)?;
+                return Ok(plain);
+            }
+            let responded =
+                Session::respond(version, &self.identity, &StoredPreKeys(store), &key.data)?;
+            let identity = *responded.session.remote_identity();
+            if let Some(known) = known.and_then(|d| d.identity_key) {
+                if known != identity.curve25519() {
+                    return Err(OmemoError::IdentityChanged);
+                }
+            }
+            save(store, &responded.session)?;
+            let _ = store.omemo_set_identity(
+                sender,
+                device,
+                &identity.curve25519(),
+                identity.ed25519().as_ref(),
+            );
+            if let Some(used) = responded.used_pre_key_id {
+                self.replace_pre_key(store, used);
+                out.extend(self.publish_bundles(store));
+            }
+            return Ok(responded.plaintext);
+        }
+        let mut session = existing.ok_or(OmemoError::NoSession)?;
+        let plain = session.decrypt(&key.data)?;
+        save(store, &session)?;
+        Ok(plain)
+    }
+
+    fn replace_pre_key(&self, store: &mut Store, used: u32) {
+        let Ok(Some(own)) = store.omemo_own() else {
+            return;
+        };
+        let fresh = KeyPair::generate();
+        if let Err(err) = store.omemo_replace_pre_key(used, (own.next_pre_key_id, fresh.secret())) {
+            tracing::warn!(error = %err, "cannot replace a used prekey");
+        }
+    }
+
+    /// A broken session heals by a fresh key exchange: fetch the device's
+    /// bundle; the next message (or the key-transport one sent when the
+    /// bundle arrives) carries it. Once per device per connection.
+    fn heal(&mut self, jid: &str, device: u32, version: OmemoVersion) -> Vec<Element> {
+        if !self.healed.insert((jid.to_owned(), device)) {
+            return Vec::new();
+        }
+        tracing::info!(device, "rebuilding a broken OMEMO session");
+        let jid = jid.to_owned();
+        vec![self.request(
+            Pending::Bundle {
+                jid: jid.clone(),
+                device,
+                version,
+            },
+            |id| pep::fetch_bundle(id, &jid, version, device),
+        )]
+    }
+
+    /// Builds a key-transport (empty) message to `jid`'s `device` using its
+    /// session: completes a rebuilt session on the other side.
+    pub(crate) fn key_transport(
+        &self,
+        store: &mut Store,
+        jid: &str,
+        device: u32,
+        version: OmemoVersion,
+    ) -> Option<Element> {
+        let code = version_code(version);
+        let mut session =
+            Session::from_bytes(&store.omemo_session(jid, device, code).ok()??).ok()?;
+        let key = session
+            .encrypt(&payload::empty_key_material(version))
+            .ok()?;
+        store
+            .omemo_save_session(jid, device, code, &session.to_bytes())
+            .ok()?;
+        let element = EncryptedElement {
+            version,
+            sid: self.device_id,
+            keys: vec![KeyEntry {
+                jid: Some(jid.to_owned()),
+                rid: device,
+                key_exchange: key.key_exchange,
+                data: key.data,
+            }],
+            iv: (version == OmemoVersion::V0_3).then(|| vec![0; 12]),
+            payload: None,
+        };
+        let mut stanza = crate::features::stanza(
+            "message",
+            &[
+                ("to", Some(jid)),
+                ("type", Some("chat")),
+                ("id", Some(&random_id())),
+            ],
+            vec![element.to_element()],
+        );
+        stanza.append_child(Element::bare("store", "urn:xmpp:hints"));
+        Some(stanza)
+    }
+
+    /// Healing bundles that arrived: the key-transport messages to send.
+    pub(crate) fn healing_messages(&mut self, store: &mut Store) -> Vec<Element> {
+        let mut out = Vec::new();
+        let healed: Vec<(String, u32)> = self.healed.iter().cloned().collect();
+        for (jid, device) in healed {
+            let asked = self.pending.values().any(
+                |p| matches!(p, Pending::Bundle { jid: j, device: d, .. } if *j == jid && *d == device),
+            );
+            if asked {
+                continue;
+            }
+            for version in OmemoVersion::ALL {
+                let fresh = store
+                    .omemo_session(&jid, device, version_code(version))
+                    .ok()
+                    .flatten()
+                    .and_then(|r| Session::from_bytes(&r).ok())
+                    .is_some_and(|s| !s.confirmed());
+                if fresh {
+                    out.extend(self.key_transport(store, &jid, device, version));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn undecryptable(
+    scheme: EncryptionScheme,
+    device: Option<u32>,
+    trust: Option<DeviceTrust>,
+    err: OmemoError,
+) -> Received {
+    Received::Message {
+        body: format!("[OMEMO message that could not be decrypted: {err}]"),
+        security: MessageSecurity {
+            scheme,
+            sender_device: device,
+            sender_trust: trust,
+            undecryptable: Some(err.to_string()),
+        },
+    }
+}
+
+/// The current time as an XEP-0082 timestamp.
+fn xep0082_now() -> String {
+    let secs = now_ms() / 1000;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}

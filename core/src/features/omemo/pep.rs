@@ -1,0 +1,95 @@
+//! OMEMO over PEP (XEP-0163 on XEP-0060): fetching and publishing device
+//! lists and bundles, for both versions. Nodes are published with
+//! `pubsub#access_model=open` (XEP-0384 §5.3) so that contacts who are not
+//! subscribed to our presence can still start sessions.
+
+use minidom::Element;
+
+use super::elements::{bundle_node, device_list_node};
+use crate::features::{stanza, submit_form, with_attrs, PUBLISH_OPTIONS};
+use crate::omemo::OmemoVersion;
+
+const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+
+fn iq(kind: &str, id: &str, to: Option<&str>, pubsub: Element) -> Element {
+    stanza(
+        "iq",
+        &[("type", Some(kind)), ("id", Some(id)), ("to", to)],
+        vec![pubsub],
+    )
+}
+
+fn items(node: &str, item: Option<&str>) -> Element {
+    let mut items = with_attrs(Element::bare("items", NS_PUBSUB), &[("node", node)]);
+    if let Some(item) = item {
+        items.append_child(with_attrs(
+            Element::bare("item", NS_PUBSUB),
+            &[("id", item)],
+        ));
+    }
+    let mut pubsub = Element::bare("pubsub", NS_PUBSUB);
+    pubsub.append_child(items);
+    pubsub
+}
+
+/// Requests `jid`'s device list.
+pub fn fetch_device_list(id: &str, jid: &str, version: OmemoVersion) -> Element {
+    iq("get", id, Some(jid), items(device_list_node(version), None))
+}
+
+/// Requests one device's bundle.
+pub fn fetch_bundle(id: &str, jid: &str, version: OmemoVersion, device_id: u32) -> Element {
+    let (node, item) = bundle_node(version, device_id);
+    let item = (version == OmemoVersion::V2).then_some(item);
+    iq("get", id, Some(jid), items(&node, item.as_deref()))
+}
+
+fn publish(id: &str, node: &str, item_id: &str, payload: Element, max_items: bool) -> Element {
+    let mut item = with_attrs(Element::bare("item", NS_PUBSUB), &[("id", item_id)]);
+    item.append_child(payload);
+    let mut publish = with_attrs(Element::bare("publish", NS_PUBSUB), &[("node", node)]);
+    publish.append_child(item);
+    let mut fields = vec![
+        ("FORM_TYPE", PUBLISH_OPTIONS),
+        ("pubsub#access_model", "open"),
+    ];
+    if max_items {
+        // OMEMO 2 keeps every device's bundle as an item of one node.
+        fields.push(("pubsub#max_items", "max"));
+    }
+    let mut options = Element::bare("publish-options", NS_PUBSUB);
+    options.append_child(submit_form(&fields));
+    let mut pubsub = Element::bare("pubsub", NS_PUBSUB);
+    pubsub.append_child(publish);
+    pubsub.append_child(options);
+    iq("set", id, None, pubsub)
+}
+
+/// Publishes our device list (`list` built by `elements::device_list_element`).
+pub fn publish_device_list(id: &str, version: OmemoVersion, list: Element) -> Element {
+    publish(id, device_list_node(version), "current", list, false)
+}
+
+/// Publishes our bundle (built by `elements::bundle_element`).
+pub fn publish_bundle(id: &str, version: OmemoVersion, device_id: u32, bundle: Element) -> Element {
+    let (node, item) = bundle_node(version, device_id);
+    publish(id, &node, &item, bundle, version == OmemoVersion::V2)
+}
+
+/// The payload of the first item of a pubsub `items` result (or of a PEP
+/// event notification).
+pub fn first_item_payload(container: &Element) -> Option<&Element> {
+    let items = container
+        .get_child("pubsub", NS_PUBSUB)
+        .and_then(|p| p.get_child("items", NS_PUBSUB))
+        .or_else(|| {
+            container
+                .get_child("event", "http://jabber.org/protocol/pubsub#event")
+                .and_then(|e| e.get_child("items", "http://jabber.org/protocol/pubsub#event"))
+        })?;
+    items
+        .children()
+        .find(|c| c.name() == "item")?
+        .children()
+        .next()
+}

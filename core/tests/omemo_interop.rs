@@ -1,0 +1,243 @@
+//! OMEMO through the real Prosody with real slixmpp-omemo peers
+//! (`scripts/omemo_bot.py`, python-omemo underneath): OMEMO 2 and OMEMO 0.3,
+//! Waxwing initiating and Waxwing answering, several messages each way;
+//! and the `cli` commands for encrypted sending and fingerprints.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use waxwing_core::store::{ConversationEncryption, DeviceTrust, Direction, EncryptionScheme};
+use waxwing_core::ClientEvent;
+
+/// Starts the OMEMO bot; its JSON lines arrive on the returned channel.
+fn start_bot(server: &TestServer, user: &str, extra: &[&str]) -> (Bot, mpsc::Receiver<Value>) {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mut child = Command::new(python())
+        .arg(root.join("scripts/omemo_bot.py"))
+        .args([
+            "--jid",
+            &format!("{user}@localhost"),
+            "--password",
+            "pw",
+            "--lifetime",
+            "90",
+        ])
+        .args([
+            "--port",
+            &server.c2s_port.to_string(),
+            "--ca",
+            server.ca_path.to_str().unwrap(),
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the OMEMO bot");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                if tx.send(value).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    (Bot(child), rx)
+}
+
+/// The next bot event whose "bot" field is `kind`.
+fn bot_event(rx: &mpsc::Receiver<Value>, kind: &str, secs: u64) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(v) if v["bot"] == kind => return v,
+            Ok(v) if v["bot"] == "decrypt_error" => panic!("the bot could not decrypt: {v}"),
+            Ok(_) => {}
+            Err(_) => panic!("no '{kind}' from the bot within {secs} s"),
+        }
+    }
+}
+
+fn expected(version: &str) -> (ConversationEncryption, EncryptionScheme) {
+    match version {
+        "2" => (ConversationEncryption::Omemo2, EncryptionScheme::Omemo2),
+        _ => (ConversationEncryption::Omemo03, EncryptionScheme::Omemo03),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waxwing_initiates_with_slixmpp_omemo_in_both_versions() {
+    let server = TestServer::start(&["alice:pw", "bob:pw"]);
+    let (_bot, bot) = start_bot(&server, "bob", &[]);
+    bot_event(&bot, "online", 30);
+    let store = tempfile::tempdir().unwrap();
+    let (client, events) = open_client(server.config("alice", "pw", store.path().into()));
+    client.login().await.unwrap();
+    for version in ["2", "0.3"] {
+        let (mode, scheme) = expected(version);
+        client.set_encryption("bob@localhost", mode).unwrap();
+        for i in 0..3 {
+            let body = format!("secret {i} over OMEMO {version}");
+            let sent = client.send_message("bob@localhost", &body).unwrap();
+            let got = bot_event(&bot, "received", 30);
+            assert_eq!(got["body"], body.as_str());
+            assert_eq!(got["version"], version);
+            let echo = format!("echo: {body}");
+            let reply = events
+                .wait_for(30, |e| match e {
+                    ClientEvent::MessageReceived(m) if m.body == echo => Some(m.clone()),
+                    _ => None,
+                })
+                .await;
+            assert_eq!(reply.security.scheme, scheme);
+            assert_eq!(
+                reply.security.sender_trust,
+                Some(DeviceTrust::BlindlyTrusted)
+            );
+            assert!(reply.security.undecryptable.is_none());
+            let stored = client.history("bob@localhost", None, 50).unwrap();
+            let mine = stored.iter().find(|m| m.id == sent.id).unwrap();
+            assert_eq!(
+                mine.security.scheme, scheme,
+                "the sent message records its encryption"
+            );
+        }
+    }
+    // The peer's devices are known, with fingerprints, and blindly trusted.
+    let devices = client.omemo_devices("bob@localhost").unwrap();
+    assert!(devices
+        .iter()
+        .any(|d| d.fingerprint.is_some() && d.trust == DeviceTrust::BlindlyTrusted));
+    client.logout().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slixmpp_omemo_initiates_and_waxwing_answers_in_both_versions() {
+    let server = TestServer::start(&["alice:pw", "bob:pw", "carol:pw"]);
+    let store = tempfile::tempdir().unwrap();
+    let (client, events) = open_client(server.config("alice", "pw", store.path().into()));
+    client.login().await.unwrap();
+    // Our device list and bundles are published on login.
+    for (version, peer) in [("2", "bob"), ("0.3", "carol")] {
+        let (mode, scheme) = expected(version);
+        let peer_jid = format!("{peer}@localhost");
+        client.set_encryption(&peer_jid, mode).unwrap();
+        let (_bot, bot) = start_bot(
+            &server,
+            peer,
+            &[
+                "--ping",
+                "alice@localhost",
+                "--version",
+                version,
+                "--count",
+                "3",
+            ],
+        );
+        for i in 0..3 {
+            let body = format!("ping {i}");
+            let got = events
+                .wait_for(60, |e| match e {
+                    ClientEvent::MessageReceived(m) if m.peer == peer_jid && m.body == body => {
+                        Some(m.clone())
+                    }
+                    _ => None,
+                })
+                .await;
+            assert_eq!(got.security.scheme, scheme, "OMEMO {version}");
+            assert_eq!(got.direction, Direction::Incoming);
+            assert!(got.security.sender_device.is_some());
+            client
+                .send_message(&peer_jid, &format!("pong {i}"))
+                .unwrap();
+        }
+        for _ in 0..3 {
+            let answer = bot_event(&bot, "received", 30);
+            assert_eq!(answer["version"], version);
+            assert!(answer["body"].as_str().unwrap().starts_with("pong "));
+        }
+    }
+    client.logout().await;
+}
+
+#[test]
+fn cli_sends_encrypted_and_shows_fingerprints_and_trust() {
+    let server = TestServer::start(&["alice:pw", "bob:pw"]);
+    let (_bot, bot) = start_bot(&server, "bob", &[]);
+    bot_event(&bot, "online", 30);
+    let store = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(cli())
+            .args([
+                "--jid",
+                "alice@localhost",
+                "--server",
+                &format!("127.0.0.1:{}", server.c2s_port),
+            ])
+            .args([
+                "--ca",
+                server.ca_path.to_str().unwrap(),
+                "--store",
+                store.path().to_str().unwrap(),
+            ])
+            .args(args)
+            .env("WAXWING_PASSWORD", "pw")
+            .env("WAXWING_STORE_KEY", "cd".repeat(32))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).expect("JSON lines"))
+            .collect::<Vec<_>>()
+    };
+    let lines = run(&[
+        "send",
+        "--encrypt",
+        "omemo2",
+        "bob@localhost",
+        "hello encrypted",
+        "--await-reply",
+        "20",
+    ]);
+    let reply = lines.iter().find_map(|l| l.get("reply")).expect("a reply");
+    assert_eq!(reply["body"], "echo: hello encrypted");
+    assert_eq!(reply["security"]["scheme"], "omemo2");
+    let message = lines.iter().find(|l| l["event"] == "message").unwrap();
+    assert_eq!(message["encryption"], "omemo2");
+    assert_eq!(message["trust"], "blindly_trusted");
+
+    let ours = run(&["fingerprints"]);
+    let this = ours
+        .iter()
+        .find(|l| l["device"]["this_device"] == true)
+        .expect("our device");
+    assert_eq!(this["device"]["fingerprint"].as_str().unwrap().len(), 64);
+    let theirs = run(&["fingerprints", "bob@localhost"]);
+    let device = theirs[0]["device"]["device_id"]
+        .as_u64()
+        .unwrap()
+        .to_string();
+    let trusted = run(&["trust", "bob@localhost", &device, "verified"]);
+    assert_eq!(trusted[0]["trust"]["trust"], "verified");
+    let after = run(&["fingerprints", "bob@localhost"]);
+    assert_eq!(after[0]["device"]["trust"], "verified");
+}
