@@ -21,6 +21,7 @@ use super::{now_ms, random_id, ClientError};
 use crate::features::carbons::{self, Carbon};
 use crate::features::mam::{self, MamMessage};
 use crate::features::messages::{self, IncomingMessageStanza};
+use crate::features::omemo::encrypted_child;
 use crate::features::presence::{
     self, Availability, PresenceBook, PresenceUpdate, ResourcePresence,
 };
@@ -28,8 +29,11 @@ use crate::features::roster::{self, RosterChange};
 use crate::features::NS_CLIENT;
 use crate::proto::fast::FastToken;
 use crate::proto::{Session, SessionEvent};
-use crate::store::{Direction, IncomingMessage, MessageState, Store, StoredMessage};
+use crate::store::{Direction, IncomingMessage, MessageState, OmemoWrites, Store, StoredMessage};
 use crate::transport::{AfterCommand, Handler};
+
+/// A receipt to send once a message is stored: (to, message id).
+type Receipt = (String, String);
 
 /// Reply to an IQ the app is waiting for.
 pub(crate) type IqReply = oneshot::Sender<Result<Element, ClientError>>;
@@ -92,7 +96,7 @@ struct CatchUp {
     query_id: String,
     page: mam::Page,
     /// Results of the current page, in archive order.
-    archived: Vec<IncomingMessage>,
+    archived: Vec<(IncomingMessage, Option<Element>)>,
     /// Live messages that arrived meanwhile, already stored (the stream's
     /// acknowledgement counts them, so they must be on disk at the end of
     /// the turn); only their events wait, so the app sees history in order.
@@ -167,7 +171,10 @@ pub(crate) struct ConnectionHandler {
     /// Outbox rows already written on this connection.
     sent_now: HashSet<i64>,
     sm_enabled: bool,
-    inbound: Vec<(IncomingMessage, Option<(String, String)>)>,
+    /// This turn's live messages: the message, the receipt to send once
+    /// it is stored, and its OMEMO element (decrypted when the batch is
+    /// written, so that sessions and messages are stored together).
+    inbound: Vec<(IncomingMessage, Option<Receipt>, Option<Element>)>,
     catchup: Option<CatchUp>,
     /// The platform said the network is gone; reconnects wait for it.
     pub network_down: bool,
@@ -228,32 +235,59 @@ impl ConnectionHandler {
         }
     }
 
-    /// Decrypts a message's `<encrypted>` (if any) into `message`. Returns
-    /// `false` for a key-transport message, which is not stored.
-    fn decrypt_into(&mut self, message: &mut IncomingMessage, stanza: &Element) -> bool {
+    /// Decrypts the OMEMO messages of a batch, in order, dropping the
+    /// key-transport ones. The session changes wait in the OMEMO state
+    /// for the batch's transaction ([`Omemo::take_writes`]).
+    fn decrypt_batch<R>(
+        &mut self,
+        batch: Vec<(IncomingMessage, Option<Element>, R)>,
+    ) -> Vec<(IncomingMessage, R)> {
         let Some(omemo) = self.omemo.as_mut() else {
-            return true;
+            return batch.into_iter().map(|(m, _, r)| (m, r)).collect();
         };
-        let sender = match message.direction {
-            Direction::Incoming => message.peer.clone(),
-            Direction::Outgoing => self.own.to_string(),
-        };
-        let result = {
-            let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-            omemo.decrypt(&mut store, &sender, stanza)
-        };
-        let Some((received, out)) = result else {
-            return true;
-        };
-        self.omemo_outbox.extend(out);
-        match received {
-            Received::Message { body, security } => {
+        let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::with_capacity(batch.len());
+        for (mut message, encrypted, extra) in batch {
+            let Some(stanza) = encrypted else {
+                out.push((message, extra));
+                continue;
+            };
+            let sender = match message.direction {
+                Direction::Incoming => message.peer.clone(),
+                Direction::Outgoing => self.own.to_string(),
+            };
+            let Some((received, stanzas)) = omemo.decrypt(&mut store, &sender, &stanza) else {
+                out.push((message, extra));
+                continue;
+            };
+            self.omemo_outbox.extend(stanzas);
+            if let Received::Message { body, security } = received {
                 message.body = body;
                 message.security = security;
-                true
+                out.push((message, extra));
             }
-            Received::KeyTransport => false,
         }
+        out
+    }
+
+    /// The OMEMO writes of the decrypted batch (none without OMEMO).
+    fn take_omemo_writes(&mut self) -> OmemoWrites {
+        self.omemo
+            .as_mut()
+            .map(Omemo::take_writes)
+            .unwrap_or_default()
+    }
+
+    /// After a batch is committed: what OMEMO sends next (a republished
+    /// bundle once a prekey was used).
+    fn omemo_committed(&mut self) {
+        let Some(omemo) = self.omemo.as_mut() else {
+            return;
+        };
+        let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        let stanzas = omemo.after_commit(&store);
+        drop(store);
+        self.omemo_outbox.extend(stanzas);
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
@@ -502,10 +536,9 @@ impl ConnectionHandler {
             Carbon::Forged => return tracing::warn!("dropping a forged carbon"),
             // Copies are stored, but receipts are the receiving device's job.
             Carbon::Received(inner) | Carbon::Sent(inner) => {
-                if let Some(mut message) = forwarded_message(&inner, &self.own, None, None) {
-                    if self.decrypt_into(&mut message, &inner) {
-                        self.push_live(message, None);
-                    }
+                if let Some(message) = forwarded_message(&inner, &self.own, None, None) {
+                    let encrypted = encrypted_child(&inner).is_some().then(|| inner.clone());
+                    self.push_live(message, None, encrypted);
                 }
                 return;
             }
@@ -524,13 +557,11 @@ impl ConnectionHandler {
                 if self.catchup.as_ref().is_none_or(|c| c.query_id != query_id) {
                     return tracing::warn!("dropping a MAM result for a query we did not make");
                 }
-                if let Some(mut m) =
-                    forwarded_message(&message, &self.own, Some(archive_id), stamp_ms)
+                if let Some(m) = forwarded_message(&message, &self.own, Some(archive_id), stamp_ms)
                 {
-                    if self.decrypt_into(&mut m, &message) {
-                        if let Some(c) = self.catchup.as_mut() {
-                            c.archived.push(m);
-                        }
+                    let encrypted = encrypted_child(&message).is_some().then(|| message.clone());
+                    if let Some(c) = self.catchup.as_mut() {
+                        c.archived.push((m, encrypted));
                     }
                 }
                 return;
@@ -543,7 +574,7 @@ impl ConnectionHandler {
                     (Some(id), true) => Some((chat.from_full.clone(), id.clone())),
                     _ => None,
                 };
-                let mut message = IncomingMessage {
+                let message = IncomingMessage {
                     direction: Direction::Incoming,
                     peer: chat.from.to_string(),
                     sender: chat.from.to_string(),
@@ -555,9 +586,8 @@ impl ConnectionHandler {
                     seq: None,
                     security: Default::default(),
                 };
-                if self.decrypt_into(&mut message, &element) {
-                    self.push_live(message, receipt);
-                }
+                let encrypted = encrypted_child(&element).is_some().then(|| element.clone());
+                self.push_live(message, receipt, encrypted);
             }
             IncomingMessageStanza::Receipt { from, id } => {
                 self.advance(from.as_str(), &id, MessageState::Delivered)
@@ -575,8 +605,13 @@ impl ConnectionHandler {
     }
 
     /// Queues a live message for this turn's batch.
-    fn push_live(&mut self, message: IncomingMessage, receipt: Option<(String, String)>) {
-        self.inbound.push((message, receipt));
+    fn push_live(
+        &mut self,
+        message: IncomingMessage,
+        receipt: Option<(String, String)>,
+        encrypted: Option<Element>,
+    ) {
+        self.inbound.push((message, receipt, encrypted));
     }
 
     /// Starts (or continues) the XEP-0313 catch-up: forward from the last
@@ -638,16 +673,27 @@ impl ConnectionHandler {
         let Some(mut catchup) = self.catchup.take() else {
             return;
         };
-        let mut archived = std::mem::take(&mut catchup.archived);
-        let count = archived.len() as u32;
+        let page: Vec<_> = std::mem::take(&mut catchup.archived)
+            .into_iter()
+            .map(|(m, e)| (m, e, ()))
+            .collect();
+        let count = page.len() as u32;
+        let mut archived: Vec<IncomingMessage> = self
+            .decrypt_batch(page)
+            .into_iter()
+            .map(|(m, ())| m)
+            .collect();
+        let writes = self.take_omemo_writes();
         self.place_archive_page(
             &catchup.page,
             &mut archived,
             &catchup.held_events,
             &mut catchup.edges,
         );
-        match self.store().insert_incoming_batch(&archived) {
+        let stored = self.store().insert_incoming_batch_with(&archived, &writes);
+        match stored {
             Ok(stored) => {
+                self.omemo_committed();
                 for message in stored.into_iter().flatten() {
                     self.emit(ClientEvent::MessageReceived(message));
                 }
@@ -788,11 +834,17 @@ impl ConnectionHandler {
         if self.inbound.is_empty() {
             return;
         }
-        let batch = std::mem::take(&mut self.inbound);
+        let batch = std::mem::take(&mut self.inbound)
+            .into_iter()
+            .map(|(m, receipt, encrypted)| (m, encrypted, receipt))
+            .collect();
+        let batch = self.decrypt_batch(batch);
+        let writes = self.take_omemo_writes();
         let messages: Vec<IncomingMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
-        let stored = self.store().insert_incoming_batch(&messages);
+        let stored = self.store().insert_incoming_batch_with(&messages, &writes);
         match stored {
             Ok(stored) => {
+                self.omemo_committed();
                 // Live messages carry their archive id: the next catch-up
                 // starts after the newest one we have.
                 if self.catchup.is_none() {

@@ -31,7 +31,7 @@ use crate::omemo::{
 };
 use crate::store::{
     ConversationEncryption, DeviceRecord, DeviceTrust, EncryptionScheme, MessageSecurity,
-    OwnDevice, Store, StoreError,
+    OmemoWrites, OwnDevice, Store, StoreError,
 };
 
 /// How many one-time prekeys we keep published.
@@ -94,8 +94,9 @@ pub(crate) enum Received {
     KeyTransport,
 }
 
-/// Our secret prekeys, read from the store for a key exchange.
-struct StoredPreKeys<'a>(&'a Store);
+/// Our secret prekeys, read from the store for a key exchange; those used
+/// earlier in the same batch are gone already.
+struct StoredPreKeys<'a>(&'a Store, &'a OmemoWrites);
 
 impl OwnPreKeys for StoredPreKeys<'_> {
     fn signed_pre_key(&self, id: u32) -> Option<KeyPair> {
@@ -105,6 +106,14 @@ impl OwnPreKeys for StoredPreKeys<'_> {
             .map(|((_, s), _)| KeyPair::from_secret(*s))
     }
     fn pre_key(&self, id: u32) -> Option<KeyPair> {
+        if self
+            .1
+            .replaced_pre_keys
+            .iter()
+            .any(|(used, _, _)| *used == id)
+        {
+            return None;
+        }
         let keys = self.0.omemo_pre_keys().ok()?;
         keys.into_iter()
             .find(|(kid, _)| *kid == id)
@@ -126,6 +135,10 @@ pub(crate) struct Omemo {
     unreachable: HashSet<(String, u32, OmemoVersion)>,
     /// Devices we already sent a healing message to on this connection.
     healed: HashSet<(String, u32)>,
+    /// Session and prekey changes from decrypting, stored with the batch.
+    writes: OmemoWrites,
+    /// A prekey was used: publish the bundle again once committed.
+    republish: bool,
 }
 
 impl Omemo {
@@ -174,7 +187,79 @@ impl Omemo {
             lists_requested: HashSet::new(),
             unreachable: HashSet::new(),
             healed: HashSet::new(),
+            writes: OmemoWrites::default(),
+            republish: false,
         })
+    }
+
+    /// A session record: this batch's change if any, else the stored one.
+    fn load_session(
+        &self,
+        store: &Store,
+        jid: &str,
+        device: u32,
+        code: u8,
+    ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        let staged = self
+            .writes
+            .sessions
+            .iter()
+            .rev()
+            .find(|(j, d, c, _)| j == jid && *d == device && *c == code);
+        match staged {
+            Some((_, _, _, record)) => Some(record.clone()),
+            None => store.omemo_session(jid, device, code).ok().flatten(),
+        }
+    }
+
+    /// Keeps a session change for the batch's transaction.
+    fn stage_session(&mut self, jid: &str, device: u32, code: u8, session: &Session) {
+        self.writes
+            .sessions
+            .retain(|(j, d, c, _)| !(j == jid && *d == device && *c == code));
+        self.writes
+            .sessions
+            .push((jid.to_owned(), device, code, session.to_bytes()));
+    }
+
+    /// Saves a session changed by sending: staged if the batch has changed
+    /// it too (so the newer state wins), else written now.
+    fn save_session(
+        &mut self,
+        store: &mut Store,
+        jid: &str,
+        device: u32,
+        code: u8,
+        session: &Session,
+    ) -> Result<(), OmemoError> {
+        if self
+            .writes
+            .sessions
+            .iter()
+            .any(|(j, d, c, _)| j == jid && *d == device && *c == code)
+        {
+            self.stage_session(jid, device, code, session);
+            return Ok(());
+        }
+        store
+            .omemo_save_session(jid, device, code, &session.to_bytes())
+            .map_err(|_| OmemoError::NoSession)
+    }
+
+    /// The session and prekey changes of the batch decrypted since the
+    /// last call, for [`Store::insert_incoming_batch_with`].
+    pub(crate) fn take_writes(&mut self) -> OmemoWrites {
+        std::mem::take(&mut self.writes)
+    }
+
+    /// After the batch's transaction: republish our bundle if a prekey
+    /// was used.
+    pub(crate) fn after_commit(&mut self, store: &Store) -> Vec<Element> {
+        if std::mem::take(&mut self.republish) {
+            self.publish_bundles(store)
+        } else {
+            Vec::new()
+        }
     }
 
     pub(crate) fn device_id(&self) -> u32 {
@@ -370,7 +455,7 @@ impl Omemo {
     /// Builds a session from a verified bundle, unless the device's identity
     /// differs from the one we know.
     fn start_session(
-        &self,
+        &mut self,
         store: &mut Store,
         jid: &str,
         device: u32,
@@ -385,17 +470,15 @@ impl Omemo {
         }
         let session = Session::initiate(version, &self.identity, self.device_id, bundle)?;
         let identity = bundle.identity;
-        let saved = store
+        store
             .omemo_set_identity(
                 jid,
                 device,
                 &identity.curve25519(),
                 identity.ed25519().as_ref(),
             )
-            .and_then(|_| {
-                store.omemo_save_session(jid, device, version_code(version), &session.to_bytes())
-            });
-        saved.map_err(|_| OmemoError::NoSession)
+            .map_err(|_| OmemoError::NoSession)?;
+        self.save_session(store, jid, device, version_code(version), &session)
     }
 
     /// The version to use with `devices` (a contact's): OMEMO 2 when every
@@ -490,10 +573,8 @@ impl Omemo {
         }
         // Then a bundle for every device we have no session with.
         for (jid, device) in &targets {
-            let has_session = store
-                .omemo_session(jid, *device, version_code(version))
-                .ok()
-                .flatten()
+            let has_session = self
+                .load_session(store, jid, *device, version_code(version))
                 .is_some();
             let asked = self.pending.values().any(
                 |p| matches!(p, Pending::Bundle { jid: j, device: d, .. } if j == jid && d == device),
@@ -540,7 +621,7 @@ impl Omemo {
 
     /// Encrypts `body` once and its key to every target with a session.
     fn encrypt(
-        &self,
+        &mut self,
         store: &mut Store,
         version: OmemoVersion,
         peer: &str,
@@ -554,17 +635,13 @@ impl Omemo {
         let sealed = payload::encrypt(version, &plaintext);
         let mut keys = Vec::new();
         for (jid, device) in targets {
-            let Some(record) = store
-                .omemo_session(jid, *device, version_code(version))
-                .ok()
-                .flatten()
-            else {
+            let Some(record) = self.load_session(store, jid, *device, version_code(version)) else {
                 continue;
             };
             let mut session = Session::from_bytes(&record)?;
             let key = session.encrypt(&sealed.key_material)?;
-            if store
-                .omemo_save_session(jid, *device, version_code(version), &session.to_bytes())
+            if self
+                .save_session(store, jid, *device, version_code(version), &session)
                 .is_err()
             {
                 continue;
@@ -633,15 +710,8 @@ impl Omemo {
                 out,
             ));
         };
-        let key_material = match self.open_key(
-            store,
-            sender,
-            device,
-            version,
-            key,
-            known.as_ref(),
-            &mut out,
-        ) {
+        let key_material = match self.open_key(store, sender, device, version, key, known.as_ref())
+        {
             Ok(key_material) => key_material,
             Err(err) => {
                 if matches!(err, OmemoError::NoSession | OmemoError::BadMac) && !key.key_exchange {
@@ -688,7 +758,6 @@ impl Omemo {
 
     /// Decrypts the key element with the device's session (building it from
     /// a key exchange if needed) and saves the session.
-    #[allow(clippy::too_many_arguments)]
     fn open_key(
         &mut self,
         store: &mut Store,
@@ -697,36 +766,33 @@ impl Omemo {
         version: OmemoVersion,
         key: &KeyEntry,
         known: Option<&DeviceRecord>,
-        out: &mut Vec<Element>,
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, OmemoError> {
         let code = version_code(version);
-        let existing = store
-            .omemo_session(sender, device, code)
-            .map_err(|_| OmemoError::NoSession)?
+        let existing = self
+            .load_session(store, sender, device, code)
             .map(|r| Session::from_bytes(&r))
             .transpose()?;
-        let save = |store: &mut Store, session: &Session| {
-            store
-                .omemo_save_session(sender, device, code, &session.to_bytes())
-                .map_err(|_| OmemoError::NoSession)
-        };
         if key.key_exchange {
             let exchange = KeyExchange::parse(version, &key.data)?;
             if let Some(mut session) = existing.filter(|s| s.built_by(&exchange)) {
                 // A repeat of the key exchange that built our session.
                 let plain = session.decrypt(&exchange.message)?;
-                save(store, &session)?;
+                self.stage_session(sender, device, code, &session);
                 return Ok(plain);
             }
-            let responded =
-                Session::respond(version, &self.identity, &StoredPreKeys(store), &key.data)?;
+            let responded = Session::respond(
+                version,
+                &self.identity,
+                &StoredPreKeys(store, &self.writes),
+                &key.data,
+            )?;
             let identity = *responded.session.remote_identity();
             if let Some(known) = known.and_then(|d| d.identity_key) {
                 if known != identity.curve25519() {
                     return Err(OmemoError::IdentityChanged);
                 }
             }
-            save(store, &responded.session)?;
+            self.stage_session(sender, device, code, &responded.session);
             let _ = store.omemo_set_identity(
                 sender,
                 device,
@@ -735,24 +801,27 @@ impl Omemo {
             );
             if let Some(used) = responded.used_pre_key_id {
                 self.replace_pre_key(store, used);
-                out.extend(self.publish_bundles(store));
             }
             return Ok(responded.plaintext);
         }
         let mut session = existing.ok_or(OmemoError::NoSession)?;
         let plain = session.decrypt(&key.data)?;
-        save(store, &session)?;
+        self.stage_session(sender, device, code, &session);
         Ok(plain)
     }
 
-    fn replace_pre_key(&self, store: &mut Store, used: u32) {
+    /// Stages the deletion of a used prekey and its replacement; the
+    /// bundle is published again once they are committed.
+    fn replace_pre_key(&mut self, store: &Store, used: u32) {
         let Ok(Some(own)) = store.omemo_own() else {
             return;
         };
+        let id = own.next_pre_key_id + self.writes.replaced_pre_keys.len() as u32;
         let fresh = KeyPair::generate();
-        if let Err(err) = store.omemo_replace_pre_key(used, (own.next_pre_key_id, fresh.secret())) {
-            tracing::warn!(error = %err, "cannot replace a used prekey");
-        }
+        self.writes
+            .replaced_pre_keys
+            .push((used, id, zeroize::Zeroizing::new(*fresh.secret())));
+        self.republish = true;
     }
 
     /// A broken session heals by a fresh key exchange: fetch the device's
@@ -777,7 +846,7 @@ impl Omemo {
     /// Builds a key-transport (empty) message to `jid`'s `device` using its
     /// session: completes a rebuilt session on the other side.
     pub(crate) fn key_transport(
-        &self,
+        &mut self,
         store: &mut Store,
         jid: &str,
         device: u32,
@@ -785,13 +854,11 @@ impl Omemo {
     ) -> Option<Element> {
         let code = version_code(version);
         let mut session =
-            Session::from_bytes(&store.omemo_session(jid, device, code).ok()??).ok()?;
+            Session::from_bytes(&self.load_session(store, jid, device, code)?).ok()?;
         let key = session
             .encrypt(&payload::empty_key_material(version))
             .ok()?;
-        store
-            .omemo_save_session(jid, device, code, &session.to_bytes())
-            .ok()?;
+        self.save_session(store, jid, device, code, &session).ok()?;
         let element = EncryptedElement {
             version,
             sid: self.device_id,
@@ -829,10 +896,8 @@ impl Omemo {
                 continue;
             }
             for version in OmemoVersion::ALL {
-                let fresh = store
-                    .omemo_session(&jid, device, version_code(version))
-                    .ok()
-                    .flatten()
+                let fresh = self
+                    .load_session(store, &jid, device, version_code(version))
                     .and_then(|r| Session::from_bytes(&r).ok())
                     .is_some_and(|s| !s.confirmed());
                 if fresh {

@@ -6,7 +6,7 @@
 //! origin-id, so a message seen live, via carbons and again via MAM is stored
 //! once.
 
-use super::omemo::{DeviceTrust, EncryptionScheme, MessageSecurity};
+use super::omemo::{DeviceTrust, EncryptionScheme, MessageSecurity, OmemoWrites};
 use super::{Store, StoreError};
 use rusqlite::{params, OptionalExtension, Row};
 
@@ -203,7 +203,18 @@ impl Store {
         &mut self,
         messages: &[IncomingMessage],
     ) -> Result<Vec<Option<StoredMessage>>, StoreError> {
+        self.insert_incoming_batch_with(messages, &OmemoWrites::default())
+    }
+
+    /// [`Store::insert_incoming_batch`], also writing the OMEMO session and
+    /// prekey changes made by decrypting these messages, atomically.
+    pub fn insert_incoming_batch_with(
+        &mut self,
+        messages: &[IncomingMessage],
+        omemo: &OmemoWrites,
+    ) -> Result<Vec<Option<StoredMessage>>, StoreError> {
         let tx = self.conn.transaction()?;
+        omemo.apply(&tx)?;
         let mut stored = Vec::with_capacity(messages.len());
         for m in messages {
             let conversation = Self::conversation_id(&tx, &m.peer)?;

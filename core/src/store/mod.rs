@@ -26,7 +26,7 @@ pub use messages::{
 };
 pub use omemo::{
     ConversationEncryption, DeviceRecord, DeviceTrust, EncryptionScheme, MessageSecurity,
-    OwnDevice, SecretKey,
+    OmemoWrites, OwnDevice, SecretKey,
 };
 pub use roster::{RosterEntry, Subscription};
 

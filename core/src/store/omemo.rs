@@ -166,6 +166,43 @@ pub struct DeviceRecord {
 /// A secret key with its id.
 pub type SecretKey = (u32, Zeroizing<[u8; 32]>);
 
+/// Session and prekey changes made while decrypting a batch of messages.
+/// They are written in the same transaction as the messages: if the process
+/// dies before, the server sends the messages again and the old sessions
+/// can still decrypt them.
+#[derive(Default)]
+pub struct OmemoWrites {
+    /// (jid, device id, version code, session record), in order.
+    pub sessions: Vec<(String, u32, u8, Zeroizing<Vec<u8>>)>,
+    /// (used prekey id, replacement id, replacement secret).
+    pub replaced_pre_keys: Vec<(u32, u32, Zeroizing<[u8; 32]>)>,
+}
+
+impl OmemoWrites {
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty() && self.replaced_pre_keys.is_empty()
+    }
+
+    pub(super) fn apply(&self, tx: &rusqlite::Connection) -> rusqlite::Result<()> {
+        for (jid, device, version, record) in &self.sessions {
+            tx.prepare_cached("INSERT OR REPLACE INTO omemo_sessions(jid, device_id, version, record) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![jid, device, version, &record[..]])?;
+        }
+        for (used, id, secret) in &self.replaced_pre_keys {
+            tx.execute("DELETE FROM omemo_pre_keys WHERE id = ?1", [used])?;
+            tx.execute(
+                "INSERT OR REPLACE INTO omemo_pre_keys(id, secret) VALUES (?1, ?2)",
+                params![id, &secret[..]],
+            )?;
+            tx.execute(
+                "UPDATE omemo_own SET next_pre_key_id = max(next_pre_key_id, ?1 + 1) WHERE id = 1",
+                [id],
+            )?;
+        }
+        Ok(())
+    }
+}
+
 fn key32(blob: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
     blob.try_into().map_err(|_| {
         rusqlite::Error::InvalidColumnType(0, "key".into(), rusqlite::types::Type::Blob)
@@ -280,26 +317,6 @@ impl Store {
             .prepare_cached("SELECT id, secret FROM omemo_pre_keys ORDER BY id")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, Zeroizing::new(key32(r.get(1)?)?))))?;
         Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// Deletes a used one-time prekey and adds its replacement.
-    pub fn omemo_replace_pre_key(
-        &mut self,
-        used: u32,
-        replacement: (u32, &[u8; 32]),
-    ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM omemo_pre_keys WHERE id = ?1", [used])?;
-        tx.execute(
-            "INSERT OR REPLACE INTO omemo_pre_keys(id, secret) VALUES (?1, ?2)",
-            params![replacement.0, &replacement.1[..]],
-        )?;
-        tx.execute(
-            "UPDATE omemo_own SET next_pre_key_id = max(next_pre_key_id, ?1 + 1) WHERE id = 1",
-            [replacement.0],
-        )?;
-        tx.commit()?;
-        Ok(())
     }
 
     /// Records a device list: listed devices are marked for `version` (new
