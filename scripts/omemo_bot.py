@@ -4,9 +4,9 @@
 
 echo mode (default): decrypts every encrypted chat message and answers
 "echo: <body>" encrypted with the same OMEMO version.
-ping mode (--ping JID --version 0.3|2 --count N): sends N encrypted
-messages "ping i" to JID (after it published a device list) and waits
-for as many encrypted answers.
+ping mode (--ping JID --version 0.3|2 --count N [--interval S]): sends N
+encrypted messages "ping i" to JID (after it published a device list), S
+seconds apart, and waits for as many encrypted answers.
 
 slixmpp-omemo 2.2 has no SCE, so for OMEMO 2 this bot builds and opens the
 XEP-0420 envelope itself and drives python-omemo's SessionManager directly.
@@ -25,6 +25,8 @@ import oldmemo.etree
 import twomemo
 import twomemo.etree
 import slixmpp
+import slixmpp.xmlstream.handler
+import slixmpp.xmlstream.matcher
 from omemo.storage import Just, Nothing, Storage
 from slixmpp.plugins import register_plugin
 from slixmpp_omemo import XEP_0384
@@ -104,7 +106,13 @@ class OmemoBot(slixmpp.ClientXMPP):
             self.register_plugin(plugin)
         self.register_plugin("xep_0384", module=sys.modules[__name__])
         self.add_event_handler("session_start", self.start)
-        self.add_event_handler("message", self.on_message)
+        # slixmpp's "message" event needs a <body>; key-transport messages
+        # have none, so encrypted messages get their own handler.
+        for ns in NS.values():
+            self.register_handler(slixmpp.xmlstream.handler.CoroutineCallback(
+                f"OMEMO {ns}", slixmpp.xmlstream.matcher.MatchXPath(f"{{jabber:client}}message/{{{ns}}}encrypted"),
+                self.on_message))
+        self.add_event_handler("message", self.on_plain_message)
 
     def say(self, **event):
         print(json.dumps(event), flush=True)
@@ -150,6 +158,12 @@ class OmemoBot(slixmpp.ClientXMPP):
             await asyncio.sleep(0.2)
         for i in range(self.args.count):
             await self.send_encrypted(self.args.ping, f"ping {i}", self.args.version)
+            await asyncio.sleep(self.args.interval)
+
+    def on_plain_message(self, msg):
+        encrypted = any(msg.xml.find(f"{{{ns}}}encrypted") is not None for ns in NS.values())
+        if msg["type"] in ("chat", "normal") and msg["body"] and not encrypted:
+            self.say(bot="received_plain", **{"from": msg["from"].bare, "body": msg["body"]})
 
     async def on_message(self, msg):
         if msg["type"] not in ("chat", "normal"):
@@ -158,8 +172,6 @@ class OmemoBot(slixmpp.ClientXMPP):
         sender = msg["from"].bare
         found = [v for v, ns in NS.items() if msg.xml.find(f"{{{ns}}}encrypted") is not None]
         if not found:
-            if msg["body"]:
-                self.say(bot="received_plain", **{"from": sender, "body": msg["body"]})
             return
         version = "2" if "2" in found else "0.3"
         manager = await xep.get_session_manager()
@@ -195,6 +207,7 @@ def main():
     p.add_argument("--ping")
     p.add_argument("--version", default="2", choices=["0.3", "2"])
     p.add_argument("--count", type=int, default=3)
+    p.add_argument("--interval", type=float, default=0, help="seconds between pings")
     p.add_argument("--lifetime", type=int, default=120)
     a = p.parse_args()
     bot = OmemoBot(a.jid, a.password, a)

@@ -64,6 +64,11 @@ fn bot_event(rx: &mpsc::Receiver<Value>, kind: &str, secs: u64) -> Value {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match rx.recv_timeout(left) {
             Ok(v) if v["bot"] == kind => return v,
+            Ok(v)
+                if std::env::var_os("WAXWING_DEBUG_BOT").is_some() && {
+                    eprintln!("bot: {v}");
+                    false
+                } => {}
             Ok(v) if v["bot"] == "decrypt_error" => panic!("the bot could not decrypt: {v}"),
             Ok(_) => {}
             Err(_) => panic!("no '{kind}' from the bot within {secs} s"),
@@ -240,4 +245,84 @@ fn cli_sends_encrypted_and_shows_fingerprints_and_trust() {
     assert_eq!(trusted[0]["trust"]["trust"], "verified");
     let after = run(&["fingerprints", "bob@localhost"]);
     assert_eq!(after[0]["device"]["trust"], "verified");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_session_heals_and_the_undecryptable_message_is_kept_with_its_reason() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("waxwing_core=debug")
+        .with_test_writer()
+        .try_init();
+    let server = TestServer::start(&["alice:pw", "bob:pw"]);
+    let store_dir = tempfile::tempdir().unwrap();
+    let config = server.config("alice", "pw", store_dir.path().into());
+    let key = config.store_key.clone();
+    let (client, events) = open_client(config);
+    client.login().await.unwrap();
+    let (_bot, bot) = start_bot(
+        &server,
+        "bob",
+        &[
+            "--ping",
+            "alice@localhost",
+            "--version",
+            "2",
+            "--count",
+            "4",
+            "--interval",
+            "3",
+        ],
+    );
+    let wait_body = |body: &'static str| {
+        let events = events.clone();
+        async move {
+            events
+                .wait_for(30, |e| match e {
+                    ClientEvent::MessageReceived(m)
+                        if m.peer == "bob@localhost" && m.body.contains(body) =>
+                    {
+                        Some(m.clone())
+                    }
+                    _ => None,
+                })
+                .await
+        }
+    };
+    let first = wait_body("ping 0").await;
+    assert_eq!(first.security.scheme, EncryptionScheme::Omemo2);
+    // Our session with Bob's device is lost (a restored backup, say).
+    let mut store = waxwing_core::store::Store::open(store_dir.path(), &key).unwrap();
+    assert!(store.omemo_forget_sessions("bob@localhost").unwrap() > 0);
+    drop(store);
+    // The next message cannot be read: it is kept, marked, with the reason.
+    let lost = events
+        .wait_for(30, |e| match e {
+            ClientEvent::MessageReceived(m)
+                if m.peer == "bob@localhost" && m.security.undecryptable.is_some() =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(lost.security.scheme, EncryptionScheme::Omemo2);
+    // Bob's messages still carry his key exchange (we never answered), whose
+    // prekey we used up: that is the reason given.
+    assert_eq!(
+        lost.security.undecryptable.as_deref(),
+        Some("unknown prekey")
+    );
+    // Waxwing rebuilt the session with a key-transport message ...
+    let healed = bot_event(&bot, "key_transport", 30);
+    assert_eq!(healed["from"], "alice@localhost");
+    // ... so what Bob sends next is readable again.
+    let next = wait_body("ping 2").await;
+    assert!(next.security.undecryptable.is_none());
+    assert_eq!(next.security.scheme, EncryptionScheme::Omemo2);
+    let history = client.history("bob@localhost", None, 10).unwrap();
+    assert!(
+        history.iter().any(|m| m.security.undecryptable.is_some()),
+        "the undecryptable message is in the history"
+    );
+    client.logout().await;
 }

@@ -133,8 +133,10 @@ pub(crate) struct Omemo {
     lists_requested: HashSet<(String, OmemoVersion)>,
     /// Devices whose bundle could not be had on this connection.
     unreachable: HashSet<(String, u32, OmemoVersion)>,
-    /// Devices we already sent a healing message to on this connection.
+    /// Devices we already started healing on this connection.
     healed: HashSet<(String, u32)>,
+    /// Devices whose bundle we wait for, to send a healing message.
+    healing: HashSet<(String, u32, OmemoVersion)>,
     /// Session and prekey changes from decrypting, stored with the batch.
     writes: OmemoWrites,
     /// A prekey was used: publish the bundle again once committed.
@@ -187,6 +189,7 @@ impl Omemo {
             lists_requested: HashSet::new(),
             unreachable: HashSet::new(),
             healed: HashSet::new(),
+            healing: HashSet::new(),
             writes: OmemoWrites::default(),
             republish: false,
         })
@@ -348,6 +351,7 @@ impl Omemo {
             return (Vec::new(), Vec::new());
         };
         let ok = iq.attr("type") == Some("result");
+        tracing::debug!(?pending, ok, "OMEMO request answered");
         let mut out = Vec::new();
         match pending {
             Pending::Publish => {
@@ -386,11 +390,13 @@ impl Omemo {
                             self.start_session(store, &jid, device, version, &bundle)
                         {
                             tracing::warn!(%reason, device, "cannot start an OMEMO session");
+                            self.healing.remove(&(jid.clone(), device, version));
                             self.unreachable.insert((jid.clone(), device, version));
                         }
                     }
                     Err(err) => {
                         tracing::warn!(error = %err, device, "no usable OMEMO bundle");
+                        self.healing.remove(&(jid.clone(), device, version));
                         self.unreachable.insert((jid, device, version));
                     }
                 }
@@ -714,7 +720,14 @@ impl Omemo {
         {
             Ok(key_material) => key_material,
             Err(err) => {
-                if matches!(err, OmemoError::NoSession | OmemoError::BadMac) && !key.key_exchange {
+                // The sender believes in a session we cannot use (we lost
+                // it, or its prekey is gone): build a new one for it.
+                let broken = match err {
+                    OmemoError::NoSession | OmemoError::BadMac => !key.key_exchange,
+                    OmemoError::UnknownPreKey | OmemoError::UnknownSignedPreKey => true,
+                    _ => false,
+                };
+                if broken {
                     out.extend(self.heal(sender, device, version));
                 }
                 return Some((
@@ -833,6 +846,7 @@ impl Omemo {
         }
         tracing::info!(device, "rebuilding a broken OMEMO session");
         let jid = jid.to_owned();
+        self.healing.insert((jid.clone(), device, version));
         vec![self.request(
             Pending::Bundle {
                 jid: jid.clone(),
@@ -887,22 +901,24 @@ impl Omemo {
     /// Healing bundles that arrived: the key-transport messages to send.
     pub(crate) fn healing_messages(&mut self, store: &mut Store) -> Vec<Element> {
         let mut out = Vec::new();
-        let healed: Vec<(String, u32)> = self.healed.iter().cloned().collect();
-        for (jid, device) in healed {
+        let waiting: Vec<(String, u32, OmemoVersion)> = self.healing.iter().cloned().collect();
+        for (jid, device, version) in waiting {
             let asked = self.pending.values().any(
                 |p| matches!(p, Pending::Bundle { jid: j, device: d, .. } if *j == jid && *d == device),
             );
             if asked {
                 continue;
             }
-            for version in OmemoVersion::ALL {
-                let fresh = self
-                    .load_session(store, &jid, device, version_code(version))
-                    .and_then(|r| Session::from_bytes(&r).ok())
-                    .is_some_and(|s| !s.confirmed());
-                if fresh {
-                    out.extend(self.key_transport(store, &jid, device, version));
+            self.healing.remove(&(jid.clone(), device, version));
+            match self.key_transport(store, &jid, device, version) {
+                Some(message) => {
+                    tracing::debug!(
+                        device,
+                        "sending a key-transport message to rebuild the session"
+                    );
+                    out.push(message)
                 }
+                None => tracing::warn!(device, "could not rebuild the OMEMO session"),
             }
         }
         out

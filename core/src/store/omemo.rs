@@ -470,6 +470,14 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets every session with `jid`'s devices (they are rebuilt on
+    /// the next message either way).
+    pub fn omemo_forget_sessions(&mut self, jid: &str) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM omemo_sessions WHERE jid = ?1", [jid])?)
+    }
+
     /// How `jid`'s conversation is encrypted (`Off` unless set).
     pub fn omemo_conversation_encryption(
         &self,
