@@ -62,13 +62,12 @@ fn bot_event(rx: &mpsc::Receiver<Value>, kind: &str, secs: u64) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(secs);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
+        let event = rx.recv_timeout(left);
+        if let (Ok(v), Some(_)) = (&event, std::env::var_os("WAXWING_DEBUG_BOT")) {
+            eprintln!("bot: {v}");
+        }
+        match event {
             Ok(v) if v["bot"] == kind => return v,
-            Ok(v)
-                if std::env::var_os("WAXWING_DEBUG_BOT").is_some() && {
-                    eprintln!("bot: {v}");
-                    false
-                } => {}
             Ok(v) if v["bot"] == "decrypt_error" => panic!("the bot could not decrypt: {v}"),
             Ok(_) => {}
             Err(_) => panic!("no '{kind}' from the bot within {secs} s"),
