@@ -2,6 +2,7 @@
 //! core's types and FFI records, enums and errors. No logic lives here.
 
 mod logging;
+mod omemo;
 mod push;
 mod types;
 
@@ -12,6 +13,7 @@ use waxwing_core::store::{HistoryCursor, StoreKey};
 use waxwing_core::transport::ConnectOptions;
 
 pub use logging::{init_logging, LogLevel, LogSink};
+pub use omemo::*;
 pub use push::*;
 pub use types::*;
 

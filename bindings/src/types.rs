@@ -218,6 +218,8 @@ pub struct Message {
     pub origin_id: Option<String>,
     pub stanza_id: Option<String>,
     pub timestamp_ms: i64,
+    /// End-to-end encryption and the sending device's trust.
+    pub security: crate::omemo::Security,
 }
 
 impl From<StoredMessage> for Message {
@@ -242,6 +244,7 @@ impl From<StoredMessage> for Message {
             origin_id: m.origin_id,
             stanza_id: m.stanza_id,
             timestamp_ms: m.timestamp_ms,
+            security: m.security.into(),
         }
     }
 }
@@ -377,6 +380,16 @@ pub enum Event {
     },
     /// History is complete up to now (archive catch-up done).
     CaughtUp,
+    /// New OMEMO devices of `jid` appeared (see `omemoDevices`).
+    OmemoDevicesChanged {
+        jid: String,
+    },
+    /// A trust decision about one of `jid`'s devices was recorded.
+    OmemoTrustChanged {
+        jid: String,
+        device_id: u32,
+        trust: crate::omemo::DeviceTrust,
+    },
 }
 
 impl From<ClientEvent> for Event {
@@ -403,6 +416,16 @@ impl From<ClientEvent> for Event {
             },
             ClientEvent::SubscriptionRequest { from } => Event::SubscriptionRequest { from },
             ClientEvent::CaughtUp => Event::CaughtUp,
+            ClientEvent::OmemoDevicesChanged { jid } => Event::OmemoDevicesChanged { jid },
+            ClientEvent::OmemoTrustChanged {
+                jid,
+                device_id,
+                trust,
+            } => Event::OmemoTrustChanged {
+                jid,
+                device_id,
+                trust: trust.into(),
+            },
         }
     }
 }

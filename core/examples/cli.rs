@@ -187,6 +187,14 @@ fn event_json(event: &ClientEvent) -> Value {
             json!({"event": "subscription_request", "from": from})
         }
         ClientEvent::CaughtUp => json!({"event": "caught_up"}),
+        ClientEvent::OmemoDevicesChanged { jid } => json!({"event": "omemo_devices", "jid": jid}),
+        ClientEvent::OmemoTrustChanged {
+            jid,
+            device_id,
+            trust,
+        } => {
+            json!({"event": "omemo_trust", "jid": jid, "device_id": device_id, "trust": trust})
+        }
     }
 }
 

@@ -75,6 +75,18 @@ fn bot_event(rx: &mpsc::Receiver<Value>, kind: &str, secs: u64) -> Value {
     }
 }
 
+/// Waits until `client`'s device is in its published device lists (both
+/// versions), so that contacts can find it.
+async fn published(client: &waxwing_core::Client) {
+    for _ in 0..200 {
+        if client.own_omemo_device().unwrap().versions.len() == 2 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("our OMEMO device was not published");
+}
+
 fn expected(version: &str) -> (ConversationEncryption, EncryptionScheme) {
     match version {
         "2" => (ConversationEncryption::Omemo2, EncryptionScheme::Omemo2),
@@ -324,4 +336,60 @@ async fn a_lost_session_heals_and_the_undecryptable_message_is_kept_with_its_rea
         "the undecryptable message is in the history"
     );
     client.logout().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_waxwing_clients_chat_encrypted_across_several_devices() {
+    let server = TestServer::start(&["alice:pw", "bob:pw"]);
+    // Bob has an older installation too (its device stays in his list).
+    let old_store = tempfile::tempdir().unwrap();
+    let (old_bob, _) = open_client(server.config("bob", "pw", old_store.path().into()));
+    old_bob.login().await.unwrap();
+    published(&old_bob).await;
+    old_bob.logout().await;
+    let (a_store, b_store) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (alice, alice_events) = open_client(server.config("alice", "pw", a_store.path().into()));
+    let (bob, bob_events) = open_client(server.config("bob", "pw", b_store.path().into()));
+    alice.login().await.unwrap();
+    bob.login().await.unwrap();
+    published(&alice).await;
+    published(&bob).await;
+    alice
+        .set_encryption("bob@localhost", ConversationEncryption::Auto)
+        .unwrap();
+    bob.set_encryption("alice@localhost", ConversationEncryption::Auto)
+        .unwrap();
+    for i in 0..3 {
+        let body = format!("to bob {i}");
+        alice.send_message("bob@localhost", &body).unwrap();
+        let got = bob_events
+            .wait_for(30, |e| match e {
+                ClientEvent::MessageReceived(m) if m.body == body => Some(m.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(got.security.scheme, EncryptionScheme::Omemo2);
+        let reply = format!("to alice {i}");
+        bob.send_message("alice@localhost", &reply).unwrap();
+        let got = alice_events
+            .wait_for(30, |e| match e {
+                ClientEvent::MessageReceived(m) if m.body == reply => Some(m.clone()),
+                _ => None,
+            })
+            .await;
+        assert_eq!(got.security.scheme, EncryptionScheme::Omemo2);
+    }
+    // Bob's old installation gets the messages too when it comes back.
+    let (old_bob, old_events) = open_client(server.config("bob", "pw", old_store.path().into()));
+    old_bob.login().await.unwrap();
+    let copy = old_events
+        .wait_for(30, |e| match e {
+            ClientEvent::MessageReceived(m) if m.body == "to bob 2" => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(copy.security.undecryptable.is_none());
+    alice.logout().await;
+    bob.logout().await;
+    old_bob.logout().await;
 }

@@ -5,7 +5,7 @@
 use jid::BareJid;
 
 use super::omemo::Omemo;
-use super::{Client, ClientError};
+use super::{Client, ClientError, ClientEvent};
 use crate::omemo::PeerIdentity;
 use crate::store::{ConversationEncryption, DeviceTrust};
 
@@ -90,12 +90,17 @@ impl Client {
         trust: DeviceTrust,
     ) -> Result<(), ClientError> {
         let jid: BareJid = jid.parse().map_err(|_| ClientError::InvalidJid)?;
-        if !self
+        let known = self
             .store()
-            .omemo_set_trust(jid.as_str(), device_id, trust)?
-        {
+            .omemo_set_trust(jid.as_str(), device_id, trust)?;
+        if !known {
             return Err(ClientError::UnknownDevice);
         }
+        self.listener.on_event(ClientEvent::OmemoTrustChanged {
+            jid: jid.to_string(),
+            device_id,
+            trust,
+        });
         Ok(())
     }
 

@@ -46,6 +46,17 @@ pub enum ClientEvent {
     /// The archive catch-up after (re)connecting finished (or a resumed
     /// stream made it unnecessary): the history is complete up to now.
     CaughtUp,
+    /// New OMEMO devices of `jid` (a contact, or our own account) appeared;
+    /// see `Client::omemo_devices` for their fingerprints and trust.
+    OmemoDevicesChanged {
+        jid: String,
+    },
+    /// A trust decision about one of `jid`'s OMEMO devices was recorded.
+    OmemoTrustChanged {
+        jid: String,
+        device_id: u32,
+        trust: crate::store::DeviceTrust,
+    },
 }
 
 /// Receives the client's events; called from the client's task, so keep it

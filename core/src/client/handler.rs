@@ -278,9 +278,22 @@ impl ConnectionHandler {
             .unwrap_or_default()
     }
 
+    /// Tells the app about newly seen OMEMO devices.
+    fn emit_new_devices(&mut self) {
+        let jids = self
+            .omemo
+            .as_mut()
+            .map(Omemo::take_new_devices)
+            .unwrap_or_default();
+        for jid in jids {
+            self.emit(ClientEvent::OmemoDevicesChanged { jid });
+        }
+    }
+
     /// After a batch is committed: what OMEMO sends next (a republished
-    /// bundle once a prekey was used).
+    /// bundle once a prekey was used), and new devices to announce.
     fn omemo_committed(&mut self) {
+        self.emit_new_devices();
         let Some(omemo) = self.omemo.as_mut() else {
             return;
         };
@@ -933,6 +946,7 @@ impl ConnectionHandler {
             for id in retry {
                 self.send_queued(session, now, id);
             }
+            self.emit_new_devices();
             return;
         }
         match element.attr("type") {

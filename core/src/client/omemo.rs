@@ -69,6 +69,12 @@ enum Pending {
         version: OmemoVersion,
     },
     Publish,
+    /// Our device list with our device added: once accepted, our device
+    /// counts as published for that version.
+    PublishDeviceList {
+        version: OmemoVersion,
+        ids: Vec<u32>,
+    },
 }
 
 /// What sending a message to an encrypted conversation needs next.
@@ -141,6 +147,8 @@ pub(crate) struct Omemo {
     writes: OmemoWrites,
     /// A prekey was used: publish the bundle again once committed.
     republish: bool,
+    /// JIDs with newly seen devices, for `OmemoDevicesChanged` events.
+    new_devices: Vec<String>,
 }
 
 impl Omemo {
@@ -192,6 +200,7 @@ impl Omemo {
             healing: HashSet::new(),
             writes: OmemoWrites::default(),
             republish: false,
+            new_devices: Vec::new(),
         })
     }
 
@@ -247,6 +256,13 @@ impl Omemo {
         store
             .omemo_save_session(jid, device, code, &session.to_bytes())
             .map_err(|_| OmemoError::NoSession)
+    }
+
+    /// JIDs whose device lists gained devices since the last call.
+    pub(crate) fn take_new_devices(&mut self) -> Vec<String> {
+        let mut jids = std::mem::take(&mut self.new_devices);
+        jids.dedup();
+        jids
     }
 
     /// The session and prekey changes of the batch decrypted since the
@@ -359,6 +375,16 @@ impl Omemo {
                     tracing::warn!("publishing OMEMO data was refused");
                 }
             }
+            Pending::PublishDeviceList { version, ids } => {
+                if ok {
+                    let own = self.own.to_string();
+                    if let Err(err) = self.record_device_list(store, &own, version, &ids) {
+                        tracing::warn!(error = %err, "cannot store our device list");
+                    }
+                } else {
+                    tracing::warn!("publishing our OMEMO device list was refused");
+                }
+            }
             Pending::DeviceList { jid, version } => {
                 // No node yet (item-not-found) is an empty list.
                 let ids = pep::first_item_payload(iq)
@@ -371,9 +397,11 @@ impl Omemo {
                     let mut ids = ids;
                     ids.push(self.device_id);
                     let list = elements::device_list_element(version, &ids);
-                    out.push(self.request(Pending::Publish, |id| {
-                        pep::publish_device_list(id, version, list)
-                    }));
+                    out.push(
+                        self.request(Pending::PublishDeviceList { version, ids }, |id| {
+                            pep::publish_device_list(id, version, list)
+                        }),
+                    );
                 }
             }
             Pending::Bundle {
@@ -408,7 +436,7 @@ impl Omemo {
             .values()
             .filter_map(|p| match p {
                 Pending::DeviceList { jid, .. } | Pending::Bundle { jid, .. } => Some(jid.clone()),
-                Pending::Publish => None,
+                Pending::Publish | Pending::PublishDeviceList { .. } => None,
             })
             .collect();
         let own = self.own.to_string();
@@ -438,7 +466,7 @@ impl Omemo {
     }
 
     fn record_device_list(
-        &self,
+        &mut self,
         store: &mut Store,
         jid: &str,
         version: OmemoVersion,
@@ -454,6 +482,7 @@ impl Omemo {
         )?;
         if !new.is_empty() {
             tracing::info!(count = new.len(), "new OMEMO devices");
+            self.new_devices.push(jid.to_owned());
         }
         Ok(())
     }
@@ -700,8 +729,10 @@ impl Omemo {
             ));
         }
         let trust = Self::initial_trust(store, sender);
-        if let Err(err) = store.omemo_add_device(sender, device, trust, now_ms()) {
-            tracing::warn!(error = %err, "cannot record an OMEMO device");
+        match store.omemo_add_device(sender, device, trust, now_ms()) {
+            Ok(true) => self.new_devices.push(sender.to_owned()),
+            Ok(false) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot record an OMEMO device"),
         }
         let known = store.omemo_device(sender, device).ok().flatten();
         let trust = known.as_ref().map(|d| d.trust);

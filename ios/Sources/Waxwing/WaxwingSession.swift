@@ -78,6 +78,18 @@ public final class WaxwingSession: @unchecked Sendable {
     }
 
     public func disablePush() async throws { try await client.disablePush() }
+
+    // OMEMO: encryption per conversation (a message that cannot be encrypted
+    // fails, never goes out in plain text), fingerprints and trust.
+    public func setEncryption(_ mode: ConversationEncryption, with peer: String) throws {
+        try client.setEncryption(peer: peer, mode: mode)
+    }
+    public func encryption(with peer: String) throws -> ConversationEncryption { try client.encryption(peer: peer) }
+    public func ownDevice() throws -> OmemoDevice { try client.ownOmemoDevice() }
+    public func devices(of jid: String) throws -> [OmemoDevice] { try client.omemoDevices(jid: jid) }
+    public func setTrust(_ trust: DeviceTrust, jid: String, deviceId: UInt32) throws {
+        try client.setOmemoTrust(jid: jid, deviceId: deviceId, trust: trust)
+    }
 }
 
 /// For the Notification Service Extension: decrypt the payload, or fetch

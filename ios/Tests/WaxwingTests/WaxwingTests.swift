@@ -43,6 +43,28 @@ final class WaxwingTests: XCTestCase {
         XCTAssertEqual(try alice.history(with: "sbob@localhost").first?.body, body)
     }
 
+    func testEncryptedChatShowsEncryptionAndTrust() async throws {
+        let alice = try WaxwingSession(config: config(user: "salice", password: "pw1", dir: tempDir()))
+        let bob = try WaxwingSession(config: config(user: "sbob", password: "pw2", dir: tempDir()))
+        try await alice.login()
+        try await bob.login()
+        for session in [alice, bob] {
+            while try session.ownDevice().versions.count < 2 { try await Task.sleep(nanoseconds: 50_000_000) }
+        }
+        try alice.setEncryption(.auto, with: "sbob@localhost")
+        let body = "secret from swift \(UUID())"
+        try alice.send(body, to: "sbob@localhost")
+        for await event in bob.events {
+            if case .messageReceived(let message) = event, message.body == body {
+                XCTAssertEqual(message.security.encryption, .omemo2)
+                XCTAssertEqual(message.security.senderTrust, .blindlyTrusted)
+                let device = try bob.devices(of: "salice@localhost").first { $0.deviceId == message.security.senderDevice }
+                XCTAssertEqual(device?.fingerprint, try alice.ownDevice().fingerprint)
+                break
+            }
+        }
+    }
+
     func testWrongPasswordThrowsAuthenticationFailed() async throws {
         let client = try WaxwingSession(config: config(user: "salice", password: "nope", dir: tempDir()))
         do {

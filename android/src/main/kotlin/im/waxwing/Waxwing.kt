@@ -67,6 +67,21 @@ class Waxwing private constructor(
         client.enablePush(service, node, secret)
     suspend fun disablePush() = client.disablePush()
 
+    /**
+     * OMEMO end-to-end encryption. [setEncryption] turns it on per
+     * conversation (a message that cannot be encrypted then fails; it never
+     * goes out in plain text). Fingerprints are compared by the users;
+     * [setTrust] records the decision. Each [Message] says how it was
+     * protected and how far its sending device is trusted.
+     */
+    suspend fun setEncryption(peer: String, mode: ConversationEncryption) =
+        withContext(Dispatchers.IO) { client.setEncryption(peer, mode) }
+    suspend fun encryption(peer: String): ConversationEncryption = withContext(Dispatchers.IO) { client.encryption(peer) }
+    suspend fun ownDevice(): OmemoDevice = withContext(Dispatchers.IO) { client.ownOmemoDevice() }
+    suspend fun devices(jid: String): List<OmemoDevice> = withContext(Dispatchers.IO) { client.omemoDevices(jid) }
+    suspend fun setTrust(jid: String, deviceId: UInt, trust: DeviceTrust) =
+        withContext(Dispatchers.IO) { client.setOmemoTrust(jid, deviceId, trust) }
+
     override fun close() {
         channel.close()
         client.close()

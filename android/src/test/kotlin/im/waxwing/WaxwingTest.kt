@@ -8,6 +8,7 @@ import java.nio.file.Files
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
 import kotlin.test.assertTrue
+import kotlinx.coroutines.delay
 import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.first
 import kotlinx.coroutines.runBlocking
@@ -187,5 +188,36 @@ class WaxwingTest {
         val alice = Waxwing.open(config("kalice", "pw1", tempDir()))
         assertFailsWith<WaxwingException.InvalidJid> { alice.sendMessage("not a jid@@", "x") }
         alice.close()
+    }
+
+    @Test
+    fun encryptedChatShowsEncryptionFingerprintsAndTrust() = runBlocking<Unit> {
+        val alice = Waxwing.open(config("kalice", "pw1", tempDir()))
+        val bob = Waxwing.open(config("kbob", "pw2", tempDir()))
+        alice.login(); bob.login()
+        // Contacts find a device once it is in the published device lists.
+        for (client in listOf(alice, bob)) {
+            withTimeout(10_000) { while (client.ownDevice().versions.size < 2) delay(50) }
+        }
+        alice.setEncryption("kbob@localhost", ConversationEncryption.AUTO)
+        assertEquals(ConversationEncryption.AUTO, alice.encryption("kbob@localhost"))
+        val body = "secret from kotlin ${System.nanoTime()}"
+        val sent = alice.sendMessage("kbob@localhost", body)
+        val got = bob.events.awaitEvent { (it as? Event.MessageReceived)?.message?.takeIf { m -> m.body == body } }
+        assertEquals(Encryption.OMEMO2, got.security.encryption)
+        assertEquals(DeviceTrust.BLINDLY_TRUSTED, got.security.senderTrust)
+        assertEquals(null, got.security.undecryptable)
+        val mine = alice.history("kbob@localhost").first { it.id == sent.id }
+        assertEquals(Encryption.OMEMO2, mine.security.encryption)
+        // Bob sees Alice's device with the fingerprint Alice sees for herself.
+        val aliceDevice = alice.ownDevice()
+        assertTrue(aliceDevice.thisDevice)
+        val seen = bob.devices("kalice@localhost").first { it.deviceId == got.security.senderDevice }
+        assertEquals(aliceDevice.fingerprint, seen.fingerprint)
+        bob.setTrust("kalice@localhost", seen.deviceId, DeviceTrust.VERIFIED)
+        bob.events.awaitEvent { (it as? Event.OmemoTrustChanged)?.takeIf { e -> e.trust == DeviceTrust.VERIFIED } }
+        assertEquals(DeviceTrust.VERIFIED, bob.devices("kalice@localhost").first { it.deviceId == seen.deviceId }.trust)
+        assertFailsWith<WaxwingException.UnknownDevice> { bob.setTrust("kalice@localhost", 1u, DeviceTrust.VERIFIED) }
+        alice.logout(); bob.logout(); alice.close(); bob.close()
     }
 }
