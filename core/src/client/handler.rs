@@ -412,10 +412,10 @@ impl ConnectionHandler {
             self.send(session, now, &carbons::enable(&random_id()));
         }
         let publish = {
-            let store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+            let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
             self.omemo
                 .as_mut()
-                .map(|o| o.on_online(&store))
+                .map(|o| o.on_online(&mut store, now_ms()))
                 .unwrap_or_default()
         };
         for stanza in &publish {

@@ -36,6 +36,12 @@ use crate::store::{
 
 /// How many one-time prekeys we keep published.
 const PRE_KEYS: u32 = 100;
+/// How long a signed prekey is used before a new one replaces it.
+const SIGNED_PRE_KEY_LIFETIME_MS: i64 = 7 * 24 * 3600 * 1000;
+/// A device silent for this long is stale: messages are no longer
+/// encrypted to it (unless it is the contact's only one). It comes back
+/// by sending a message.
+const STALE_DEVICE_MS: i64 = 90 * 24 * 3600 * 1000;
 /// Body sent alongside for clients without OMEMO.
 pub(crate) const FALLBACK_BODY: &str =
     "This message is OMEMO encrypted; your client does not seem to support that.";
@@ -294,7 +300,8 @@ impl Omemo {
 
     /// On a new session: fetch our own device lists (to add ourselves) and
     /// publish our bundles.
-    pub(crate) fn on_online(&mut self, store: &Store) -> Vec<Element> {
+    pub(crate) fn on_online(&mut self, store: &mut Store, now_ms: i64) -> Vec<Element> {
+        self.rotate_signed_pre_key_if_due(store, now_ms);
         let own = self.own.to_string();
         let mut out = Vec::new();
         for version in OmemoVersion::ALL {
@@ -309,6 +316,26 @@ impl Omemo {
         }
         out.extend(self.publish_bundles(store));
         out
+    }
+
+    /// A new signed prekey once the current one is a week old (the
+    /// previous one stays usable for key exchanges in flight).
+    fn rotate_signed_pre_key_if_due(&mut self, store: &mut Store, now_ms: i64) {
+        let (Ok(Some(own)), Ok(signed)) = (store.omemo_own(), store.omemo_signed_pre_keys()) else {
+            return;
+        };
+        let current = signed
+            .iter()
+            .find(|((id, _), _)| *id == own.signed_pre_key_id);
+        let due = current.is_none_or(|(_, created)| now_ms - created >= SIGNED_PRE_KEY_LIFETIME_MS);
+        if !due {
+            return;
+        }
+        let next_id = signed.iter().map(|((id, _), _)| *id).max().unwrap_or(0) + 1;
+        match store.omemo_rotate_signed_pre_key(next_id, KeyPair::generate().secret(), now_ms) {
+            Ok(()) => tracing::info!(id = next_id, "rotated our signed prekey"),
+            Err(err) => tracing::warn!(error = %err, "cannot rotate our signed prekey"),
+        }
     }
 
     fn publish_bundles(&mut self, store: &Store) -> Vec<Element> {
@@ -584,12 +611,24 @@ impl Omemo {
             OmemoVersion::V2 => d.listed_v2,
             OmemoVersion::V0_3 => d.listed_v03,
         };
-        let mut targets: Vec<(String, u32)> = devices
+        let now = now_ms();
+        let stale = |d: &DeviceRecord| d.last_message_ms.is_some_and(|t| now - t > STALE_DEVICE_MS);
+        let usable: Vec<&DeviceRecord> = devices
             .iter()
             .filter(|d| listed(d) && d.trust.is_trusted())
+            .filter(|d| {
+                !self
+                    .unreachable
+                    .contains(&(peer.to_owned(), d.device_id, version))
+            })
+            .collect();
+        let fresh: Vec<&DeviceRecord> = usable.iter().copied().filter(|d| !stale(d)).collect();
+        // Stale devices are left out, unless nothing else is left.
+        let chosen = if fresh.is_empty() { usable } else { fresh };
+        let mut targets: Vec<(String, u32)> = chosen
+            .iter()
             .map(|d| (peer.to_owned(), d.device_id))
             .collect();
-        targets.retain(|(jid, d)| !self.unreachable.contains(&(jid.clone(), *d, version)));
         if targets.is_empty() {
             return Prepared::Fail(
                 "none of the contact's OMEMO devices is trusted and reachable".into(),
@@ -599,6 +638,7 @@ impl Omemo {
             if own_device.device_id != self.device_id
                 && listed(&own_device)
                 && own_device.trust.is_trusted()
+                && !stale(&own_device)
                 && !self
                     .unreachable
                     .contains(&(own.clone(), own_device.device_id, version))
@@ -955,6 +995,10 @@ impl Omemo {
         out
     }
 }
+
+#[cfg(test)]
+#[path = "omemo_tests.rs"]
+mod tests;
 
 fn undecryptable(
     scheme: EncryptionScheme,

@@ -1,0 +1,358 @@
+//! The client's OMEMO layer against a real SQLCipher store, with a peer
+//! device built from the crypto engine: what each kind of bad input turns
+//! into, that nothing bad changes a session, signed prekey rotation, and
+//! stale devices.
+
+use minidom::Element;
+
+use super::*;
+use crate::features::omemo::elements::{EncryptedElement, KeyEntry};
+use crate::features::omemo::sce;
+use crate::omemo::x3dh::signed_pre_key_encoding;
+use crate::omemo::{payload, Bundle, IdentityKeyPair, KeyPair, OmemoVersion, Session};
+use crate::store::{Store, StoreKey};
+
+const ALICE: &str = "alice@example.org";
+const BOB: &str = "bob@example.org";
+const BOB_DEVICE: u32 = 77;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    omemo: Omemo,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), &StoreKey::from_bytes([5; 32])).unwrap();
+    let omemo = Omemo::load_or_create(&mut store, ALICE.parse().unwrap()).unwrap();
+    Fixture {
+        _dir: dir,
+        store,
+        omemo,
+    }
+}
+
+/// Alice's bundle as Bob would fetch it.
+fn alice_bundle(f: &Fixture, version: OmemoVersion) -> Bundle {
+    let own = f.store.omemo_own().unwrap().unwrap();
+    let identity = IdentityKeyPair::from_seed(&own.identity_seed);
+    let ((spk_id, spk), _) = f
+        .store
+        .omemo_signed_pre_keys()
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    let spk = KeyPair::from_secret(*spk).public();
+    let pre_keys = f
+        .store
+        .omemo_pre_keys()
+        .unwrap()
+        .iter()
+        .map(|(id, s)| (*id, KeyPair::from_secret(**s).public()))
+        .collect();
+    let signature = identity.sign(version, &signed_pre_key_encoding(version, &spk));
+    let public = identity.public();
+    let ik = match version {
+        OmemoVersion::V2 => public.ed25519().unwrap().to_vec(),
+        OmemoVersion::V0_3 => crate::omemo::wire::djb_key(&public.curve25519()),
+    };
+    Bundle::verified(
+        version,
+        &ik,
+        spk_id,
+        &signed_pre_key_encoding(version, &spk),
+        &signature,
+        pre_keys,
+    )
+    .unwrap()
+}
+
+/// Bob's device: his session with Alice, built from her bundle.
+struct Bob {
+    identity: IdentityKeyPair,
+    session: Session,
+    version: OmemoVersion,
+}
+
+impl Bob {
+    fn new(f: &Fixture, version: OmemoVersion) -> Self {
+        let identity = IdentityKeyPair::generate();
+        let session =
+            Session::initiate(version, &identity, BOB_DEVICE, &alice_bundle(f, version)).unwrap();
+        Self {
+            identity,
+            session,
+            version,
+        }
+    }
+
+    /// A message stanza from Bob to Alice's device `rid`, `from` claimed
+    /// in the SCE envelope.
+    fn message(&mut self, body: &str, rid: u32, claimed_from: &str) -> Element {
+        let plaintext = match self.version {
+            OmemoVersion::V2 => sce::envelope(body, claimed_from, ALICE, "2026-11-25T00:00:00Z"),
+            OmemoVersion::V0_3 => body.as_bytes().to_vec(),
+        };
+        let sealed = payload::encrypt(self.version, &plaintext);
+        let key = self.session.encrypt(&sealed.key_material).unwrap();
+        let encrypted = EncryptedElement {
+            version: self.version,
+            sid: BOB_DEVICE,
+            keys: vec![KeyEntry {
+                jid: Some(ALICE.into()),
+                rid,
+                key_exchange: key.key_exchange,
+                data: key.data,
+            }],
+            iv: sealed.iv.map(|iv| iv.to_vec()),
+            payload: Some(sealed.ciphertext),
+        };
+        let mut message = crate::features::stanza(
+            "message",
+            &[
+                ("from", Some(&format!("{BOB}/phone"))),
+                ("to", Some(ALICE)),
+                ("type", Some("chat")),
+            ],
+            vec![],
+        );
+        message.append_child(encrypted.to_element());
+        message
+    }
+}
+
+/// Decrypts and commits, as the handler does for a batch.
+fn receive(f: &mut Fixture, message: &Element) -> Received {
+    let (received, _) = f
+        .omemo
+        .decrypt(&mut f.store, BOB, message)
+        .expect("an encrypted message");
+    let writes = f.omemo.take_writes();
+    f.store.insert_incoming_batch_with(&[], &writes).unwrap();
+    received
+}
+
+fn body_of(received: Received) -> (String, MessageSecurity) {
+    match received {
+        Received::Message { body, security } => (body, security),
+        Received::KeyTransport => panic!("expected a message"),
+    }
+}
+
+#[test]
+fn messages_decrypt_with_scheme_device_and_trust_in_both_versions() {
+    for version in OmemoVersion::ALL {
+        let mut f = fixture();
+        let mut bob = Bob::new(&f, version);
+        let device = f.omemo.device_id();
+        for i in 0..3 {
+            let (body, security) = body_of(receive(
+                &mut f,
+                &bob.message(&format!("hi {i}"), device, BOB),
+            ));
+            assert_eq!(body, format!("hi {i}"));
+            assert_eq!(security.scheme, scheme(version));
+            assert_eq!(security.sender_device, Some(BOB_DEVICE));
+            assert_eq!(security.sender_trust, Some(DeviceTrust::BlindlyTrusted));
+            assert_eq!(security.undecryptable, None);
+        }
+        // The device was recorded with its identity key.
+        let record = f.store.omemo_device(BOB, BOB_DEVICE).unwrap().unwrap();
+        assert_eq!(
+            record.identity_key,
+            Some(bob.identity.public().curve25519())
+        );
+        assert!(record.last_message_ms.is_some());
+    }
+}
+
+#[test]
+fn bad_input_is_kept_as_undecryptable_with_its_reason_and_breaks_nothing() {
+    for version in OmemoVersion::ALL {
+        let mut f = fixture();
+        let mut bob = Bob::new(&f, version);
+        let device = f.omemo.device_id();
+        let first = bob.message("first", device, BOB);
+        assert_eq!(body_of(receive(&mut f, &first)).0, "first");
+        let reason = |f: &mut Fixture, m: &Element| body_of(receive(f, m)).1.undecryptable;
+
+        // The same message again (a replay).
+        assert_eq!(
+            reason(&mut f, &first).as_deref(),
+            Some("message already decrypted or too old")
+        );
+        // A key for another device only.
+        let other = bob.message("not for you", device + 1, BOB);
+        assert_eq!(
+            reason(&mut f, &other).as_deref(),
+            Some("message not encrypted for this device")
+        );
+        // A payload that fails to authenticate.
+        let mut tampered = bob.message("tampered", device, BOB);
+        let encrypted = tampered
+            .get_child_mut("encrypted", version.namespace())
+            .unwrap();
+        let payload = encrypted
+            .get_child_mut("payload", version.namespace())
+            .unwrap();
+        let text = payload.text();
+        let flipped = if text.starts_with('A') {
+            text.replacen('A', "B", 1)
+        } else {
+            format!("A{}", &text[1..])
+        };
+        *payload = crate::features::text_element("payload", version.namespace(), &flipped);
+        assert_eq!(
+            reason(&mut f, &tampered).as_deref(),
+            Some("payload failed to authenticate")
+        );
+        // A malformed element.
+        let mut malformed = crate::features::stanza("message", &[("type", Some("chat"))], vec![]);
+        malformed.append_child(Element::bare("encrypted", version.namespace()));
+        assert!(reason(&mut f, &malformed)
+            .unwrap()
+            .starts_with("malformed OMEMO data"));
+        // None of it hurt the session.
+        assert_eq!(
+            body_of(receive(&mut f, &bob.message("still fine", device, BOB))).0,
+            "still fine"
+        );
+    }
+}
+
+#[test]
+fn an_envelope_claiming_another_sender_is_refused() {
+    let mut f = fixture();
+    let mut bob = Bob::new(&f, OmemoVersion::V2);
+    let device = f.omemo.device_id();
+    let forged = bob.message("I am Mallory", device, "mallory@example.org");
+    let (_, security) = body_of(receive(&mut f, &forged));
+    assert_eq!(
+        security.undecryptable.as_deref(),
+        Some("payload failed to authenticate")
+    );
+}
+
+#[test]
+fn a_changed_identity_for_a_known_device_is_refused() {
+    for version in OmemoVersion::ALL {
+        let mut f = fixture();
+        let device = f.omemo.device_id();
+        let mut bob = Bob::new(&f, version);
+        assert_eq!(
+            body_of(receive(&mut f, &bob.message("real", device, BOB))).0,
+            "real"
+        );
+        // Someone else claims Bob's device id with a new identity key.
+        let mut impostor = Bob::new(&f, version);
+        let (body, security) = body_of(receive(&mut f, &impostor.message("fake", device, BOB)));
+        assert_ne!(body, "fake");
+        assert_eq!(
+            security.undecryptable.as_deref(),
+            Some("identity key changed")
+        );
+        // Bob's real session still works.
+        assert_eq!(
+            body_of(receive(&mut f, &bob.message("real again", device, BOB))).0,
+            "real again"
+        );
+    }
+}
+
+#[test]
+fn a_used_prekey_is_replaced_and_the_bundle_republished_after_commit() {
+    let mut f = fixture();
+    let before: Vec<u32> = f
+        .store
+        .omemo_pre_keys()
+        .unwrap()
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    let mut bob = Bob::new(&f, OmemoVersion::V2);
+    let device = f.omemo.device_id();
+    let message = bob.message("kex", device, BOB);
+    let (_, stanzas) = f.omemo.decrypt(&mut f.store, BOB, &message).unwrap();
+    assert!(stanzas.is_empty());
+    // Nothing changes in the store before the batch commits.
+    assert_eq!(f.store.omemo_pre_keys().unwrap().len(), before.len());
+    assert!(f.store.omemo_session(BOB, BOB_DEVICE, 2).unwrap().is_none());
+    let writes = f.omemo.take_writes();
+    f.store.insert_incoming_batch_with(&[], &writes).unwrap();
+    let after: Vec<u32> = f
+        .store
+        .omemo_pre_keys()
+        .unwrap()
+        .iter()
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(after.len(), before.len(), "still 100 prekeys");
+    assert_ne!(after, before, "the used one was replaced");
+    assert!(f.store.omemo_session(BOB, BOB_DEVICE, 2).unwrap().is_some());
+    assert_eq!(
+        f.omemo.after_commit(&f.store).len(),
+        2,
+        "bundles republished for both versions"
+    );
+}
+
+#[test]
+fn the_signed_prekey_rotates_weekly_and_the_previous_one_still_works() {
+    let mut f = fixture();
+    let mut bob = Bob::new(&f, OmemoVersion::V2); // uses the current signed prekey
+    let created = f.store.omemo_signed_pre_keys().unwrap()[0].1;
+    f.omemo.on_online(&mut f.store, created + 1000);
+    assert_eq!(
+        f.store.omemo_signed_pre_keys().unwrap().len(),
+        1,
+        "not due yet"
+    );
+    f.omemo
+        .on_online(&mut f.store, created + SIGNED_PRE_KEY_LIFETIME_MS);
+    let keys = f.store.omemo_signed_pre_keys().unwrap();
+    assert_eq!(keys.len(), 2, "the new one and the previous one");
+    assert_eq!(f.store.omemo_own().unwrap().unwrap().signed_pre_key_id, 2);
+    // A key exchange made with the previous signed prekey still works.
+    let device = f.omemo.device_id();
+    assert_eq!(
+        body_of(receive(&mut f, &bob.message("late kex", device, BOB))).0,
+        "late kex"
+    );
+}
+
+#[test]
+fn stale_devices_get_no_keys_unless_they_are_all_there_is() {
+    let mut f = fixture();
+    f.store
+        .omemo_set_conversation_encryption(BOB, ConversationEncryption::Omemo2)
+        .unwrap();
+    f.store
+        .omemo_update_device_list(BOB, true, &[1, 2], DeviceTrust::BlindlyTrusted, 0)
+        .unwrap();
+    let long_ago = now_ms() - STALE_DEVICE_MS - 1;
+    f.store.omemo_touch_device(BOB, 1, long_ago).unwrap();
+    // Device lists count as fetched on this connection.
+    for version in OmemoVersion::ALL {
+        f.omemo.lists_requested.insert((BOB.into(), version));
+        f.omemo.lists_requested.insert((ALICE.into(), version));
+    }
+    let Prepared::Wait(requests) = f.omemo.prepare(&mut f.store, 1, BOB, "hi", "o1") else {
+        panic!("expected bundle requests");
+    };
+    let asked: Vec<String> = requests.iter().map(|r| String::from(r)).collect();
+    assert_eq!(asked.len(), 1, "only the fresh device's bundle");
+    assert!(
+        asked[0].contains("id='2'") || asked[0].contains("id=\"2\""),
+        "{asked:?}"
+    );
+    // With every device stale, they are used after all.
+    f.store.omemo_touch_device(BOB, 2, long_ago).unwrap();
+    f.omemo.pending.clear();
+    f.omemo.waiting.clear();
+    let Prepared::Wait(requests) = f.omemo.prepare(&mut f.store, 1, BOB, "hi", "o1") else {
+        panic!("expected bundle requests");
+    };
+    assert_eq!(requests.len(), 2);
+}
