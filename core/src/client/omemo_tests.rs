@@ -341,7 +341,7 @@ fn stale_devices_get_no_keys_unless_they_are_all_there_is() {
     let Prepared::Wait(requests) = f.omemo.prepare(&mut f.store, 1, BOB, "hi", "o1") else {
         panic!("expected bundle requests");
     };
-    let asked: Vec<String> = requests.iter().map(|r| String::from(r)).collect();
+    let asked: Vec<String> = requests.iter().map(String::from).collect();
     assert_eq!(asked.len(), 1, "only the fresh device's bundle");
     assert!(
         asked[0].contains("id='2'") || asked[0].contains("id=\"2\""),
