@@ -3,6 +3,8 @@
 //! element of a message. The cryptography is in [`crate::omemo`].
 
 pub mod elements;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod pep;
 pub mod sce;
 
