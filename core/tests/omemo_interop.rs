@@ -393,3 +393,74 @@ async fn two_waxwing_clients_chat_encrypted_across_several_devices() {
     bob.logout().await;
     old_bob.logout().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_list_changes_are_pushed_to_subscribed_contacts() {
+    use waxwing_core::features::presence::{Availability, SubscriptionAction};
+    let server = TestServer::start(&["alice:pw", "bob:pw"]);
+    let (a_store, b_store, b2_store) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let (alice, alice_events) = open_client(server.config("alice", "pw", a_store.path().into()));
+    let (bob, bob_events) = open_client(server.config("bob", "pw", b_store.path().into()));
+    alice.login().await.unwrap();
+    bob.login().await.unwrap();
+    published(&bob).await;
+    alice
+        .subscription("bob@localhost", SubscriptionAction::Subscribe)
+        .unwrap();
+    bob_events
+        .wait_for(10, |e| {
+            matches!(e, ClientEvent::SubscriptionRequest { from } if from == "alice@localhost")
+                .then_some(())
+        })
+        .await;
+    bob.subscription("alice@localhost", SubscriptionAction::Approve)
+        .unwrap();
+    // Mutual: Bob's server sees Alice's presence (and its +notify caps).
+    bob.subscription("alice@localhost", SubscriptionAction::Subscribe)
+        .unwrap();
+    alice_events
+        .wait_for(10, |e| {
+            matches!(e, ClientEvent::SubscriptionRequest { from } if from == "bob@localhost")
+                .then_some(())
+        })
+        .await;
+    alice
+        .subscription("bob@localhost", SubscriptionAction::Approve)
+        .unwrap();
+    alice.set_presence(Availability::Available, None).unwrap();
+    alice_events
+        .wait_for(10, |e| {
+            matches!(e, ClientEvent::PresenceChanged { jid, .. } if jid == "bob@localhost")
+                .then_some(())
+        })
+        .await;
+    // Bob installs Waxwing on a second phone: Alice hears of it from the
+    // server (PEP +notify), without asking and without sending anything.
+    let (bob2, _) = open_client(server.config("bob", "pw", b2_store.path().into()));
+    bob2.login().await.unwrap();
+    let bob2_device = bob2.own_omemo_device().unwrap().device_id;
+    for _ in 0..200 {
+        let known = alice.omemo_devices("bob@localhost").unwrap();
+        if known
+            .iter()
+            .any(|d| d.device_id == bob2_device && !d.versions.is_empty())
+        {
+            assert!(alice_events.events().iter().any(
+                |e| matches!(e, ClientEvent::OmemoDevicesChanged { jid } if jid == "bob@localhost")
+            ));
+            alice.logout().await;
+            bob.logout().await;
+            bob2.logout().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "Alice never learned of Bob's new device: {:?}",
+        alice.omemo_devices("bob@localhost")
+    );
+}

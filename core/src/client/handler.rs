@@ -19,6 +19,7 @@ use super::omemo::{Omemo, Prepared, Received};
 use super::ordering;
 use super::{now_ms, random_id, ClientError};
 use crate::features::carbons::{self, Carbon};
+use crate::features::disco;
 use crate::features::mam::{self, MamMessage};
 use crate::features::messages::{self, IncomingMessageStanza};
 use crate::features::omemo::encrypted_child;
@@ -545,6 +546,17 @@ impl ConnectionHandler {
     }
 
     fn on_message(&mut self, element: Element) {
+        if let Some(omemo) = self.omemo.as_mut() {
+            let update = {
+                let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
+                omemo.on_pep_event(&mut store, &element)
+            };
+            if let Some(stanzas) = update {
+                self.omemo_outbox.extend(stanzas);
+                self.emit_new_devices();
+                return;
+            }
+        }
         match carbons::unwrap(&element, &self.own) {
             Carbon::Forged => return tracing::warn!("dropping a forged carbon"),
             // Copies are stored, but receipts are the receiving device's job.
@@ -1013,6 +1025,9 @@ impl ConnectionHandler {
                         self.send(session, now, &iq_error(&element, "service-unavailable"));
                     }
                 }
+            }
+            Some("get") if element.has_child("query", disco::NS_DISCO_INFO) => {
+                self.send(session, now, &disco::info_result(&element));
             }
             Some("get") | Some("set") => {
                 // RFC 6120 §8.4: answer what we do not support.

@@ -378,6 +378,47 @@ impl Omemo {
             .collect()
     }
 
+    /// A PEP notification of a device list (ours or a contact's, pushed by
+    /// the server because we announce `+notify`). Returns `None` for other
+    /// messages, else what to send (our list again if someone dropped us).
+    pub(crate) fn on_pep_event(
+        &mut self,
+        store: &mut Store,
+        message: &Element,
+    ) -> Option<Vec<Element>> {
+        let (node, payload) = pep::event_item(message)?;
+        let version = OmemoVersion::ALL
+            .into_iter()
+            .find(|v| elements::device_list_node(*v) == node)?;
+        // PEP events come from the publisher's bare JID.
+        let from: BareJid = message
+            .attr("from")
+            .unwrap_or(self.own.as_str())
+            .parse()
+            .ok()?;
+        let jid = from.to_string();
+        // Only a published list counts; a notification without one is ignored.
+        let Some(payload) = payload else {
+            return Some(Vec::new());
+        };
+        let ids = elements::parse_device_list(version, payload).unwrap_or_default();
+        if let Err(err) = self.record_device_list(store, &jid, version, &ids) {
+            tracing::warn!(error = %err, "cannot store a device list");
+        }
+        let mut out = Vec::new();
+        if from == self.own && !ids.contains(&self.device_id) {
+            let mut ids = ids;
+            ids.push(self.device_id);
+            let list = elements::device_list_element(version, &ids);
+            out.push(
+                self.request(Pending::PublishDeviceList { version, ids }, |id| {
+                    pep::publish_device_list(id, version, list)
+                }),
+            );
+        }
+        Some(out)
+    }
+
     /// Whether an IQ answer is one of ours.
     pub(crate) fn owns(&self, iq_id: &str) -> bool {
         self.pending.contains_key(iq_id)

@@ -4,6 +4,7 @@
 //! Pure functions: the client decides when to send and what to store.
 
 pub mod carbons;
+pub mod disco;
 pub mod mam;
 pub mod messages;
 pub mod omemo;

@@ -49,6 +49,10 @@ pub fn own_presence(availability: Availability, status: Option<&str>) -> Element
         children.push(text_element("status", NS_CLIENT, status));
     }
     let kind = (availability == Availability::Unavailable).then_some("unavailable");
+    if kind.is_none() {
+        // Entity capabilities: the server learns our +notify interests.
+        children.push(super::disco::caps_element());
+    }
     stanza("presence", &[("type", kind)], children)
 }
 

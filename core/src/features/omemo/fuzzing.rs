@@ -54,18 +54,30 @@ fn fixture() -> &'static Fixture {
             };
             let spk = signed_pre_key_encoding(version, &responder.signed.public());
             let signature = responder.identity.sign(version, &spk);
-            let bundle =
-                Bundle::verified(version, &ik, 1, &spk, &signature, vec![(1, responder.pre_key.public())])
-                    .expect("own bundle");
+            let bundle = Bundle::verified(
+                version,
+                &ik,
+                1,
+                &spk,
+                &signature,
+                vec![(1, responder.pre_key.public())],
+            )
+            .expect("own bundle");
             let mut out = Session::initiate(version, &initiator, 9, &bundle).expect("session");
             let first = out.encrypt(&[0; 32]).expect("encrypt");
-            let mut back =
-                Session::respond(version, &responder.identity, &responder, &first.data).expect("respond").session;
-            out.decrypt(&back.encrypt(&[0; 32]).expect("encrypt").data).expect("confirm");
+            let mut back = Session::respond(version, &responder.identity, &responder, &first.data)
+                .expect("respond")
+                .session;
+            out.decrypt(&back.encrypt(&[0; 32]).expect("encrypt").data)
+                .expect("confirm");
             (back, out)
         });
         let [(s2, i2), (s3, i3)] = pairs;
-        Fixture { responder, sessions: [s2, s3], initiators: [i2, i3] }
+        Fixture {
+            responder,
+            sessions: [s2, s3],
+            initiators: [i2, i3],
+        }
     })
 }
 
@@ -100,8 +112,12 @@ pub fn key_exchange(data: &[u8]) {
 /// exchange and as a message, and the payload with the key material),
 /// a bundle and a device list of both versions.
 pub fn stanza(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let Ok(element) = text.parse::<Element>() else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(element) = text.parse::<Element>() else {
+        return;
+    };
     if let Ok(encrypted) = EncryptedElement::parse(&element) {
         let index = usize::from(encrypted.version == OmemoVersion::V0_3);
         for key in &encrypted.keys {
@@ -109,7 +125,12 @@ pub fn stanza(data: &[u8]) {
             let mut session = fixture().sessions[index].clone();
             if let Ok(material) = session.decrypt(&key.data) {
                 if let Some(ciphertext) = &encrypted.payload {
-                    let _ = payload::decrypt(encrypted.version, &material, encrypted.iv.as_deref(), ciphertext);
+                    let _ = payload::decrypt(
+                        encrypted.version,
+                        &material,
+                        encrypted.iv.as_deref(),
+                        ciphertext,
+                    );
                 }
             }
         }
@@ -137,9 +158,18 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         };
         let spk = signed_pre_key_encoding(version, &f.responder.signed.public());
         let signature = f.responder.identity.sign(version, &spk);
-        let bundle = Bundle::verified(version, &ik, 1, &spk, &signature, vec![(1, f.responder.pre_key.public())])
-            .expect("own bundle");
-        let mut sender = Session::initiate(version, &IdentityKeyPair::from_seed(&[6; 32]), 5, &bundle).expect("session");
+        let bundle = Bundle::verified(
+            version,
+            &ik,
+            1,
+            &spk,
+            &signature,
+            vec![(1, f.responder.pre_key.public())],
+        )
+        .expect("own bundle");
+        let mut sender =
+            Session::initiate(version, &IdentityKeyPair::from_seed(&[6; 32]), 5, &bundle)
+                .expect("session");
         let sealed = payload::encrypt(version, b"seed body");
         let kex = sender.encrypt(&sealed.key_material).expect("encrypt");
         seeds.push(("key_exchange", [vec![selector], kex.data.clone()].concat()));

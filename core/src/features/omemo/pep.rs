@@ -76,6 +76,22 @@ pub fn publish_bundle(id: &str, version: OmemoVersion, device_id: u32, bundle: E
     publish(id, &node, &item, bundle, version == OmemoVersion::V2)
 }
 
+const NS_PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
+
+/// A PEP notification in a message: its node and the first item's payload
+/// (none when the item was retracted or the node purged).
+pub fn event_item(message: &Element) -> Option<(&str, Option<&Element>)> {
+    let items = message
+        .get_child("event", NS_PUBSUB_EVENT)?
+        .get_child("items", NS_PUBSUB_EVENT)?;
+    let node = items.attr("node")?;
+    let payload = items
+        .children()
+        .find(|c| c.is("item", NS_PUBSUB_EVENT))
+        .and_then(|item| item.children().next());
+    Some((node, payload))
+}
+
 /// The payload of the first item of a pubsub `items` result (or of a PEP
 /// event notification).
 pub fn first_item_payload(container: &Element) -> Option<&Element> {
