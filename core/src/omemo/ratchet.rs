@@ -91,6 +91,9 @@ pub struct Session {
     remote: PeerIdentity,
     /// Initiator's identity ‖ responder's identity, version-encoded.
     associated_data: Vec<u8>,
+    /// [`Self::associated_data`] in the order each direction's MACs use.
+    ad_sending: Vec<u8>,
+    ad_receiving: Vec<u8>,
     root: Zeroizing<[u8; 32]>,
     dh_self: KeyPair,
     dh_remote: Option<[u8; 32]>,
@@ -134,11 +137,15 @@ impl Session {
         let own_public = own.public();
         let dh_self = KeyPair::generate();
         let (root, send_key) = root_step(version, &secret, &*dh_self.dh(&bundle.signed_pre_key)?);
+        let associated_data = x3dh::associated_data(version, &own_public, &bundle.identity)?;
+        let (ad_sending, ad_receiving) = directional_ad(version, true, &associated_data);
         Ok(Self {
             version,
             initiator: true,
             remote: bundle.identity,
-            associated_data: x3dh::associated_data(version, &own_public, &bundle.identity)?,
+            associated_data,
+            ad_sending,
+            ad_receiving,
             root,
             dh_self,
             dh_remote: Some(bundle.signed_pre_key),
@@ -186,11 +193,15 @@ impl Session {
             &signed,
             one_time.as_ref(),
         )?;
+        let associated_data = x3dh::associated_data(version, &initiator, &own.public())?;
+        let (ad_sending, ad_receiving) = directional_ad(version, false, &associated_data);
         let mut session = Self {
             version,
             initiator: false,
             remote: initiator,
-            associated_data: x3dh::associated_data(version, &initiator, &own.public())?,
+            associated_data,
+            ad_sending,
+            ad_receiving,
             root: secret,
             dh_self: signed,
             dh_remote: None,
@@ -246,13 +257,13 @@ impl Session {
             send.next_message_key().as_ref(),
             self.version.message_info(),
         );
-        let ad = self.associated_data_for(true);
         let mac_len = self.version.mac_len();
+        let ad = &self.ad_sending;
         let message = wire::encode_message(
             self.version,
             &header,
             keys.encrypt(plaintext),
-            |authenticated| hmac(keys.auth_key(), &[&ad, authenticated])[..mac_len].to_vec(),
+            |authenticated| hmac(keys.auth_key(), &[ad, authenticated])[..mac_len].to_vec(),
         );
         Ok(match &self.pending {
             None => EncryptedKey {
@@ -279,12 +290,12 @@ impl Session {
     /// session is unchanged.
     pub fn decrypt(&mut self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, OmemoError> {
         let message = wire::decode_message(self.version, data)?;
-        let mut next = self.clone();
-        let plaintext = next.decrypt_message(&message)?;
-        *self = next;
-        Ok(plaintext)
+        self.decrypt_message(&message)
     }
 
+    /// Decrypts without touching `self` until the message has authenticated
+    /// and decrypted: the new chain state and skipped keys are computed on
+    /// the side and committed at the end (no copy of the whole session).
     fn decrypt_message(
         &mut self,
         message: &RatchetMessage,
@@ -295,8 +306,7 @@ impl Session {
             .iter()
             .position(|k| k.dh == header.dh && k.n == header.n)
         {
-            let key = self.skipped[pos].key.clone();
-            let plaintext = self.open(&key, message)?;
+            let plaintext = self.open(&self.skipped[pos].key, message)?;
             self.skipped.remove(pos);
             self.pending = None;
             return Ok(plaintext);
@@ -306,21 +316,45 @@ impl Session {
             // skipped ones: it was used already (or evicted).
             return Err(OmemoError::DuplicateMessage);
         }
-        if self.dh_remote != Some(header.dh) {
-            self.skip_until(header.pn)?;
-            self.ratchet(&header.dh)?;
-        }
-        let recv_n = self.recv.as_ref().map_or(0, |c| c.n);
-        if header.n < recv_n {
+        let mut skipped = Vec::new();
+        let (step, mut recv) = if self.dh_remote == Some(header.dh) {
+            (None, self.recv.clone().ok_or(OmemoError::NoSession)?)
+        } else {
+            // The rest of the current receiving chain is kept for late messages.
+            if let (Some(recv), Some(dh)) = (&self.recv, self.dh_remote) {
+                skip(&mut recv.clone(), dh, header.pn, &mut skipped)?;
+            }
+            let step = self.ratchet_step(&header.dh)?;
+            let recv = Chain::new(step.recv_key.clone());
+            (Some(step), recv)
+        };
+        if header.n < recv.n {
             return Err(OmemoError::DuplicateMessage);
         }
-        self.skip_until(header.n)?;
-        let key = self
-            .recv
-            .as_mut()
-            .ok_or(OmemoError::NoSession)?
-            .next_message_key();
+        skip(&mut recv, header.dh, header.n, &mut skipped)?;
+        let key = recv.next_message_key();
         let plaintext = self.open(&key, message)?;
+        // Authenticated and decrypted: commit.
+        if let Some(step) = step {
+            self.previous_send_len = self.send.as_ref().map_or(0, |c| c.n);
+            if let Some(past) = self.dh_remote {
+                self.past_remote.push_back(past);
+                if self.past_remote.len() > PAST_REMOTE_KEYS {
+                    self.past_remote.pop_front();
+                }
+            }
+            self.root = step.root;
+            self.dh_self = step.dh_self;
+            self.send = Some(Chain::new(step.send_key));
+            self.dh_remote = Some(header.dh);
+        }
+        self.recv = Some(recv);
+        for key in skipped {
+            self.skipped.push_back(key);
+            if self.skipped.len() > MAX_SKIPPED_KEYS {
+                self.skipped.pop_front();
+            }
+        }
         self.pending = None;
         Ok(plaintext)
     }
@@ -331,69 +365,75 @@ impl Session {
         message: &RatchetMessage,
     ) -> Result<Zeroizing<Vec<u8>>, OmemoError> {
         let keys = CbcHmacKeys::derive(message_key, self.version.message_info());
-        let ad = self.associated_data_for(false);
         verify_hmac(
             keys.auth_key(),
-            &[&ad, &message.authenticated],
+            &[&self.ad_receiving, &message.authenticated],
             &message.mac,
         )?;
         keys.decrypt(&message.ciphertext).map(Zeroizing::new)
     }
 
-    /// Keeps the keys of messages up to `until` (exclusive) in the receiving
-    /// chain, for when they arrive late.
-    fn skip_until(&mut self, until: u32) -> Result<(), OmemoError> {
-        let (Some(recv), Some(dh)) = (self.recv.as_mut(), self.dh_remote) else {
-            return Ok(());
-        };
-        if until <= recv.n {
-            return Ok(());
-        }
-        if until - recv.n > MAX_SKIP_PER_MESSAGE {
-            return Err(OmemoError::TooManySkipped);
-        }
-        while recv.n < until {
-            let n = recv.n;
-            let key = recv.next_message_key();
-            self.skipped.push_back(SkippedKey { dh, n, key });
-            if self.skipped.len() > MAX_SKIPPED_KEYS {
-                self.skipped.pop_front();
-            }
-        }
-        Ok(())
-    }
-
-    /// The DH ratchet step on a new ratchet key from the other device.
-    fn ratchet(&mut self, their: &[u8; 32]) -> Result<(), OmemoError> {
-        self.previous_send_len = self.send.as_ref().map_or(0, |c| c.n);
-        if let Some(past) = self.dh_remote {
-            self.past_remote.push_back(past);
-            if self.past_remote.len() > PAST_REMOTE_KEYS {
-                self.past_remote.pop_front();
-            }
-        }
+    /// The DH ratchet step on a new ratchet key from the other device,
+    /// computed but not applied.
+    fn ratchet_step(&self, their: &[u8; 32]) -> Result<RatchetStep, OmemoError> {
         let (root, recv_key) = root_step(self.version, &self.root, &*self.dh_self.dh(their)?);
         let dh_self = KeyPair::generate();
         let (root, send_key) = root_step(self.version, &root, &*dh_self.dh(their)?);
-        self.root = root;
-        self.dh_self = dh_self;
-        self.dh_remote = Some(*their);
-        self.recv = Some(Chain::new(recv_key));
-        self.send = Some(Chain::new(send_key));
-        Ok(())
+        Ok(RatchetStep {
+            root,
+            dh_self,
+            recv_key,
+            send_key,
+        })
     }
+}
 
-    /// OMEMO 2 authenticates initiator ‖ responder both ways; 0.3 follows
-    /// libsignal: sender ‖ recipient.
-    fn associated_data_for(&self, sending: bool) -> Vec<u8> {
-        let we_are_first = self.initiator == sending;
-        if self.version == OmemoVersion::V2 || we_are_first {
-            return self.associated_data.clone();
-        }
-        let (first, second) = self
-            .associated_data
-            .split_at(self.associated_data.len() / 2);
-        [second, first].concat()
+/// A DH ratchet step, computed before the message proves authentic.
+struct RatchetStep {
+    root: Zeroizing<[u8; 32]>,
+    dh_self: KeyPair,
+    recv_key: Zeroizing<[u8; 32]>,
+    send_key: Zeroizing<[u8; 32]>,
+}
+
+/// Advances `chain` (of ratchet key `dh`) to message `until`, keeping the
+/// keys passed over in `out`.
+fn skip(
+    chain: &mut Chain,
+    dh: [u8; 32],
+    until: u32,
+    out: &mut Vec<SkippedKey>,
+) -> Result<(), OmemoError> {
+    if until <= chain.n {
+        return Ok(());
+    }
+    if until - chain.n > MAX_SKIP_PER_MESSAGE {
+        return Err(OmemoError::TooManySkipped);
+    }
+    while chain.n < until {
+        let n = chain.n;
+        out.push(SkippedKey {
+            dh,
+            n,
+            key: chain.next_message_key(),
+        });
+    }
+    Ok(())
+}
+
+/// OMEMO 2 authenticates initiator ‖ responder both ways; 0.3 follows
+/// libsignal: sender ‖ recipient. Returns (sending, receiving).
+fn directional_ad(
+    version: OmemoVersion,
+    initiator: bool,
+    associated_data: &[u8],
+) -> (Vec<u8>, Vec<u8>) {
+    let (first, second) = associated_data.split_at(associated_data.len() / 2);
+    let swapped = [second, first].concat();
+    match (version, initiator) {
+        (OmemoVersion::V2, _) => (associated_data.to_vec(), associated_data.to_vec()),
+        (OmemoVersion::V0_3, true) => (associated_data.to_vec(), swapped),
+        (OmemoVersion::V0_3, false) => (swapped, associated_data.to_vec()),
     }
 }
 
@@ -541,11 +581,14 @@ impl Session {
                 n: c.n,
             })
         };
+        let (ad_sending, ad_receiving) = directional_ad(version, r.initiator, &r.associated_data);
         Ok(Self {
             version,
             initiator: r.initiator,
             remote,
             associated_data: r.associated_data.clone(),
+            ad_sending,
+            ad_receiving,
             root: Zeroizing::new(arr(&r.root)?),
             dh_self: KeyPair::from_secret(arr(&r.dh_self_secret)?),
             dh_remote: r.dh_remote.as_deref().map(arr).transpose()?,
