@@ -27,28 +27,15 @@ import twomemo.etree
 import slixmpp
 import slixmpp.xmlstream.handler
 import slixmpp.xmlstream.matcher
-from omemo.storage import Just, Nothing, Storage
 from slixmpp.plugins import register_plugin
 from slixmpp_omemo import XEP_0384
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from omemo_oracle import MemoryStorage  # noqa: E402 (keys in memory, as in the oracle)
 
 NS = {"0.3": oldmemo.oldmemo.NAMESPACE, "2": twomemo.twomemo.NAMESPACE}
 NS_SCE = "urn:xmpp:sce:1"
 FALLBACK = "OMEMO encrypted message (test bot)"
-
-
-class MemoryStorage(Storage):
-    def __init__(self):
-        super().__init__(True)
-        self.data = {}
-
-    async def _load(self, key):
-        return Just(self.data[key]) if key in self.data else Nothing()
-
-    async def _store(self, key, value):
-        self.data[key] = value
-
-    async def _delete(self, key):
-        self.data.pop(key, None)
 
 
 class XEP_0384Impl(XEP_0384):  # noqa: N801 (slixmpp's plugin naming)

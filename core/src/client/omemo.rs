@@ -636,13 +636,8 @@ impl Omemo {
                 }
             }
         }
-        let waiting_on_lists = self
-            .pending
-            .values()
-            .any(|p| matches!(p, Pending::DeviceList { jid, .. } if jid == peer || *jid == own));
-        if !requests.is_empty() || waiting_on_lists {
-            self.waiting.entry(peer.to_owned()).or_default().insert(id);
-            return Prepared::Wait(requests);
+        if !requests.is_empty() || self.awaiting(peer, true) {
+            return self.park(id, peer, requests);
         }
         let devices = store.omemo_devices(peer).unwrap_or_default();
         let Some(version) = forced.or_else(|| Self::choose_version(&devices)) else {
@@ -707,13 +702,8 @@ impl Omemo {
                 ));
             }
         }
-        let waiting_on_bundles = self
-            .pending
-            .values()
-            .any(|p| matches!(p, Pending::Bundle { jid, .. } if jid == peer || *jid == own));
-        if !requests.is_empty() || waiting_on_bundles {
-            self.waiting.entry(peer.to_owned()).or_default().insert(id);
-            return Prepared::Wait(requests);
+        if !requests.is_empty() || self.awaiting(peer, false) {
+            return self.park(id, peer, requests);
         }
         match self.encrypt(store, version, peer, body, &targets) {
             Ok(encrypted)
@@ -733,6 +723,23 @@ impl Omemo {
             Ok(_) => Prepared::Fail("no session with any of the contact's devices".into()),
             Err(err) => Prepared::Fail(format!("encryption failed: {err}")),
         }
+    }
+
+    /// Whether answers about `peer`'s or our own device lists (`lists`) or
+    /// bundles (`!lists`) are still awaited.
+    fn awaiting(&self, peer: &str, lists: bool) -> bool {
+        let own = self.own.as_str();
+        self.pending.values().any(|p| match p {
+            Pending::DeviceList { jid, .. } if lists => jid == peer || jid == own,
+            Pending::Bundle { jid, .. } if !lists => jid == peer || jid == own,
+            _ => false,
+        })
+    }
+
+    /// Parks outbox row `id` until the answers are in; sends `requests`.
+    fn park(&mut self, id: i64, peer: &str, requests: Vec<Element>) -> Prepared {
+        self.waiting.entry(peer.to_owned()).or_default().insert(id);
+        Prepared::Wait(requests)
     }
 
     /// Encrypts `body` once and its key to every target with a session.
