@@ -18,6 +18,9 @@ command -v prosody >/dev/null 2>&1 && prosody --version 2>/dev/null | grep -q 'P
 command -v javac >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 python3 -c 'import venv' 2>/dev/null || need_apt+=(python3-venv)
+# profanity (OMEMO 0.3 via libsignal-protocol-c), driven headless in tmux.
+command -v profanity >/dev/null 2>&1 || need_apt+=(profanity)
+command -v tmux >/dev/null 2>&1 || need_apt+=(tmux)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   # Backports holds Prosody 13 + prosody-modules with SASL2/Bind2/FAST; derive
@@ -34,7 +37,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     fi
   fi
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openssl libjna-java junit4 python3-venv >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openssl libjna-java junit4 python3-venv profanity tmux >/dev/null
   command -v javac >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq openjdk-17-jdk-headless >/dev/null
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq -t bookworm-backports prosody prosody-modules lua-unbound >/dev/null
 fi
