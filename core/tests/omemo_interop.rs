@@ -464,3 +464,46 @@ async fn device_list_changes_are_pushed_to_subscribed_contacts() {
         alice.omemo_devices("bob@localhost")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_other_device_reads_what_we_sent_through_carbons() {
+    let server = TestServer::start(&["alice:pw", "bob:pw"]);
+    let stores: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (phone, _) = open_client(server.config("alice", "pw", stores[0].path().into()));
+    let (tablet, tablet_events) =
+        open_client(server.config("alice", "pw", stores[1].path().into()));
+    let (bob, bob_events) = open_client(server.config("bob", "pw", stores[2].path().into()));
+    for client in [&phone, &tablet, &bob] {
+        client.login().await.unwrap();
+        published(client).await;
+    }
+    phone
+        .set_encryption("bob@localhost", ConversationEncryption::Omemo2)
+        .unwrap();
+    phone
+        .send_message("bob@localhost", "sent from the phone")
+        .unwrap();
+    let at_bob = bob_events
+        .wait_for(30, |e| match e {
+            ClientEvent::MessageReceived(m) if m.body == "sent from the phone" => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(at_bob.security.scheme, EncryptionScheme::Omemo2);
+    // The tablet gets the carbon copy, encrypted for it too, and reads it.
+    let copy = tablet_events
+        .wait_for(30, |e| match e {
+            ClientEvent::MessageReceived(m)
+                if m.peer == "bob@localhost" && m.direction == Direction::Outgoing =>
+            {
+                Some(m.clone())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(copy.body, "sent from the phone");
+    assert_eq!(copy.security.scheme, EncryptionScheme::Omemo2);
+    for client in [&phone, &tablet, &bob] {
+        client.logout().await;
+    }
+}

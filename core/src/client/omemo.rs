@@ -521,10 +521,18 @@ impl Omemo {
         (out, retry)
     }
 
-    fn initial_trust(store: &Store, jid: &str) -> DeviceTrust {
+    /// Blind Trust Before Verification: a new device is trusted unless the
+    /// user has verified one of that JID's devices (this installation,
+    /// verified by definition, does not count).
+    fn initial_trust(&self, store: &Store, jid: &str) -> DeviceTrust {
+        let this = (jid == self.own.as_str()).then_some(self.device_id);
         let verified = store
             .omemo_devices(jid)
-            .map(|devices| devices.iter().any(|d| d.trust == DeviceTrust::Verified))
+            .map(|devices| {
+                devices
+                    .iter()
+                    .any(|d| d.trust == DeviceTrust::Verified && Some(d.device_id) != this)
+            })
             .unwrap_or(false);
         if verified {
             DeviceTrust::Undecided
@@ -540,7 +548,7 @@ impl Omemo {
         version: OmemoVersion,
         ids: &[u32],
     ) -> Result<(), StoreError> {
-        let trust = Self::initial_trust(store, jid);
+        let trust = self.initial_trust(store, jid);
         let new = store.omemo_update_device_list(
             jid,
             version == OmemoVersion::V2,
@@ -816,7 +824,7 @@ impl Omemo {
                 out,
             ));
         }
-        let trust = Self::initial_trust(store, sender);
+        let trust = self.initial_trust(store, sender);
         match store.omemo_add_device(sender, device, trust, now_ms()) {
             Ok(true) => self.new_devices.push(sender.to_owned()),
             Ok(false) => {}

@@ -356,3 +356,44 @@ fn stale_devices_get_no_keys_unless_they_are_all_there_is() {
     };
     assert_eq!(requests.len(), 2);
 }
+
+#[test]
+fn blind_trust_until_the_user_verifies_one_device() {
+    let mut f = fixture();
+    // Our own other devices: this installation does not count as verified.
+    f.omemo
+        .record_device_list(
+            &mut f.store,
+            ALICE,
+            OmemoVersion::V2,
+            &[f.omemo.device_id(), 5],
+        )
+        .unwrap();
+    assert_eq!(
+        f.store.omemo_device(ALICE, 5).unwrap().unwrap().trust,
+        DeviceTrust::BlindlyTrusted
+    );
+    // A contact: blindly trusted until one of theirs is verified ...
+    f.omemo
+        .record_device_list(&mut f.store, BOB, OmemoVersion::V2, &[1])
+        .unwrap();
+    assert_eq!(
+        f.store.omemo_device(BOB, 1).unwrap().unwrap().trust,
+        DeviceTrust::BlindlyTrusted
+    );
+    f.store
+        .omemo_set_trust(BOB, 1, DeviceTrust::Verified)
+        .unwrap();
+    // ... after which new ones wait for a decision.
+    f.omemo
+        .record_device_list(&mut f.store, BOB, OmemoVersion::V2, &[1, 2])
+        .unwrap();
+    assert_eq!(
+        f.store.omemo_device(BOB, 2).unwrap().unwrap().trust,
+        DeviceTrust::Undecided
+    );
+    assert_eq!(
+        f.omemo.take_new_devices(),
+        vec![ALICE.to_owned(), BOB.to_owned()]
+    );
+}
