@@ -45,26 +45,7 @@ fn cli_chats_with_a_slixmpp_peer_and_reads_history_back() {
     let store = tempfile::tempdir().unwrap();
     let key = "ab".repeat(32);
     let body = unique("ping from cli");
-    let run = |args: &[&str]| {
-        Command::new(cli())
-            .args([
-                "--jid",
-                "alice@localhost",
-                "--server",
-                &format!("127.0.0.1:{}", server.c2s_port),
-            ])
-            .args([
-                "--ca",
-                server.ca_path.to_str().unwrap(),
-                "--store",
-                store.path().to_str().unwrap(),
-            ])
-            .args(args)
-            .env("WAXWING_PASSWORD", "pw-a")
-            .env("WAXWING_STORE_KEY", &key)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| run_cli(&server, "alice", "pw-a", store.path(), &key, args);
     let sent = run(&["send", "bob@localhost", &body, "--await-reply", "10"]);
     assert!(
         sent.status.success(),

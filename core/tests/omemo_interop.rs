@@ -196,24 +196,7 @@ fn cli_sends_encrypted_and_shows_fingerprints_and_trust() {
     bot_event(&bot, "online", 30);
     let store = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let out = Command::new(cli())
-            .args([
-                "--jid",
-                "alice@localhost",
-                "--server",
-                &format!("127.0.0.1:{}", server.c2s_port),
-            ])
-            .args([
-                "--ca",
-                server.ca_path.to_str().unwrap(),
-                "--store",
-                store.path().to_str().unwrap(),
-            ])
-            .args(args)
-            .env("WAXWING_PASSWORD", "pw")
-            .env("WAXWING_STORE_KEY", "cd".repeat(32))
-            .output()
-            .unwrap();
+        let out = run_cli(&server, "alice", "pw", store.path(), &"cd".repeat(32), args);
         assert!(
             out.status.success(),
             "{args:?}: {}",

@@ -402,21 +402,36 @@ impl Omemo {
             return Some(Vec::new());
         };
         let ids = elements::parse_device_list(version, payload).unwrap_or_default();
-        if let Err(err) = self.record_device_list(store, &jid, version, &ids) {
+        let out = self
+            .learn_device_list(store, &jid, version, ids)
+            .into_iter()
+            .collect();
+        Some(out)
+    }
+
+    /// Records `jid`'s device list; when it is ours and we are missing from
+    /// it, returns the request that puts us back.
+    fn learn_device_list(
+        &mut self,
+        store: &mut Store,
+        jid: &str,
+        version: OmemoVersion,
+        ids: Vec<u32>,
+    ) -> Option<Element> {
+        if let Err(err) = self.record_device_list(store, jid, version, &ids) {
             tracing::warn!(error = %err, "cannot store a device list");
         }
-        let mut out = Vec::new();
-        if from == self.own && !ids.contains(&self.device_id) {
-            let mut ids = ids;
-            ids.push(self.device_id);
-            let list = elements::device_list_element(version, &ids);
-            out.push(
-                self.request(Pending::PublishDeviceList { version, ids }, |id| {
-                    pep::publish_device_list(id, version, list)
-                }),
-            );
+        if jid != self.own.as_str() || ids.contains(&self.device_id) {
+            return None;
         }
-        Some(out)
+        let mut ids = ids;
+        ids.push(self.device_id);
+        let list = elements::device_list_element(version, &ids);
+        Some(
+            self.request(Pending::PublishDeviceList { version, ids }, |id| {
+                pep::publish_device_list(id, version, list)
+            }),
+        )
     }
 
     /// Whether an IQ answer is one of ours.
@@ -458,19 +473,7 @@ impl Omemo {
                 let ids = pep::first_item_payload(iq)
                     .and_then(|p| elements::parse_device_list(version, p).ok())
                     .unwrap_or_default();
-                if let Err(err) = self.record_device_list(store, &jid, version, &ids) {
-                    tracing::warn!(error = %err, "cannot store a device list");
-                }
-                if jid == self.own.to_string() && !ids.contains(&self.device_id) {
-                    let mut ids = ids;
-                    ids.push(self.device_id);
-                    let list = elements::device_list_element(version, &ids);
-                    out.push(
-                        self.request(Pending::PublishDeviceList { version, ids }, |id| {
-                            pep::publish_device_list(id, version, list)
-                        }),
-                    );
-                }
+                out.extend(self.learn_device_list(store, &jid, version, ids));
             }
             Pending::Bundle {
                 jid,

@@ -242,6 +242,28 @@ pub fn cli() -> PathBuf {
     path
 }
 
+/// Runs the `cli` example as `user@localhost` against `server` with an
+/// encrypted store in `store` (key: 64 hex chars).
+pub fn run_cli(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+    store: &std::path::Path,
+    key_hex: &str,
+    args: &[&str],
+) -> std::process::Output {
+    Command::new(cli())
+        .args(["--jid", &format!("{user}@localhost")])
+        .args(["--server", &format!("127.0.0.1:{}", server.c2s_port)])
+        .args(["--ca", server.ca_path.to_str().unwrap()])
+        .args(["--store", store.to_str().unwrap()])
+        .args(args)
+        .env("WAXWING_PASSWORD", password)
+        .env("WAXWING_STORE_KEY", key_hex)
+        .output()
+        .unwrap()
+}
+
 pub fn python() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
