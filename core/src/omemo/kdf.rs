@@ -63,9 +63,15 @@ pub(crate) fn verify_hmac(key: &[u8], parts: &[&[u8]], tag: &[u8]) -> Result<(),
 
 /// One step of a message chain: (next chain key, message key).
 pub(crate) fn chain_step(chain_key: &[u8; 32]) -> (Zeroizing<[u8; 32]>, Zeroizing<[u8; 32]>) {
+    // Keyed once, used twice: saves two SHA-256 blocks per message.
+    let keyed = <HmacSha256 as KeyInit>::new_from_slice(chain_key).expect("HMAC takes any key");
+    let mut next = keyed.clone();
+    next.update(&[0x02]);
+    let mut message = keyed;
+    message.update(&[0x01]);
     (
-        Zeroizing::new(hmac(chain_key, &[&[0x02]])),
-        Zeroizing::new(hmac(chain_key, &[&[0x01]])),
+        Zeroizing::new(next.finalize().into_bytes().into()),
+        Zeroizing::new(message.finalize().into_bytes().into()),
     )
 }
 
