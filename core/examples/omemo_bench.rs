@@ -6,7 +6,8 @@
 //! - sessions/s: bundle verification, X3DH on both sides and the first
 //!   message (key exchange) decrypted.
 //!
-//! Prints one JSON object per figure.
+//! Usage: omemo_bench [MESSAGES [SESSIONS [VERSION]]]. Prints one JSON
+//! object per figure.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -70,7 +71,12 @@ fn main() {
         .nth(2)
         .and_then(|a| a.parse().ok())
         .unwrap_or(500);
+    // Optional third argument: one version only ("omemo2", "omemo0.3").
+    let only = std::env::args().nth(3);
     for version in OmemoVersion::ALL {
+        if only.as_deref().is_some_and(|o| o != label(version)) {
+            continue;
+        }
         for recipients in [1usize, 5] {
             let sender = Device::new();
             let devices: Vec<Device> = (0..recipients).map(|_| Device::new()).collect();

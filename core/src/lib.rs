@@ -1,7 +1,8 @@
 //! Waxwing core: the part of a mobile XMPP client that is hard to get right.
 //!
 //! Layers, bottom up (each imports only from below):
-//! - [`store`]: the encrypted SQLCipher store;
+//! - [`store`]: the encrypted SQLCipher store; [`omemo`]: the OMEMO
+//!   cryptographic engine (its own crate, `waxwing-omemo`, no I/O);
 //! - [`xml`] and [`proto`]: XML stream framing and the sans-IO session engine
 //!   (negotiation, SASL, bind, stream management, keepalive);
 //! - [`transport`]: the small tokio driver that moves bytes between a socket
@@ -11,7 +12,8 @@
 
 pub mod client;
 pub mod features;
-pub mod omemo;
+/// The OMEMO engine, re-exported so `waxwing_core::omemo` names it.
+pub use waxwing_omemo as omemo;
 
 pub use client::{Client, ClientConfig, ClientError, ClientEvent, ConnectionState, EventListener};
 pub mod proto;

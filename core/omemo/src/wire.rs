@@ -127,7 +127,7 @@ fn key_32(bytes: Option<Vec<u8>>, what: &'static str) -> Result<[u8; 32], OmemoE
 }
 
 /// Parses a 0.3 public key: `0x05 ‖ key` (a bare 32-byte key is tolerated).
-pub(crate) fn parse_djb_key(bytes: &[u8]) -> Result<[u8; 32], OmemoError> {
+pub fn parse_djb_key(bytes: &[u8]) -> Result<[u8; 32], OmemoError> {
     match bytes {
         [DJB_TYPE, rest @ ..] if rest.len() == 32 => Ok(rest.try_into().expect("32 bytes")),
         _ if bytes.len() == 32 => Ok(bytes.try_into().expect("32 bytes")),
@@ -136,7 +136,7 @@ pub(crate) fn parse_djb_key(bytes: &[u8]) -> Result<[u8; 32], OmemoError> {
 }
 
 /// Serialises a 0.3 public key.
-pub(crate) fn djb_key(key: &[u8; 32]) -> Vec<u8> {
+pub fn djb_key(key: &[u8; 32]) -> Vec<u8> {
     let mut out = Vec::with_capacity(33);
     out.push(DJB_TYPE);
     out.extend_from_slice(key);
