@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use waxwing_core::store::{Direction, IncomingMessage, Store, StoreKey};
+use waxwing_core::store::{Direction, IncomingMessage, Position, Store, StoreKey};
 
 const MESSAGES: usize = 100_000;
 const CONVERSATIONS: usize = 500;
@@ -42,7 +42,7 @@ fn main() {
                 stanza_id: Some(format!("stanza-{run}-{i}")),
                 remote_id: Some(format!("id-{i}")),
                 timestamp_ms: 1_700_000_000_000 + i as i64,
-                seq: None,
+                position: Position::Append,
                 security: Default::default(),
             });
             if batch.len() == BATCH {

@@ -3,7 +3,7 @@
 //!
 //! usage: fill_store STORE_DIR N   (store key: WAXWING_STORE_KEY, 64 hex)
 
-use waxwing_core::store::{Direction, IncomingMessage, Store, StoreKey};
+use waxwing_core::store::{Direction, IncomingMessage, Position, Store, StoreKey};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,7 +27,7 @@ fn main() {
             stanza_id: None,
             remote_id: None,
             timestamp_ms: 1_700_000_000_000 + i as i64,
-            seq: None,
+            position: Position::Append,
             security: Default::default(),
         });
         if batch.len() == 500 {

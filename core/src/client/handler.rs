@@ -30,7 +30,9 @@ use crate::features::roster::{self, RosterChange};
 use crate::features::NS_CLIENT;
 use crate::proto::fast::FastToken;
 use crate::proto::{Session, SessionEvent};
-use crate::store::{Direction, IncomingMessage, MessageState, OmemoWrites, Store, StoredMessage};
+use crate::store::{
+    Direction, IncomingMessage, MessageState, OmemoWrites, Position, Store, StoredMessage,
+};
 use crate::transport::{AfterCommand, Handler};
 
 /// A receipt to send once a message is stored: (to, message id).
@@ -71,9 +73,6 @@ const MAM_PENDING_KEY: &str = "mam_pending";
 /// A new installation's first sync, paging back from the newest message;
 /// kept so that a killed process continues where it stopped.
 const MAM_BACKFILL_KEY: &str = "mam_backfill";
-/// The forward cursor's edges (see `CatchUp::edges`), kept with the cursor
-/// so a catch-up resumed by another process attaches its pages exactly.
-const MAM_EDGES_KEY: &str = "mam_edges";
 /// How much history a new installation fetches before it only moves
 /// forward (older messages stay on the server).
 const INITIAL_HISTORY_LIMIT: u32 = 5_000;
@@ -87,6 +86,11 @@ struct Backfill {
     /// The oldest archive id fetched so far.
     before: String,
     fetched: u32,
+    /// Per conversation, the archive id of the oldest received message
+    /// fetched so far: pages are contiguous in the archive, so a page
+    /// holding nothing stored attaches right below it.
+    #[serde(default)]
+    edges: HashMap<String, String>,
 }
 /// Results per archive page (servers may cap it lower).
 const MAM_PAGE: u32 = 100;
@@ -102,12 +106,8 @@ struct CatchUp {
     /// acknowledgement counts them, so they must be on disk at the end of
     /// the turn); only their events wait, so the app sees history in order.
     held_events: Vec<StoredMessage>,
-    /// Per conversation, the archive id where the previous page of this
-    /// catch-up ended (forward: its newest received message; backward: its
-    /// oldest): the
-    /// pages are contiguous in the archive, so that is where the next
-    /// page's messages attach.
-    edges: HashMap<String, String>,
+    /// A new installation's backfill, while it pages back.
+    backfill: Option<Backfill>,
 }
 
 /// Reads a forwarded message (carbon or archive result) as one to store:
@@ -139,7 +139,7 @@ fn forwarded_message(
             stanza_id: archive_id,
             remote_id: inner.attr("id").map(str::to_owned),
             timestamp_ms: stamp_ms.unwrap_or_else(now_ms),
-            seq: None,
+            position: Position::Append,
             security: Default::default(),
         });
     }
@@ -155,7 +155,7 @@ fn forwarded_message(
         stanza_id: archive_id.or(chat.stanza_id),
         remote_id: chat.id,
         timestamp_ms: stamp_ms.or(chat.delayed_ms).unwrap_or_else(now_ms),
-        seq: None,
+        position: Position::Append,
         security: Default::default(),
     })
 }
@@ -370,7 +370,7 @@ impl ConnectionHandler {
             let unfinished = self.store().account_value(MAM_PENDING_KEY).ok().flatten();
             if unfinished.is_some() {
                 tracing::info!("an archive catch-up was cut short; running it again");
-                return self.start_catchup(session, now, Vec::new(), HashMap::new());
+                return self.start_catchup(session, now, Vec::new());
             }
             // Stream management guarantees nothing was missed, but the
             // server re-sends its backlog right after resuming: a ping
@@ -422,7 +422,7 @@ impl ConnectionHandler {
         for stanza in &publish {
             self.send(session, now, stanza);
         }
-        self.start_catchup(session, now, Vec::new(), HashMap::new());
+        self.start_catchup(session, now, Vec::new());
         self.flush_outbox(session, now);
     }
 
@@ -608,7 +608,7 @@ impl ConnectionHandler {
                     stanza_id: chat.stanza_id,
                     remote_id: chat.id,
                     timestamp_ms: chat.delayed_ms.unwrap_or_else(now_ms),
-                    seq: None,
+                    position: Position::Append,
                     security: Default::default(),
                 };
                 let encrypted = encrypted_child(&element).is_some().then(|| element.clone());
@@ -647,30 +647,19 @@ impl ConnectionHandler {
         session: &mut Session,
         now: Instant,
         held_events: Vec<StoredMessage>,
-        mut edges: HashMap<String, String>,
     ) {
         let (last, backfill) = {
             let store = self.store();
             let _ = store.set_account_value(MAM_PENDING_KEY, Some("1"));
-            if edges.is_empty() {
-                edges = store
-                    .account_value(MAM_EDGES_KEY)
-                    .ok()
-                    .flatten()
-                    .and_then(|json| serde_json::from_str(&json).ok())
-                    .unwrap_or_default();
-            }
             (
                 store.account_value(MAM_LAST_KEY).ok().flatten(),
                 store.account_value(MAM_BACKFILL_KEY).ok().flatten(),
             )
         };
-        let page = match (last, backfill) {
+        let backfill = backfill.and_then(|json| serde_json::from_str::<Backfill>(&json).ok());
+        let page = match (last, &backfill) {
             (Some(id), _) => mam::Page::After(id),
-            (None, Some(json)) => match serde_json::from_str::<Backfill>(&json) {
-                Ok(backfill) => mam::Page::Before(backfill.before),
-                Err(_) => mam::Page::Latest,
-            },
+            (None, Some(backfill)) => mam::Page::Before(backfill.before.clone()),
             (None, None) => mam::Page::Latest,
         };
         let (iq_id, query_id) = (random_id(), random_id());
@@ -685,7 +674,7 @@ impl ConnectionHandler {
             page,
             archived: Vec::new(),
             held_events,
-            edges,
+            backfill,
         });
     }
 
@@ -709,19 +698,21 @@ impl ConnectionHandler {
             .map(|(m, ())| m)
             .collect();
         let writes = self.take_omemo_writes();
-        self.place_archive_page(
-            &catchup.page,
-            &mut archived,
-            &catchup.held_events,
-            &mut catchup.edges,
-        );
-        let stored = self.store().insert_incoming_batch_with(&archived, &writes);
-        match stored {
-            Ok(stored) => {
+        let stored = self
+            .place_archive_page(&catchup, &mut archived)
+            .and_then(|oldest| {
+                let stored = self
+                    .store()
+                    .insert_incoming_batch_with(&archived, &writes)?;
+                Ok((oldest, stored))
+            });
+        let oldest = match stored {
+            Ok((oldest, stored)) => {
                 self.omemo_committed();
                 for message in stored.into_iter().flatten() {
                     self.emit(ClientEvent::MessageReceived(message));
                 }
+                oldest
             }
             Err(err) => {
                 // Not stored: the cursor stays, the marker too, and the
@@ -732,22 +723,29 @@ impl ConnectionHandler {
                 }
                 return;
             }
-        }
+        };
         let fin = (iq.attr("type") == Some("result"))
             .then(|| mam::parse_fin(iq))
             .flatten();
         let more = match (fin, &catchup.page) {
             (Some(fin), mam::Page::After(_)) => {
+                let store = self.store();
                 if let Some(last) = &fin.last {
-                    let store = self.store();
                     let _ = store.set_account_value(MAM_LAST_KEY, Some(last));
-                    let edges = serde_json::to_string(&catchup.edges).unwrap_or_default();
-                    let _ = store.set_account_value(MAM_EDGES_KEY, Some(&edges));
                 }
-                !fin.complete && fin.last.is_some()
+                let more = !fin.complete && fin.last.is_some();
+                drop(store);
+                if !more {
+                    // Every live message that arrived before this answer
+                    // was archived before it, so a page has held it.
+                    if let Err(err) = self.store().settle_archive_all() {
+                        tracing::warn!(%err, "cannot settle live messages");
+                    }
+                }
+                more
             }
             (Some(fin), mam::Page::Latest | mam::Page::Before(_)) => {
-                self.advance_backfill(&catchup.page, &fin, count)
+                self.advance_backfill(&fin, count, oldest)
             }
             (None, _) => {
                 tracing::warn!("the archive query failed; continuing without catch-up");
@@ -755,7 +753,7 @@ impl ConnectionHandler {
             }
         };
         if more {
-            return self.start_catchup(session, now, catchup.held_events, catchup.edges);
+            return self.start_catchup(session, now, catchup.held_events);
         }
         // Even a failed query ends it: retrying forever would hide live
         // traffic; the next fresh session catches up from the cursor.
@@ -767,67 +765,46 @@ impl ConnectionHandler {
     }
 
     /// Gives each new message of an archive page its place in its
-    /// conversation (see [`super::ordering`]). The page is in archive
-    /// order; received messages already stored anchor it — the one it
-    /// pages from (forward cursor, backward anchor) when it is in the same
-    /// conversation, and those in the page. Our own messages do not: they
-    /// keep the place where the user wrote them, which is not where the
-    /// server archived them if they waited in the outbox. Without an
-    /// anchor: for a backward page every stored message is newer; for a
-    /// forward page the received message just before the first new one's
-    /// stamp is the best guess, and live ones that arrived during the
-    /// catch-up (not in the page) are newer.
+    /// conversation (see [`super::ordering`]); returns, per conversation,
+    /// the archive id of the page's oldest received message.
     fn place_archive_page(
         &self,
-        page: &mam::Page,
+        catchup: &CatchUp,
         messages: &mut [IncomingMessage],
-        held: &[StoredMessage],
-        edges: &mut HashMap<String, String>,
-    ) {
+    ) -> Result<Vec<(String, String)>, crate::store::StoreError> {
         let mut store = self.store();
-        let forward = matches!(page, mam::Page::After(_));
-        let mut peers: Vec<String> = Vec::new();
-        for m in messages.iter() {
-            if !peers.contains(&m.peer) {
-                peers.push(m.peer.clone());
-            }
+        if catchup.page == mam::Page::Latest {
+            // Everything stored arrived before the newest page was
+            // answered: it is in the page or older.
+            store.settle_archive_all()?;
         }
-        for peer in peers {
-            let mut placement = place_in_conversation(&store, page, messages, held, edges, &peer);
-            if !placement.well_spaced {
-                // The room between two neighbours is used up: spread the
-                // conversation out and place again.
-                if let Err(err) = store.renumber(&peer) {
-                    tracing::warn!(%err, "cannot renumber a conversation");
-                }
-                placement = place_in_conversation(&store, page, messages, held, edges, &peer);
-            }
-            for (i, position) in &placement.new_positions {
-                messages[*i].seq = *position;
-            }
-            let edge = if forward {
-                placement.archive_ids.last()
-            } else {
-                placement.archive_ids.first()
-            };
-            if let Some(edge) = edge {
-                edges.insert(peer.clone(), edge.clone());
-            }
-        }
+        let in_page: Vec<String> = messages
+            .iter()
+            .filter_map(|m| m.stanza_id.clone())
+            .collect();
+        store.settle_archive(&in_page)?;
+        let edges = catchup.backfill.as_ref().map(|b| &b.edges);
+        ordering::place_archive_page(&mut store, &catchup.page, messages, |peer| {
+            edges.and_then(|e| e.get(peer).cloned())
+        })
     }
 
-    /// Records a backfill page; returns whether to query again (further
-    /// back, or forward from the newest id once the backfill is done).
-    fn advance_backfill(&mut self, page: &mam::Page, fin: &mam::Fin, count: u32) -> bool {
+    /// Records a backfill page (and, per conversation, the archive id of
+    /// its oldest received message); returns whether to query again
+    /// (further back, or forward from the newest id once the backfill is
+    /// done).
+    fn advance_backfill(
+        &mut self,
+        fin: &mam::Fin,
+        count: u32,
+        oldest: Vec<(String, String)>,
+    ) -> bool {
         let store = self.store();
-        let previous = match page {
-            mam::Page::Before(_) => store
-                .account_value(MAM_BACKFILL_KEY)
-                .ok()
-                .flatten()
-                .and_then(|json| serde_json::from_str::<Backfill>(&json).ok()),
-            _ => None,
-        };
+        let previous = store
+            .account_value(MAM_BACKFILL_KEY)
+            .ok()
+            .flatten()
+            .and_then(|json| serde_json::from_str::<Backfill>(&json).ok());
         let Some(newest) = previous
             .as_ref()
             .map(|b| b.newest.clone())
@@ -836,7 +813,9 @@ impl ConnectionHandler {
             // An empty archive: nothing to anchor on yet.
             return false;
         };
-        let fetched = previous.map_or(0, |b| b.fetched) + count;
+        let (fetched, mut edges) = previous.map_or((0, HashMap::new()), |b| (b.fetched, b.edges));
+        let fetched = fetched + count;
+        edges.extend(oldest);
         let done = fin.complete || fin.first.is_none() || fetched >= INITIAL_HISTORY_LIMIT;
         if done {
             let _ = store.set_account_value(MAM_LAST_KEY, Some(&newest));
@@ -846,6 +825,7 @@ impl ConnectionHandler {
                 newest,
                 before: fin.first.clone().unwrap_or_default(),
                 fetched,
+                edges,
             };
             let json = serde_json::to_string(&backfill).unwrap_or_default();
             let _ = store.set_account_value(MAM_BACKFILL_KEY, Some(&json));
@@ -865,7 +845,20 @@ impl ConnectionHandler {
             .collect();
         let batch = self.decrypt_batch(batch);
         let writes = self.take_omemo_writes();
-        let messages: Vec<IncomingMessage> = batch.iter().map(|(m, _)| m.clone()).collect();
+        // During a catch-up, live messages are newer than every page so
+        // far: the pages still to come go below them.
+        let position = if self.catchup.is_some() {
+            Position::AppendAheadOfArchive
+        } else {
+            Position::Append
+        };
+        let messages: Vec<IncomingMessage> = batch
+            .iter()
+            .map(|(m, _)| IncomingMessage {
+                position,
+                ..m.clone()
+            })
+            .collect();
         let stored = self.store().insert_incoming_batch_with(&messages, &writes);
         match stored {
             Ok(stored) => {
@@ -1128,137 +1121,6 @@ impl Handler for ConnectionHandler {
             self.send(session, now, &stanza);
         }
         self.persist_stream_management(session);
-    }
-}
-
-/// Where one conversation's messages of an archive page go.
-struct Placement {
-    /// Page index → position for each new message.
-    new_positions: Vec<(usize, Option<f64>)>,
-    /// Archive ids of the conversation's received messages in the page, in
-    /// order: the next page attaches to the last (forward) or first one.
-    archive_ids: Vec<String>,
-    well_spaced: bool,
-}
-
-/// See [`ConnectionHandler::place_archive_page`]: the anchors are the page's
-/// bound (its cursor or backfill anchor) when it is a received message of
-/// this conversation, else the previous page's edge, else the received
-/// message certainly older than the first new one's stamp.
-fn place_in_conversation(
-    store: &Store,
-    page: &mam::Page,
-    messages: &[IncomingMessage],
-    held: &[StoredMessage],
-    edges: &HashMap<String, String>,
-    peer: &str,
-) -> Placement {
-    let forward = matches!(page, mam::Page::After(_));
-    let received_seq = |id: &str| match store.archived(id).ok().flatten() {
-        Some((p, Direction::Incoming, seq)) if p == peer => Some(seq),
-        _ => None,
-    };
-    let in_page: HashSet<&str> = messages
-        .iter()
-        .filter_map(|m| m.stanza_id.as_deref())
-        .collect();
-    // Our own messages already stored are left out entirely: they keep the
-    // place where the user wrote them.
-    let mut indices = Vec::new();
-    let mut entries: Vec<Option<f64>> = Vec::new();
-    let mut archive_ids = Vec::new();
-    for (i, m) in messages.iter().enumerate().filter(|(_, m)| m.peer == peer) {
-        let stored = m
-            .stanza_id
-            .as_deref()
-            .and_then(|id| store.archived(id).ok().flatten());
-        match stored {
-            Some((_, Direction::Outgoing, _)) => continue,
-            Some((_, Direction::Incoming, seq)) => entries.push(Some(seq)),
-            None if m.direction == Direction::Outgoing => {
-                let known = m.origin_id.as_deref().is_some_and(|o| {
-                    store
-                        .outgoing_by_origin_id(&m.peer, o)
-                        .ok()
-                        .flatten()
-                        .is_some()
-                });
-                if known {
-                    continue;
-                }
-                entries.push(None);
-            }
-            None => entries.push(None),
-        }
-        if m.direction == Direction::Incoming {
-            archive_ids.extend(m.stanza_id.clone());
-        }
-        indices.push(i);
-    }
-    if indices.is_empty() {
-        return Placement {
-            new_positions: Vec::new(),
-            archive_ids,
-            well_spaced: true,
-        };
-    }
-    let bound = match page {
-        mam::Page::After(id) | mam::Page::Before(id) => received_seq(id),
-        mam::Page::Latest => None,
-    }
-    .or_else(|| edges.get(peer).and_then(|id| received_seq(id)));
-    let newer_live = held
-        .iter()
-        .filter(|h| h.peer == peer)
-        .filter(|h| {
-            !h.stanza_id
-                .as_deref()
-                .is_some_and(|id| in_page.contains(id))
-        })
-        .filter_map(|h| store.seq_of(h.id).ok().flatten())
-        .fold(None, |min: Option<f64>, s| {
-            Some(min.map_or(s, |m| m.min(s)))
-        });
-    // Without a cursor to attach to, the received message certainly older
-    // than the first one (by stamp) is the best guess — live and offline
-    // messages older than a backfill page may already be stored too.
-    let start = match (forward, bound) {
-        (true, Some(cursor)) => Some(cursor),
-        _ => store
-            .last_received_seq_at_or_before(peer, messages[indices[0]].timestamp_ms)
-            .ok()
-            .flatten()
-            .filter(|s| newer_live.is_none_or(|live| *s < live))
-            .filter(|s| forward || bound.is_none_or(|anchor| *s < anchor)),
-    };
-    let mut end = None;
-    let placed = ordering::place(&entries, start, |after| {
-        let bound_after = match after {
-            Some(a) => store.first_seq_above(peer, Some(a)).ok().flatten(),
-            None if forward => newer_live,
-            None => bound.or_else(|| store.first_seq_above(peer, None).ok().flatten()),
-        };
-        end = bound_after;
-        bound_after
-    });
-    let mut new_positions = Vec::new();
-    let mut placed = placed.into_iter();
-    let mut sequence: Vec<f64> = start.into_iter().collect();
-    for (&i, entry) in indices.iter().zip(&entries) {
-        match entry {
-            Some(known) => sequence.push(*known),
-            None => {
-                let position = placed.next().flatten();
-                sequence.extend(position);
-                new_positions.push((i, position));
-            }
-        }
-    }
-    sequence.extend(end);
-    Placement {
-        new_positions,
-        archive_ids,
-        well_spaced: ordering::is_well_spaced(&sequence),
     }
 }
 

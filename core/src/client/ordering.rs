@@ -1,129 +1,311 @@
 //! Where archived messages go in a conversation's order. A conversation is
 //! ordered by its own sequence, not by clocks: live messages are appended
 //! in the order the server delivers them, and a page of the archive (which
-//! is in the server's order) fills the gaps between the messages around it.
-//! Timestamps stay what the server or our clock said, for display only.
+//! is in the server's order) is placed by the archive's structure alone.
+//!
+//! A page is contiguous in the archive, so every stored message that is not
+//! in it is entirely older or entirely newer than all of it. Its new
+//! messages therefore go right next to the stored ones it holds (a run
+//! before a stored message goes right below it, the run after the last one
+//! right above it); a page holding none goes right next to its anchor: the
+//! stored message it pages back from, the oldest one an earlier page of the
+//! same backfill brought, or the live messages that are known to be newer
+//! than everything paged so far ("ahead of the archive"). Timestamps stay
+//! what the server or our clock said, for display only; they never decide
+//! a place.
 
-/// Positions for the new messages of one conversation in one archive page.
-///
-/// `entries` are the page's messages of that conversation in archive
-/// order: `Some(position)` for ones already stored, `None` for new ones.
-/// `start` is the position just before the page; `end_after(a)` gives the
-/// next stored position after `a` (or after `start`'s absence), bounding
-/// the new ones at the end of the page. Returns one position per `None`,
-/// in order; `None` there means "append" (the conversation is empty).
-pub(crate) fn place(
-    entries: &[Option<f64>],
-    start: Option<f64>,
-    mut end_after: impl FnMut(Option<f64>) -> Option<f64>,
-) -> Vec<Option<f64>> {
-    let mut placed = Vec::new();
-    let mut before = start;
-    let mut run = 0usize;
-    for entry in entries {
-        match entry {
-            None => run += 1,
-            Some(known) => {
-                placed.extend(fill(before, Some(*known), run, false));
-                run = 0;
-                before = Some(*known);
-            }
-        }
-    }
-    placed.extend(fill(before, end_after(before), run, true));
-    placed
-}
+use std::collections::HashSet;
 
-/// Room left for the pages that will follow a page's last run into the
-/// same gap: each run takes a small slice, so the gap shrinks slowly
-/// instead of halving (floating-point positions would run out of
-/// precision after a few dozen halvings).
-const TAIL_CAPACITY: f64 = 10_000.0;
+use crate::features::mam;
+use crate::store::{Direction, IncomingMessage, Position, Store, StoreError};
 
 /// Distance between appended positions (the store appends with the same).
 pub(crate) const SPACING: f64 = 1024.0;
 
-/// Whether `positions` (placed between their neighbours) are still far
-/// enough apart to be told apart and to leave room for later pages.
-pub(crate) fn is_well_spaced(sorted: &[f64]) -> bool {
-    sorted.windows(2).all(|w| w[1] - w[0] > 1e-6)
+/// A run takes at most this share of its gap, packed against the side the
+/// catch-up comes from, so the pages that follow into the same gap find it
+/// nearly whole (halving it each time would use up a float's precision
+/// after a few dozen pages).
+const GAP_SLOTS: f64 = 10_000.0;
+
+/// Where a run of new messages goes, relative to stored positions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Slot {
+    /// Right below this stored position: nothing stored in between.
+    Below(f64),
+    /// Right above this stored position.
+    Above(f64),
+    /// After everything the conversation holds.
+    End,
 }
 
-/// `count` positions strictly between `low` and `high`, in order; at the
-/// `tail` of a page they are packed at the low end of the gap.
-fn fill(low: Option<f64>, high: Option<f64>, count: usize, tail: bool) -> Vec<Option<f64>> {
-    let n = count as f64;
-    let slots = if tail {
-        TAIL_CAPACITY.max(n + 1.0)
-    } else {
-        n + 1.0
-    };
-    (0..count)
-        .map(|i| {
-            let i = i as f64;
-            match (low, high) {
-                (Some(a), Some(b)) if b > a => Some(a + (b - a) * (i + 1.0) / slots),
-                (Some(a), _) => Some(a + (i + 1.0) * SPACING),
-                (None, Some(b)) => Some(b - (n - i) * SPACING),
-                (None, None) => None,
-            }
-        })
-        .collect()
+/// Which end of its gap a run is packed against: the end the next page of
+/// the same catch-up will not need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Packing {
+    /// Paging forward: the next page comes above, so stay low.
+    Low,
+    /// Paging back: the next page comes below, so stay high.
+    High,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The stored positions of one conversation.
+pub(crate) trait Positions {
+    /// The greatest stored position below `x`.
+    fn below(&self, x: f64) -> Result<Option<f64>, StoreError>;
+    /// The least stored position above `x`.
+    fn above(&self, x: f64) -> Result<Option<f64>, StoreError>;
+    /// The greatest stored position.
+    fn last(&self) -> Result<Option<f64>, StoreError>;
+}
 
-    #[test]
-    fn new_messages_fill_the_gaps_between_known_ones() {
-        // known 10, two new, known 20, one new, then the next stored is 30.
-        let entries = [Some(10.0), None, None, Some(20.0), None];
-        let placed = place(&entries, Some(5.0), |after| {
-            assert_eq!(after, Some(20.0));
-            Some(30.0)
-        });
-        assert_eq!(
-            placed[..2],
-            [Some(10.0 + 10.0 / 3.0), Some(10.0 + 20.0 / 3.0)]
-        );
-        // The last run is packed low, leaving room for the next page.
-        assert_eq!(placed[2], Some(20.0 + 10.0 / TAIL_CAPACITY));
-    }
+/// The gap a run would need is too narrow to tell its positions apart:
+/// the conversation must be renumbered first.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Crowded;
 
-    #[test]
-    fn a_page_before_everything_goes_below_the_first_stored_message() {
-        let placed = place(&[None, None, None], None, |_| Some(1.0));
-        assert_eq!(
-            placed,
-            vec![
-                Some(1.0 - 3.0 * SPACING),
-                Some(1.0 - 2.0 * SPACING),
-                Some(1.0 - SPACING)
-            ]
-        );
-    }
-
-    #[test]
-    fn a_page_after_everything_is_appended_in_order() {
-        assert_eq!(
-            place(&[None, None], Some(7.0), |_| None),
-            vec![Some(7.0 + SPACING), Some(7.0 + 2.0 * SPACING)]
-        );
-        assert_eq!(place(&[None, None], None, |_| None), vec![None, None]);
-    }
-
-    #[test]
-    fn many_pages_into_one_gap_keep_strict_order() {
-        // 400 pages of 50 continuing one another before the same message.
-        let (mut low, high) = (1777.0f64, 1778.0f64);
-        for _ in 0..400 {
-            let placed = place(&[None; 50], Some(low), |_| Some(high));
-            for p in placed {
-                let p = p.unwrap();
-                assert!(p > low && p < high, "{p} not in ({low}, {high})");
-                low = p;
+/// Positions for the new messages of one conversation in one archive page.
+///
+/// `entries` are the page's messages of that conversation in archive
+/// order: `Some(position)` for ones already stored, `None` for new ones;
+/// `anchor` is where a page without stored entries goes. Returns one
+/// position per `None`, in order.
+pub(crate) fn place(
+    entries: &[Option<f64>],
+    anchor: Slot,
+    packing: Packing,
+    positions: &impl Positions,
+) -> Result<Result<Vec<f64>, Crowded>, StoreError> {
+    let mut placed = Vec::new();
+    let mut run = 0usize;
+    let mut last_known = None;
+    for entry in entries {
+        match entry {
+            None => run += 1,
+            Some(known) => {
+                if run > 0 {
+                    match fill(Slot::Below(*known), run, packing, positions)? {
+                        Ok(run) => placed.extend(run),
+                        Err(crowded) => return Ok(Err(crowded)),
+                    }
+                }
+                run = 0;
+                last_known = Some(*known);
             }
         }
     }
+    if run > 0 {
+        let slot = last_known.map_or(anchor, Slot::Above);
+        match fill(slot, run, packing, positions)? {
+            Ok(run) => placed.extend(run),
+            Err(crowded) => return Ok(Err(crowded)),
+        }
+    }
+    Ok(Ok(placed))
 }
+
+/// `count` positions in order, in the gap `slot` names.
+fn fill(
+    slot: Slot,
+    count: usize,
+    packing: Packing,
+    positions: &impl Positions,
+) -> Result<Result<Vec<f64>, Crowded>, StoreError> {
+    let (low, high) = match slot {
+        Slot::Below(x) => (positions.below(x)?, Some(x)),
+        Slot::Above(x) => (Some(x), positions.above(x)?),
+        Slot::End => (positions.last()?, None),
+    };
+    let n = count as f64;
+    let at = |i: usize| -> f64 {
+        let i = i as f64;
+        match (low, high) {
+            (Some(a), Some(b)) => {
+                let step = (b - a) / GAP_SLOTS.max(n + 1.0);
+                match packing {
+                    Packing::Low => a + (i + 1.0) * step,
+                    Packing::High => b - (n - i) * step,
+                }
+            }
+            (Some(a), None) => a + (i + 1.0) * SPACING,
+            (None, Some(b)) => b - (n - i) * SPACING,
+            (None, None) => (i + 1.0) * SPACING,
+        }
+    };
+    let run: Vec<f64> = (0..count).map(at).collect();
+    // Every position strictly between its neighbours, told apart from them
+    // by more than rounding.
+    let mut bounds = Vec::with_capacity(count + 2);
+    bounds.extend(low);
+    bounds.extend(&run);
+    bounds.extend(high);
+    let distinct = bounds
+        .windows(2)
+        .all(|w| w[1] - w[0] > 1e-6_f64.max(w[1].abs() * 1e-12));
+    Ok(if distinct { Ok(run) } else { Err(Crowded) })
+}
+
+/// Where one conversation's new messages of an archive page go.
+pub(crate) struct PagePlacement {
+    /// Index in the page and position, for each new message.
+    pub(crate) positions: Vec<(usize, f64)>,
+    /// Archive id of the page's oldest received message in this
+    /// conversation: a backfill's next page attaches below it.
+    pub(crate) oldest_received: Option<String>,
+}
+
+/// Places the new messages of `peer`'s conversation in one archive page.
+///
+/// `backfill_edge` is, for a page paging back, the archive id of the
+/// oldest received message of this conversation an earlier page of the
+/// same backfill brought. Our own messages already stored are left out
+/// entirely: they keep the place where the user wrote them, which is not
+/// where the server archived them if they waited in the outbox.
+pub(crate) fn place_page(
+    store: &Store,
+    page: &mam::Page,
+    messages: &[IncomingMessage],
+    backfill_edge: Option<&str>,
+    peer: &str,
+) -> Result<Result<PagePlacement, Crowded>, StoreError> {
+    let received = |id: &str| -> Result<Option<f64>, StoreError> {
+        Ok(match store.archived(id)? {
+            Some((p, Direction::Incoming, seq)) if p == peer => Some(seq),
+            _ => None,
+        })
+    };
+    let mut indices = Vec::new();
+    let mut entries: Vec<Option<f64>> = Vec::new();
+    let mut oldest_received = None;
+    for (i, m) in messages.iter().enumerate().filter(|(_, m)| m.peer == peer) {
+        let stored = match m.stanza_id.as_deref() {
+            Some(id) => store.archived(id)?,
+            None => None,
+        };
+        match stored {
+            Some((_, Direction::Outgoing, _)) => continue,
+            Some((_, Direction::Incoming, seq)) => entries.push(Some(seq)),
+            None if m.direction == Direction::Outgoing => {
+                let known = match m.origin_id.as_deref() {
+                    Some(o) => store.outgoing_by_origin_id(&m.peer, o)?.is_some(),
+                    None => false,
+                };
+                if known {
+                    continue;
+                }
+                entries.push(None);
+            }
+            None => entries.push(None),
+        }
+        if m.direction == Direction::Incoming && oldest_received.is_none() {
+            oldest_received = m.stanza_id.clone();
+        }
+        indices.push(i);
+    }
+    let ahead = || store.lowest_ahead_of_archive(peer);
+    let (anchor, packing) = match page {
+        // Everything stored arrived before the newest page was answered:
+        // it is in the page or older.
+        mam::Page::Latest => (Slot::End, Packing::High),
+        // Older than anything stored except what is ahead of the archive.
+        mam::Page::After(_) => (ahead()?.map_or(Slot::End, Slot::Below), Packing::Low),
+        mam::Page::Before(anchor) => {
+            let above = match received(anchor)? {
+                Some(seq) => Some(seq),
+                None => match backfill_edge {
+                    Some(edge) => received(edge)?,
+                    None => None,
+                },
+            };
+            let above = match above {
+                Some(seq) => Some(seq),
+                None => ahead()?,
+            };
+            (above.map_or(Slot::End, Slot::Below), Packing::High)
+        }
+    };
+    let positions = ConversationPositions { store, peer };
+    let placed = match place(&entries, anchor, packing, &positions)? {
+        Ok(placed) => placed,
+        Err(crowded) => return Ok(Err(crowded)),
+    };
+    let new_indices = indices
+        .iter()
+        .zip(&entries)
+        .filter(|(_, e)| e.is_none())
+        .map(|(i, _)| *i);
+    Ok(Ok(PagePlacement {
+        positions: new_indices.zip(placed).collect(),
+        oldest_received,
+    }))
+}
+
+/// Gives each new message of an archive page its place (renumbering a
+/// conversation whose gap is used up) and returns, per conversation, the
+/// archive id of the page's oldest received message.
+pub(crate) fn place_archive_page(
+    store: &mut Store,
+    page: &mam::Page,
+    messages: &mut [IncomingMessage],
+    backfill_edge: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut peers: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
+    for m in messages.iter() {
+        if seen.insert(m.peer.as_str()) {
+            peers.push(m.peer.clone());
+        }
+    }
+    let mut oldest = Vec::new();
+    for peer in peers {
+        let edge = backfill_edge(&peer);
+        let placement = match place_page(store, page, messages, edge.as_deref(), &peer)? {
+            Ok(placement) => placement,
+            Err(Crowded) => {
+                // The room between two neighbours is used up: spread the
+                // conversation out and place again (1,024 apart, the room
+                // is ample).
+                store.renumber(&peer)?;
+                match place_page(store, page, messages, edge.as_deref(), &peer)? {
+                    Ok(placement) => placement,
+                    // Unreachable with positions 1,024 apart; refuse
+                    // rather than store a tie.
+                    Err(Crowded) => {
+                        return Err(StoreError::Database(
+                            "no room to place archived messages".into(),
+                        ))
+                    }
+                }
+            }
+        };
+        for (i, position) in placement.positions {
+            messages[i].position = Position::At(position);
+        }
+        if let Some(id) = placement.oldest_received {
+            oldest.push((peer, id));
+        }
+    }
+    Ok(oldest)
+}
+
+/// [`Positions`] of one conversation in the store.
+struct ConversationPositions<'a> {
+    store: &'a Store,
+    peer: &'a str,
+}
+
+impl Positions for ConversationPositions<'_> {
+    fn below(&self, x: f64) -> Result<Option<f64>, StoreError> {
+        self.store.seq_below(self.peer, x)
+    }
+    fn above(&self, x: f64) -> Result<Option<f64>, StoreError> {
+        self.store.first_seq_above(self.peer, Some(x))
+    }
+    fn last(&self) -> Result<Option<f64>, StoreError> {
+        self.store.last_seq(self.peer)
+    }
+}
+
+#[cfg(test)]
+#[path = "ordering_tests.rs"]
+mod tests;

@@ -74,11 +74,25 @@ pub struct IncomingMessage {
     pub stanza_id: Option<String>,
     pub remote_id: Option<String>,
     pub timestamp_ms: i64,
-    /// Position in the conversation: `None` appends (a live message, in
-    /// the order the server delivers); archive pages place their messages
-    /// between the ones around them (see the client's catch-up).
-    pub seq: Option<f64>,
+    /// Where it goes in its conversation.
+    pub position: Position,
     pub security: MessageSecurity,
+}
+
+/// Where a new message goes in its conversation's order (see the client's
+/// `ordering`): live messages are appended in the order the server
+/// delivers them; archive pages place theirs between the ones around them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Position {
+    /// Appended: a live message.
+    Append,
+    /// Appended, and marked as newer than every archive page stored so far:
+    /// a live message that arrived during an archive catch-up. Pages that
+    /// do not hold it go below it; the mark goes when a page holds it or
+    /// the catch-up completes.
+    AppendAheadOfArchive,
+    /// At this position, between its neighbours (from an archive page).
+    At(f64),
 }
 
 /// One row of the conversation list.
@@ -236,17 +250,21 @@ impl Store {
             } else {
                 MessageState::Acked
             };
-            let seq = match m.seq {
-                Some(seq) => seq,
-                None => Self::next_seq(&tx, conversation)?,
+            let seq = match m.position {
+                Position::At(seq) => seq,
+                Position::Append | Position::AppendAheadOfArchive => {
+                    Self::next_seq(&tx, conversation)?
+                }
             };
+            let ahead = m.position == Position::AppendAheadOfArchive;
             tx.prepare_cached(
                 "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, stanza_id, remote_id, timestamp_ms, seq,
-                                      encryption, sender_device, sender_trust, undecryptable)
-                 VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11, ?12, ?13, ?14)",
+                                      encryption, sender_device, sender_trust, undecryptable, ahead_of_archive)
+                 VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![conversation, state as i64, m.sender, m.body, m.origin_id, m.stanza_id, m.remote_id, m.timestamp_ms, m.direction as i64, seq,
-                             m.security.scheme.to_i64(), m.security.sender_device, m.security.sender_trust.map(|t| t.to_i64()), m.security.undecryptable])?;
+                             m.security.scheme.to_i64(), m.security.sender_device, m.security.sender_trust.map(|t| t.to_i64()), m.security.undecryptable,
+                             ahead as i64])?;
             let id = tx.last_insert_rowid();
             Self::touch_conversation(&tx, conversation, id, m.timestamp_ms, incoming)?;
             stored.push(Some(StoredMessage {
@@ -342,39 +360,97 @@ impl Store {
             .optional()?)
     }
 
-    /// The last position in the conversation with `peer` of a received
-    /// message that is certainly not newer than `timestamp_ms`.
-    pub fn last_received_seq_at_or_before(
-        &self,
-        peer: &str,
-        timestamp_ms: i64,
-    ) -> Result<Option<f64>, StoreError> {
+    /// The greatest position in the conversation with `peer` below `x`.
+    pub fn seq_below(&self, peer: &str, x: f64) -> Result<Option<f64>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(
-                // A whole-second stamp may lie anywhere in its second.
                 "SELECT max(m.seq) FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                 WHERE c.peer_jid = ?1 AND m.direction = 0
-                   AND m.timestamp_ms + (CASE WHEN m.timestamp_ms % 1000 = 0 THEN 999 ELSE 0 END) <= ?2",
+                 WHERE c.peer_jid = ?1 AND m.seq < ?2",
             )?
-            .query_row(params![peer, timestamp_ms], |r| r.get(0))?)
+            .query_row(params![peer, x], |r| r.get(0))?)
+    }
+
+    /// The greatest position in the conversation with `peer`.
+    pub fn last_seq(&self, peer: &str) -> Result<Option<f64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT max(m.seq) FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE c.peer_jid = ?1",
+            )?
+            .query_row([peer], |r| r.get(0))?)
+    }
+
+    /// The lowest position in the conversation with `peer` of a message
+    /// still ahead of the archive (see [`Position::AppendAheadOfArchive`]).
+    pub fn lowest_ahead_of_archive(&self, peer: &str) -> Result<Option<f64>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT min(m.seq) FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE c.peer_jid = ?1 AND m.ahead_of_archive = 1",
+            )?
+            .query_row([peer], |r| r.get(0))?)
+    }
+
+    /// The messages archived as `stanza_ids` have been reached by an
+    /// archive page: no longer ahead of it.
+    pub fn settle_archive(&mut self, stanza_ids: &[String]) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut settle = tx.prepare_cached(
+                "UPDATE messages SET ahead_of_archive = 0
+                 WHERE stanza_id = ?1 AND ahead_of_archive = 1",
+            )?;
+            for id in stanza_ids {
+                settle.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// No message is ahead of the archive any more: a catch-up reached its
+    /// end, or a newest page was answered after all of them arrived.
+    pub fn settle_archive_all(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE messages SET ahead_of_archive = 0 WHERE ahead_of_archive = 1")?
+            .execute([])?;
+        Ok(())
     }
 
     /// Spreads the positions of a conversation out again (same order, a
     /// gap of 1,024 between neighbours) when placing has used up the room
-    /// between two of them.
+    /// between two of them. The order is read first and then written, so
+    /// no row's new position depends on another's already rewritten one.
     pub fn renumber(&mut self, peer: &str) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
-        tx.execute(
-            "UPDATE messages SET seq = (
-                 SELECT rn * 1024.0 FROM (
-                     SELECT m.id, row_number() OVER (ORDER BY m.seq, m.id) AS rn
-                     FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                     WHERE c.peer_jid = ?1
-                 ) ordered WHERE ordered.id = messages.id)
-             WHERE conversation_id = (SELECT id FROM conversations WHERE peer_jid = ?1)",
-            [peer],
-        )?;
+        {
+            let ids: Vec<i64> = tx
+                .prepare_cached(
+                    "SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                     WHERE c.peer_jid = ?1 ORDER BY m.seq, m.id",
+                )?
+                .query_map([peer], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut update = tx.prepare_cached("UPDATE messages SET seq = ?2 WHERE id = ?1")?;
+            for (rank, id) in ids.iter().enumerate() {
+                update.execute(params![id, (rank as f64 + 1.0) * 1024.0])?;
+            }
+            let ties: i64 = tx
+                .prepare_cached(
+                    "SELECT count(*) - count(DISTINCT m.seq) FROM messages m
+                     JOIN conversations c ON c.id = m.conversation_id WHERE c.peer_jid = ?1",
+                )?
+                .query_row([peer], |r| r.get(0))?;
+            if ties != 0 {
+                // Rolled back: the old positions stay.
+                return Err(StoreError::Database(format!(
+                    "renumbering left {ties} tied positions"
+                )));
+            }
+        }
         tx.commit()?;
         Ok(())
     }
@@ -479,7 +555,7 @@ impl Store {
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_id
              WHERE c.peer_jid = ?1
                AND (?2 IS NULL OR m.seq < (SELECT seq FROM messages WHERE id = ?2))
-             ORDER BY m.seq DESC LIMIT ?3"
+             ORDER BY m.seq DESC, m.id DESC LIMIT ?3"
         ))?;
         let rows = stmt.query_map(params![peer, before, limit], message_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)

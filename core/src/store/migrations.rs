@@ -52,12 +52,14 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX messages_by_archive_id ON messages(stanza_id) WHERE stanza_id IS NOT NULL;",
     // 3: the order of a conversation is its own sequence, not the clocks
     // (see `Store::insert_incoming_batch`); existing rows keep their order.
+    // The ranking is materialised first: a correlated UPDATE over a window
+    // query can see rows it already rewrote (ties under SQLite 3.54).
     "ALTER TABLE messages ADD COLUMN seq REAL;
-    UPDATE messages SET seq = (
-        SELECT rn FROM (
-            SELECT id, row_number() OVER (PARTITION BY conversation_id ORDER BY timestamp_ms, id) AS rn
-            FROM messages
-        ) ordered WHERE ordered.id = messages.id);
+    CREATE TEMP TABLE seq_ranking AS
+        SELECT id, row_number() OVER (PARTITION BY conversation_id ORDER BY timestamp_ms, id) AS rn
+        FROM messages;
+    UPDATE messages SET seq = (SELECT rn FROM seq_ranking WHERE seq_ranking.id = messages.id);
+    DROP TABLE seq_ranking;
     DROP INDEX messages_history;
     CREATE INDEX messages_order ON messages(conversation_id, seq);",
     // 4: OMEMO (both versions): our device's keys, other devices with their
@@ -106,6 +108,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN sender_device INTEGER;
     ALTER TABLE messages ADD COLUMN sender_trust INTEGER;
     ALTER TABLE messages ADD COLUMN undecryptable TEXT;                     -- why, when it could not be read",
+    // 5: live messages that arrived during an archive catch-up and that no
+    // page has reached yet (see `Position::AppendAheadOfArchive`).
+    "ALTER TABLE messages ADD COLUMN ahead_of_archive INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_ahead_of_archive ON messages(conversation_id, seq) WHERE ahead_of_archive = 1;",
 ];
 
 /// The schema version this build writes.

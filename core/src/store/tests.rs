@@ -20,7 +20,7 @@ fn incoming(
         stanza_id: stanza_id.map(Into::into),
         remote_id: None,
         timestamp_ms: ts,
-        seq: None,
+        position: Position::Append,
         security: Default::default(),
     }
 }
@@ -277,4 +277,53 @@ fn a_newer_schema_is_refused() {
         Store::open(dir.path(), &key(10)),
         Err(OpenStoreError::TooNew { found: 99, .. })
     ));
+}
+
+/// Renumbering spreads a conversation out again without changing its order
+/// and without giving two messages the same position (a tie would leave
+/// their order to chance).
+#[test]
+fn renumbering_keeps_the_order_and_gives_every_message_its_own_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), &key(3)).unwrap();
+    let peer = "bob@example.org";
+    // Live messages 1024 apart, then archive pages squeezed between them.
+    let live: Vec<IncomingMessage> = (0..10)
+        .map(|i| incoming(peer, &format!("live {i}"), Some(&format!("L{i}")), None, i))
+        .collect();
+    store.insert_incoming_batch(&live).unwrap();
+    let mut page = Vec::new();
+    for gap in 0..9 {
+        for k in 0..5 {
+            let mut m = incoming(
+                peer,
+                &format!("page {gap}.{k}"),
+                Some(&format!("P{gap}.{k}")),
+                None,
+                0,
+            );
+            m.position = Position::At(1024.0 * (gap as f64 + 1.0) + 1e-3 * (k as f64 + 1.0));
+            page.push(m);
+        }
+    }
+    store.insert_incoming_batch(&page).unwrap();
+    let order = |store: &Store| -> Vec<String> {
+        let mut h = store.history(peer, None, 1000).unwrap();
+        h.reverse();
+        h.into_iter().map(|m| m.body).collect()
+    };
+    let before = order(&store);
+    store.renumber(peer).unwrap();
+    let after = order(&store);
+    assert_eq!(after, before, "renumbering changed the order");
+    let seqs: Vec<f64> = store
+        .history(peer, None, 1000)
+        .unwrap()
+        .iter()
+        .map(|m| store.seq_of(m.id).unwrap().unwrap())
+        .collect();
+    let mut distinct = seqs.clone();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup();
+    assert_eq!(distinct.len(), seqs.len(), "tied positions: {seqs:?}");
 }
