@@ -296,3 +296,82 @@ async fn a_server_that_never_answers_times_out_instead_of_hanging() {
     );
     client.logout().await;
 }
+
+/// A message with a hostile delay stamp (a multibyte fraction used to panic
+/// the connection task, which then looked online forever and died again on
+/// every redelivery) is stored with our arrival time, and the connection
+/// carries on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_timestamp_neither_kills_the_connection_nor_loses_the_message() {
+    let (_certs, ca, tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = tokio_rustls::TlsAcceptor::from(tls)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        serve_login(&mut s, &mut seen).await;
+        s.write_all(
+            "<message from='bob@localhost/x' type='chat' id='m1'><body>bad stamp</body>\
+             <delay xmlns='urn:xmpp:delay' from='localhost' stamp='2026-11-24T18:00:00.12€Z'/></message>\
+             <message from='bob@localhost/x' type='chat' id='m2'><body>after it</body>\
+             <delay xmlns='urn:xmpp:delay' from='localhost' stamp='99999999999999999-01-01T00:00:00Z'/></message>\
+             <iq type='get' id='p1' from='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+        seen.clear();
+        read_until(&mut s, &mut seen, "id='p1'").await;
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    });
+    let store = tempfile::tempdir().unwrap();
+    let config = ClientConfig {
+        jid: "alice@localhost".into(),
+        password: "pw".into(),
+        resource: Some("fake".into()),
+        connect: ConnectOptions {
+            server: Some(("127.0.0.1".into(), port)),
+            direct_tls: true,
+            extra_ca_pem: Some(ca),
+        },
+        store_dir: store.path().into(),
+        store_key: StoreKey::from_bytes([1; 32]),
+        initial_backoff: Duration::from_secs(60),
+        sasl2: true,
+    };
+    let (client, _events) = open_client(config);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    client.login().await.expect("login to the scripted server");
+    // Stored at once (their events wait for the archive catch-up, which
+    // this server never answers).
+    let mut history = Vec::new();
+    for _ in 0..100 {
+        history = client.history("bob@localhost", None, 10).unwrap();
+        if history.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        history.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        vec!["after it", "bad stamp"]
+    );
+    for m in &history {
+        assert!(
+            m.timestamp_ms >= before,
+            "arrival time, not the stamp: {m:?}"
+        );
+    }
+    let state = client.connection_state();
+    assert!(matches!(state, ConnectionState::Online { .. }), "{state:?}");
+    client.logout().await;
+    server.await.unwrap();
+}

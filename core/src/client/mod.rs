@@ -475,22 +475,32 @@ async fn connection_task(
             match transport::connect(own.domain().as_str(), &config.connect).await {
                 Ok(conn) => {
                     handler.ended = None;
-                    match transport::drive(
+                    let driven = CatchPanic(Box::pin(transport::drive(
                         conn,
                         &mut session,
                         random_id(),
                         &mut handler,
                         &mut commands,
-                    )
-                    .await
-                    {
+                    )))
+                    .await;
+                    match driven {
                         // The client was dropped: nobody to reconnect for.
-                        Ok(false) => return,
-                        Ok(true) => match handler.ended.take().flatten() {
+                        Ok(Ok(false)) => return,
+                        Ok(Ok(true)) => match handler.ended.take().flatten() {
                             None => Ok(true),
                             Some(err) => Err(err.into()),
                         },
-                        Err(err) => Err(err.into()),
+                        Ok(Err(err)) => Err(err.into()),
+                        // A bug reached from the stream: the connection is
+                        // dropped (nothing of this turn was acknowledged)
+                        // and retried, instead of a dead task that still
+                        // looks online.
+                        Err(()) => {
+                            tracing::error!("the connection task panicked; reconnecting");
+                            Err(ClientError::Protocol(
+                                "internal error while handling the stream".into(),
+                            ))
+                        }
                     }
                 }
                 Err(err) => Err(err.into()),
@@ -553,6 +563,25 @@ async fn connection_task(
     }
 }
 
+/// Runs a future, turning a panic inside it into `Err(())`.
+struct CatchPanic<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for CatchPanic<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Err(_) => std::task::Poll::Ready(Err(())),
+        }
+    }
+}
+
 fn session_was_online(state: &watch::Sender<ConnectionState>) -> bool {
     matches!(*state.borrow(), ConnectionState::Online { .. })
 }
@@ -594,4 +623,20 @@ pub(crate) fn decode_presence(saved: Option<&str>) -> (Availability, Option<Stri
         _ => Availability::Available,
     };
     (availability, value["status"].as_str().map(str::to_owned))
+}
+
+#[cfg(test)]
+mod catch_panic_tests {
+    use super::CatchPanic;
+
+    #[tokio::test]
+    async fn a_panic_inside_becomes_an_error_and_a_value_passes_through() {
+        assert_eq!(CatchPanic(Box::pin(async { 7 })).await, Ok(7));
+        let panicking = async {
+            tokio::task::yield_now().await;
+            let stamp = std::hint::black_box("12€");
+            stamp[..3].len()
+        };
+        assert_eq!(CatchPanic(Box::pin(panicking)).await, Err(()));
+    }
 }

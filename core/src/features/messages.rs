@@ -153,16 +153,20 @@ pub fn parse(element: &Element, own: &BareJid) -> IncomingMessageStanza {
 }
 
 /// Parses an XEP-0082 date-time (`2026-11-24T18:00:00.123Z`, offsets
-/// allowed) into Unix milliseconds.
+/// allowed) into Unix milliseconds. The stamp is untrusted input: anything
+/// but ASCII digits where digits belong, a year outside 1..=9999 or an
+/// out-of-range field is `None`, never a panic or an overflow.
 pub fn parse_xep0082_ms(stamp: &str) -> Option<i64> {
     let s = stamp.trim();
+    if !s.is_ascii() || s.len() > 64 {
+        return None;
+    }
     let (date, time) = s.split_once('T')?;
     let mut d = date.split('-');
-    let (y, mo, da): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
+    let (y, mo, da) = (digits(d.next()?)?, digits(d.next()?)?, digits(d.next()?)?);
+    if d.next().is_some() {
+        return None;
+    }
     let (clock, offset_min) = if let Some(c) = time.strip_suffix('Z') {
         (c, 0)
     } else {
@@ -170,24 +174,38 @@ pub fn parse_xep0082_ms(stamp: &str) -> Option<i64> {
         let (c, off) = time.split_at(pos);
         let sign = if off.starts_with('-') { -1 } else { 1 };
         let (oh, om) = off[1..].split_once(':')?;
-        (
-            c,
-            sign * (oh.parse::<i64>().ok()? * 60 + om.parse::<i64>().ok()?),
-        )
+        let (oh, om) = (digits(oh)?, digits(om)?);
+        if oh > 23 || om > 59 {
+            return None;
+        }
+        (c, sign * (oh * 60 + om))
     };
     let mut t = clock.split(':');
-    let (h, mi) = (
-        t.next()?.parse::<i64>().ok()?,
-        t.next()?.parse::<i64>().ok()?,
-    );
+    let (h, mi) = (digits(t.next()?)?, digits(t.next()?)?);
     let sec_part = t.next()?;
-    let (sec, frac) = sec_part.split_once('.').unwrap_or((sec_part, "0"));
-    let sec: i64 = sec.parse().ok()?;
-    let ms: i64 = format!("{:0<3}", &frac[..frac.len().min(3)]).parse().ok()?;
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || h > 23 || mi > 59 || sec > 60 {
+    if t.next().is_some() {
         return None;
     }
-    // Days from civil (Howard Hinnant's algorithm).
+    let (sec, frac) = sec_part.split_once('.').unwrap_or((sec_part, "0"));
+    let sec = digits(sec)?;
+    // Milliseconds from the first three fraction digits (all ASCII here).
+    digits(frac)?;
+    let ms = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0, |ms, b| ms * 10 + i64::from(b - b'0'));
+    if !(1..=9999).contains(&y)
+        || !(1..=12).contains(&mo)
+        || !(1..=31).contains(&da)
+        || h > 23
+        || mi > 59
+        || sec > 60
+    {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm); the bounds above keep
+    // every product far inside i64.
     let y2 = if mo <= 2 { y - 1 } else { y };
     let era = y2.div_euclid(400);
     let yoe = y2 - era * 400;
@@ -195,6 +213,14 @@ pub fn parse_xep0082_ms(stamp: &str) -> Option<i64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146097 + doe - 719468;
     Some(((days * 86400 + h * 3600 + mi * 60 + sec) - offset_min * 60) * 1000 + ms)
+}
+
+/// A non-empty run of at most 18 ASCII digits (no sign, no spaces).
+fn digits(s: &str) -> Option<i64> {
+    if s.is_empty() || s.len() > 18 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 #[cfg(test)]
@@ -273,5 +299,53 @@ mod tests {
         );
         assert_eq!(parse_xep0082_ms("yesterday"), None);
         assert_eq!(parse_xep0082_ms("2002-13-10T23:08:25Z"), None);
+    }
+
+    /// Stamps are untrusted: a multibyte fraction used to panic (slicing
+    /// at byte 3) and absurd years to overflow. All of these are refused.
+    #[test]
+    fn hostile_timestamps_are_refused_without_panicking() {
+        for stamp in [
+            "2026-11-24T18:00:00.12€Z",
+            "2026-11-24T18:00:00.€Z",
+            "2026-11-24T18:00:00.1234567Z",
+            "99999999999999999-01-01T00:00:00Z",
+            "-5-01-01T00:00:00Z",
+            "2026-01-01T00:00:00+99999999999999999:00",
+            "2026-01-01T00:00:00+24:00",
+            "2026-01-01T+1:00:00Z",
+            "2026-01-01T00:00:00.Z",
+            "2026-01-01-01T00:00:00Z",
+            "２０２６-01-01T00:00:00Z",
+        ] {
+            let parsed = std::panic::catch_unwind(|| parse_xep0082_ms(stamp));
+            match parsed {
+                Ok(ms) if stamp.contains("1234567") => {
+                    // Extra fraction digits are allowed and cut.
+                    assert_eq!(ms, parse_xep0082_ms("2026-11-24T18:00:00.123Z"))
+                }
+                Ok(ms) => assert_eq!(ms, None, "{stamp}"),
+                Err(_) => panic!("{stamp} panicked"),
+            }
+        }
+        assert_eq!(
+            parse_xep0082_ms("9999-12-31T23:59:59.999Z"),
+            Some(253_402_300_799_999)
+        );
+    }
+
+    /// A message whose delay stamp is hostile is still delivered, with our
+    /// arrival time instead of the stamp.
+    #[test]
+    fn a_message_with_a_hostile_stamp_is_delivered() {
+        let m = el("<message xmlns='jabber:client' from='bob@example.org/x' type='chat'><body>hi</body>\
+            <delay xmlns='urn:xmpp:delay' from='example.org' stamp='2026-11-24T18:00:00.12€Z'/></message>");
+        match parse(&m, &own()) {
+            IncomingMessageStanza::Chat(chat) => {
+                assert_eq!(chat.body, "hi");
+                assert_eq!(chat.delayed_ms, None);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -14,6 +14,11 @@ use rxml::{Parse, RawEvent, RawParser};
 /// us buffer without end.
 pub const DEFAULT_MAX_ELEMENT_BYTES: usize = 1 << 20;
 
+/// Deepest nesting accepted, counting the stream element: XMPP stanzas
+/// nest a dozen levels at most (an archived, encrypted message), while
+/// unbounded nesting would let a peer overflow the stack on drop.
+pub const MAX_DEPTH: usize = 64;
+
 /// Namespace of the stream wrapper.
 pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
 
@@ -40,6 +45,8 @@ pub enum XmlError {
     ElementTooLarge { limit: usize },
     #[error("the stream does not start with <stream:stream>")]
     NotAStream,
+    #[error("elements are nested deeper than {limit} levels")]
+    TooDeep { limit: usize },
 }
 
 /// Incremental reader for one XML stream.
@@ -81,7 +88,9 @@ impl StreamReader {
         loop {
             let before = bytes.len();
             let result = self.parser.parse(&mut bytes, false);
-            if self.tree.depth() >= 2 || (self.tree.depth() == 1 && self.header_seen) {
+            // Counted before the header closes too: a header without end
+            // must not be buffered without end either.
+            if !self.header_seen || self.tree.depth() >= 1 {
                 self.element_bytes += before - bytes.len();
                 if self.element_bytes > self.max_element_bytes {
                     return self.fail(XmlError::ElementTooLarge {
@@ -119,6 +128,9 @@ impl StreamReader {
         if matches!(event, RawEvent::ElementFoot(_)) && self.tree.depth() == 1 {
             return Ok(Some(StreamItem::End));
         }
+        if matches!(event, RawEvent::ElementHeadOpen(..)) && self.tree.depth() >= MAX_DEPTH {
+            return self.fail(XmlError::TooDeep { limit: MAX_DEPTH });
+        }
         let is_head_close = matches!(event, RawEvent::ElementHeadClose(_));
         let is_foot = matches!(event, RawEvent::ElementFoot(_));
         if self.tree.process_event(event).is_err() {
@@ -145,6 +157,31 @@ impl StreamReader {
         }
         Ok(None)
     }
+}
+
+/// Parses one standalone XML document (an encrypted payload's plaintext,
+/// say) with the same bounds as the stream: at most `max_bytes` and
+/// [`MAX_DEPTH`] levels.
+pub fn parse_document(mut bytes: &[u8], max_bytes: usize) -> Result<Element, XmlError> {
+    if bytes.len() > max_bytes {
+        return Err(XmlError::ElementTooLarge { limit: max_bytes });
+    }
+    let mut parser = RawParser::new();
+    let mut tree = TreeBuilder::new();
+    loop {
+        match parser.parse(&mut bytes, true) {
+            Ok(Some(event)) => {
+                if matches!(event, RawEvent::ElementHeadOpen(..)) && tree.depth() >= MAX_DEPTH {
+                    return Err(XmlError::TooDeep { limit: MAX_DEPTH });
+                }
+                tree.process_event(event)
+                    .map_err(|_| XmlError::NotWellFormed)?;
+            }
+            Ok(None) => break,
+            Err(_) => return Err(XmlError::NotWellFormed),
+        }
+    }
+    tree.root.take().ok_or(XmlError::NotWellFormed)
 }
 
 /// Escapes text for use in XML character data and attribute values.
@@ -256,5 +293,58 @@ mod tests {
         let mut reader = StreamReader::default();
         reader.feed(HEADER.as_bytes()).unwrap();
         assert!(reader.feed(b"<foo:bar/>").is_err());
+    }
+
+    fn nested(depth: usize) -> String {
+        let mut doc = String::new();
+        for _ in 0..depth {
+            doc.push_str("<x xmlns='urn:example:deep'>");
+        }
+        for _ in 0..depth {
+            doc.push_str("</x>");
+        }
+        doc
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_it_can_overflow_the_stack() {
+        let mut reader = StreamReader::default();
+        let fine = format!("{HEADER}<message>{}</message>", nested(MAX_DEPTH - 3));
+        assert_eq!(elements(&reader.feed(fine.as_bytes()).unwrap()).len(), 1);
+        let mut reader = StreamReader::default();
+        let deep = format!("{HEADER}<message>{}</message>", nested(100_000));
+        assert!(matches!(
+            reader.feed(deep.as_bytes()),
+            Err(XmlError::TooDeep { .. })
+        ));
+        // Also inside <stream:features>, before TLS.
+        let mut reader = StreamReader::default();
+        let deep = format!(
+            "{HEADER}<stream:features>{}</stream:features>",
+            nested(1_000)
+        );
+        assert!(matches!(
+            reader.feed(deep.as_bytes()),
+            Err(XmlError::TooDeep { .. })
+        ));
+        assert!(matches!(
+            parse_document(nested(100_000).as_bytes(), 10 << 20),
+            Err(XmlError::TooDeep { .. })
+        ));
+        assert!(parse_document(nested(10).as_bytes(), 1 << 20).is_ok());
+    }
+
+    #[test]
+    fn a_header_that_never_closes_is_bounded() {
+        let mut reader = StreamReader::new(1000);
+        let mut head = String::from(
+            "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' ",
+        );
+        head.push_str("a='");
+        head.push_str(&"x".repeat(5000));
+        assert!(matches!(
+            reader.feed(head.as_bytes()),
+            Err(XmlError::ElementTooLarge { limit: 1000 })
+        ));
     }
 }

@@ -42,8 +42,9 @@ pub fn envelope(body: &str, from: &str, to: &str, timestamp: &str) -> Vec<u8> {
 
 /// The body of an envelope sent by `sender` (bare JID).
 pub fn open_envelope(bytes: &[u8], sender: &str) -> Result<String, SceError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| SceError::Malformed)?;
-    let envelope: Element = text.parse().map_err(|_| SceError::Malformed)?;
+    // Bounded like the stream: any contact can send this.
+    let envelope = crate::xml::parse_document(bytes, crate::xml::DEFAULT_MAX_ELEMENT_BYTES)
+        .map_err(|_| SceError::Malformed)?;
     if !envelope.is("envelope", NS_SCE) {
         return Err(SceError::Malformed);
     }
@@ -84,6 +85,20 @@ mod tests {
         );
         assert_eq!(
             open_envelope(b"<body xmlns='jabber:client'>x</body>", "a@x").unwrap_err(),
+            SceError::Malformed
+        );
+    }
+
+    /// Any contact can send an envelope: deep nesting is refused, not
+    /// parsed into a tree whose drop would overflow the stack.
+    #[test]
+    fn a_deeply_nested_envelope_is_malformed() {
+        let mut doc = String::from("<envelope xmlns='urn:xmpp:sce:1'><content>");
+        doc.push_str(&"<x>".repeat(200_000));
+        doc.push_str(&"</x>".repeat(200_000));
+        doc.push_str("</content><from jid='a@x'/></envelope>");
+        assert_eq!(
+            open_envelope(doc.as_bytes(), "a@x").unwrap_err(),
             SceError::Malformed
         );
     }
