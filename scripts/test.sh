@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test Waxwing has: Rust unit and integration tests (the
-# integration tests start their own Prosody on loopback), the Kotlin JVM
-# tests against the real library, and the Swift syntax check.
+# Runs every test Waxwing has: the fmt and clippy gates, Rust unit and
+# integration tests (the integration tests start their own Prosody on
+# loopback), the Kotlin JVM tests against the real library, and the Swift
+# syntax check.
 # Ends with one line "N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,19 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 passed=0; failed=0
 log=$(mktemp); trap 'rm -f "$log"' EXIT
+
+# Lint gates, each counted as one test: formatting, and clippy with every
+# warning an error (the brief's bar for every landing).
+gate() {
+  local name=$1; shift
+  if "$@" >"$log" 2>&1; then
+    passed=$((passed + 1)); echo "$name: ok"
+  else
+    failed=$((failed + 1)); echo "$name: FAILED"; tail -40 "$log"
+  fi
+}
+gate "cargo fmt --check" cargo fmt --all --check
+gate "cargo clippy -D warnings" cargo clippy -q --workspace --all-targets -- -D warnings
 
 # The cli test runs the real example binary: build it first (cargo test
 # builds examples only as test harnesses).
