@@ -375,3 +375,154 @@ async fn a_hostile_timestamp_neither_kills_the_connection_nor_loses_the_message(
     client.logout().await;
     server.await.unwrap();
 }
+
+/// Plays a server through PLAIN auth up to the post-auth features, which
+/// offer binding and XEP-0198.
+async fn serve_auth_with_sm<S: AsyncReadExt + AsyncWriteExt + Unpin>(s: &mut S, seen: &mut String) {
+    read_until(s, seen, "<stream:stream").await;
+    let features = format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    );
+    s.write_all(features.as_bytes()).await.unwrap();
+    read_until(s, seen, "</auth>").await;
+    s.write_all(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        .await
+        .unwrap();
+    seen.clear();
+    read_until(s, seen, "<stream:stream").await;
+    let features = format!(
+        "{HEADER}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>\
+         <sm xmlns='urn:xmpp:sm:3'/></stream:features>"
+    );
+    s.write_all(features.as_bytes()).await.unwrap();
+}
+
+/// Issue 12, defect 3: when the store cannot take incoming messages (here
+/// another process holds its write lock), the client must not acknowledge
+/// them (no `<a h>` covering them, no clean close that ends the server's
+/// session), must say why with a typed event, and must get them again by
+/// resuming once the store works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_write_acknowledges_nothing_and_the_message_comes_again() {
+    let (_certs, ca, tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (locked_tx, locked_rx) = tokio::sync::oneshot::channel::<()>();
+    const MESSAGE: &str =
+        "<message from='bob@localhost/x' to='alice@localhost/fake' type='chat' id='m1'>\
+        <body>keep me</body></message><r xmlns='urn:xmpp:sm:3'/>";
+    let server = tokio::spawn(async move {
+        // First connection: log in with resumable SM, then (store locked)
+        // deliver the message and ask for an ack.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = tokio_rustls::TlsAcceptor::from(tls.clone())
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        serve_auth_with_sm(&mut s, &mut seen).await;
+        read_until(&mut s, &mut seen, "</iq>").await;
+        let id = seen
+            .split("id='")
+            .nth(1)
+            .unwrap()
+            .split('\'')
+            .next()
+            .unwrap()
+            .to_owned();
+        let bound = format!(
+            "<iq type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <jid>alice@localhost/fake</jid></bind></iq>"
+        );
+        s.write_all(bound.as_bytes()).await.unwrap();
+        read_until(&mut s, &mut seen, "<enable").await;
+        s.write_all(b"<enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true' max='300'/>")
+            .await
+            .unwrap();
+        locked_rx.await.unwrap();
+        seen.clear();
+        s.write_all(MESSAGE.as_bytes()).await.unwrap();
+        // The client drops the connection: read what it said until then.
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(15), s.read_to_end(&mut rest)).await;
+        seen.push_str(&String::from_utf8_lossy(&rest));
+        let first = std::mem::take(&mut seen);
+        // Second connection: the client resumes; the server re-sends.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = tokio_rustls::TlsAcceptor::from(tls)
+            .accept(tcp)
+            .await
+            .unwrap();
+        serve_auth_with_sm(&mut s, &mut seen).await;
+        seen.clear();
+        read_until(&mut s, &mut seen, "<resume").await;
+        read_until(&mut s, &mut seen, "/>").await;
+        let resume = std::mem::take(&mut seen);
+        s.write_all(b"<resumed xmlns='urn:xmpp:sm:3' h='0' previd='sm-1'/>")
+            .await
+            .unwrap();
+        s.write_all(MESSAGE.as_bytes()).await.unwrap();
+        read_until(&mut s, &mut seen, "<a xmlns='urn:xmpp:sm:3' h='1'/>").await;
+        (first, resume, s)
+    });
+
+    let store = tempfile::tempdir().unwrap();
+    let config = ClientConfig {
+        jid: "alice@localhost".into(),
+        password: "pw".into(),
+        resource: Some("fake".into()),
+        connect: ConnectOptions {
+            server: Some(("127.0.0.1".into(), port)),
+            direct_tls: true,
+            extra_ca_pem: Some(ca),
+        },
+        store_dir: store.path().into(),
+        store_key: StoreKey::from_bytes([1; 32]),
+        initial_backoff: Duration::from_millis(100),
+        sasl2: true,
+    };
+    let (client, events) = open_client(config);
+    client.login().await.expect("login to the scripted server");
+    // Another process takes the store's write lock.
+    let blocker = rusqlite::Connection::open(store.path().join("waxwing.db")).unwrap();
+    blocker
+        .execute_batch(&format!(
+            "PRAGMA key = \"x'{}'\"; BEGIN EXCLUSIVE;",
+            "01".repeat(32)
+        ))
+        .unwrap();
+    locked_tx.send(()).unwrap();
+    let error = events
+        .wait_for(60, |e| match e {
+            ClientEvent::ConnectionChanged(ConnectionState::Disconnected {
+                error: Some(err),
+                will_retry,
+            }) => Some((err.clone(), *will_retry)),
+            _ => None,
+        })
+        .await;
+    assert!(matches!(error.0, ClientError::Store(_)), "{error:?}");
+    assert!(error.1, "retried");
+    blocker.execute_batch("ROLLBACK;").unwrap();
+    drop(blocker);
+    let (first, resume, _stream) = tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("the client came back")
+        .unwrap();
+    assert!(
+        !first.contains("<a "),
+        "acknowledged an unstored stanza: {first}"
+    );
+    assert!(
+        !first.contains("</stream:stream>"),
+        "closed the session: {first}"
+    );
+    assert!(resume.contains("h='0'"), "{resume}");
+    let history = client.history("bob@localhost", None, 10).unwrap();
+    assert_eq!(
+        history.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        vec!["keep me"]
+    );
+    client.logout().await;
+}

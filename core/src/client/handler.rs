@@ -184,6 +184,10 @@ pub(crate) struct ConnectionHandler {
     /// Id of the ping whose answer ends a resumed stream's backlog.
     resume_barrier: Option<String>,
     pub ended: Option<Option<crate::proto::SessionError>>,
+    /// Incoming stanzas could not be stored: the connection was dropped
+    /// without acknowledging them (the server keeps and re-sends them), and
+    /// this is why.
+    pub store_failure: Option<crate::store::StoreError>,
     pub presences: Arc<Mutex<PresenceBook>>,
     /// OMEMO, once our device is loaded (at the first `Online`).
     omemo: Option<Omemo>,
@@ -215,6 +219,7 @@ impl ConnectionHandler {
             suspended: false,
             resume_barrier: None,
             ended: None,
+            store_failure: None,
             presences,
             omemo: None,
             omemo_outbox: Vec::new(),
@@ -886,10 +891,13 @@ impl ConnectionHandler {
                 }
             }
             Err(err) => {
-                // Not stored means not acknowledged: no receipts, and with
-                // the session closed the server keeps (or re-sends) them.
-                tracing::error!(error = %err, "cannot store incoming messages; closing the session");
-                session.close(now);
+                // Not stored means not acknowledged: no receipts, no `<a/>`
+                // covering them and no clean close (which would end the
+                // server's session). Dropped, the session stays resumable
+                // and the server re-sends them on the next connection.
+                tracing::error!(error = %err, "cannot store incoming messages; dropping the connection");
+                self.store_failure = Some(err);
+                session.handle_input(now, crate::proto::Input::Disconnected);
             }
         }
     }
@@ -1117,6 +1125,10 @@ impl Handler for ConnectionHandler {
         // Incoming messages first: the acks for them leave the socket only
         // after this turn, so nothing is acknowledged before it is stored.
         self.flush_inbound(session, now);
+        if self.store_failure.is_some() {
+            return;
+        }
+        session.mark_handled();
         for stanza in std::mem::take(&mut self.omemo_outbox) {
             self.send(session, now, &stanza);
         }

@@ -475,6 +475,7 @@ async fn connection_task(
             match transport::connect(own.domain().as_str(), &config.connect).await {
                 Ok(conn) => {
                     handler.ended = None;
+                    handler.store_failure = None;
                     let driven = CatchPanic(Box::pin(transport::drive(
                         conn,
                         &mut session,
@@ -486,10 +487,16 @@ async fn connection_task(
                     match driven {
                         // The client was dropped: nobody to reconnect for.
                         Ok(Ok(false)) => return,
-                        Ok(Ok(true)) => match handler.ended.take().flatten() {
-                            None => Ok(true),
-                            Some(err) => Err(err.into()),
-                        },
+                        Ok(Ok(true)) => {
+                            match (handler.store_failure.take(), handler.ended.take()) {
+                                // Retried: the server re-sends what was not stored.
+                                (Some(err), _) => Err(ClientError::Store(err)),
+                                (None, ended) => match ended.flatten() {
+                                    None => Ok(true),
+                                    Some(err) => Err(err.into()),
+                                },
+                            }
+                        }
                         Ok(Err(err)) => Err(err.into()),
                         // A bug reached from the stream: the connection is
                         // dropped (nothing of this turn was acknowledged)

@@ -226,6 +226,9 @@ pub struct Session {
     sm: Option<SmState>,
     /// Whether an `<r/>` should follow the stanzas sent in this turn.
     ack_request_due: bool,
+    /// The server asked for an `<a/>` while stanzas were still unhandled:
+    /// it is sent once the client marks them handled.
+    ack_owed: bool,
     round_trips: u32,
     next_id: u64,
     ping_id: Option<String>,
@@ -257,6 +260,7 @@ impl Session {
             features: Features::default(),
             sm: None,
             ack_request_due: false,
+            ack_owed: false,
             round_trips: 0,
             next_id: 0,
             ping_id: None,
@@ -331,9 +335,13 @@ impl Session {
                 self.tls = tls;
                 self.round_trips = 0;
                 self.rejected_channel_binding = false;
-                if let Some(sm) = self.sm.take().filter(SmState::can_resume) {
+                if let Some(mut sm) = self.sm.take().filter(SmState::can_resume) {
+                    // What the old stream did not get handled, the server
+                    // sends again after resuming.
+                    sm.inbound_unhandled = 0;
                     self.resume_from = Some(sm);
                 }
+                self.ack_owed = false;
                 self.timers = [None; 4];
                 self.set_timer(Timer::Negotiation, now + self.config.negotiation_timeout);
                 let stage = if self.tls.is_some() {
@@ -387,6 +395,25 @@ impl Session {
         if changed && self.is_online() && self.features.client_state_indication {
             let name = if active { "active" } else { "inactive" };
             self.transmit(format!("<{name} xmlns='{NS_CSI}'/>"));
+        }
+    }
+
+    /// The client has handled (stored, answered) every stanza received so
+    /// far: XEP-0198's `h` may now cover them, and an `<a/>` the server
+    /// asked for meanwhile goes out.
+    /// Only on a live stream: once it dropped, what was not marked is for
+    /// the server to send again.
+    pub fn mark_handled(&mut self) {
+        if !matches!(self.state, State::Online) {
+            return;
+        }
+        let Some(sm) = &mut self.sm else { return };
+        if sm.mark_handled() {
+            self.sm_changed = true;
+        }
+        if std::mem::take(&mut self.ack_owed) {
+            let ack = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound_handled);
+            self.transmit(ack);
         }
     }
 
@@ -1041,8 +1068,14 @@ impl Session {
     fn on_online_element(&mut self, element: Element) {
         if element.is("r", NS_SM) {
             if let Some(sm) = &self.sm {
-                let ack = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound_handled);
-                self.transmit(ack);
+                if sm.inbound_unhandled == 0 {
+                    let ack = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound_handled);
+                    self.transmit(ack);
+                } else {
+                    // Answered by `mark_handled`: `h` must not cover a
+                    // stanza the client has not stored yet.
+                    self.ack_owed = true;
+                }
             }
             return;
         }

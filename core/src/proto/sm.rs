@@ -20,8 +20,13 @@ pub struct SmState {
     /// The full JID the stream was bound to; a resumed stream keeps it.
     #[serde(default)]
     pub bound_jid: Option<String>,
-    /// Stanzas received from the server and handled by us.
+    /// Stanzas received from the server and handled by us: the `h` we
+    /// report. Moves only when the client says so (after its store commit).
     pub inbound_handled: u32,
+    /// Stanzas received but not handled yet. Not persisted: a resumed
+    /// stream gets them again, since `h` does not cover them.
+    #[serde(skip)]
+    pub inbound_unhandled: u32,
     /// Value of `h` the server last acknowledged.
     pub outbound_acked: u32,
     /// Serialized stanzas sent but not yet acknowledged, oldest first.
@@ -61,7 +66,17 @@ impl SmState {
     }
 
     pub fn record_received(&mut self) {
-        self.inbound_handled = self.inbound_handled.wrapping_add(1);
+        self.inbound_unhandled = self.inbound_unhandled.wrapping_add(1);
+    }
+
+    /// Everything received so far is handled. Returns whether `h` moved.
+    pub fn mark_handled(&mut self) -> bool {
+        if self.inbound_unhandled == 0 {
+            return false;
+        }
+        self.inbound_handled = self.inbound_handled.wrapping_add(self.inbound_unhandled);
+        self.inbound_unhandled = 0;
+        true
     }
 
     /// Applies the server's `h` and returns the stanzas it newly covers.
@@ -128,6 +143,8 @@ mod tests {
         sm.record_sent("c".into());
         assert_eq!(sm.remote_acked(1).unwrap().len(), 3);
         sm.record_received();
+        assert_eq!(sm.inbound_handled, u32::MAX, "not handled yet");
+        assert!(sm.mark_handled());
         assert_eq!(sm.inbound_handled, 0);
     }
 

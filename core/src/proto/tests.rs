@@ -36,7 +36,16 @@ impl Harness {
         }
     }
 
+    /// Drains the output as the driver does, ending the turn (the client
+    /// has handled every stanza) when the engine first waits.
     fn drain(&mut self) {
+        self.drain_turn(true);
+    }
+
+    /// Drains the output; `handled` says whether the client then marks the
+    /// turn's stanzas handled (it does not when its store failed).
+    fn drain_turn(&mut self, handled: bool) {
+        let mut turn_ended = !handled;
         loop {
             match self.session.poll_output() {
                 Output::Transmit(bytes) => self.sent.push_str(std::str::from_utf8(&bytes).unwrap()),
@@ -44,6 +53,10 @@ impl Harness {
                 Output::Event(e) => self.events.push(e),
                 Output::CloseSocket => self.socket_closed = true,
                 Output::Wait(at) => {
+                    if !std::mem::replace(&mut turn_ended, true) {
+                        self.session.mark_handled();
+                        continue;
+                    }
                     self.wait = at;
                     return;
                 }
@@ -284,6 +297,44 @@ fn stream_management_counts_acks_and_rejects_impossible_acks() {
         Some(Some(SessionError::StreamManagement(_)))
     ));
     assert!(h.sent.contains("handled-count-too-high"));
+}
+
+/// XEP-0198's `h` covers a stanza only once the client has handled it
+/// (stored it): an `<r/>` in the same turn is answered after that, and a
+/// stream dropped because the store failed resumes with `h` excluding what
+/// was not stored, so the server sends it again.
+#[test]
+fn h_counts_only_what_the_client_marked_handled() {
+    let (mut h, state) = session_with_unacked_message();
+    assert_eq!(state.inbound_handled, 1);
+    reconnect_to_auth(&mut h);
+    h.recv("<resumed xmlns='urn:xmpp:sm:3' h='2' previd='sm-1'/>");
+    h.take_sent();
+    let unstored =
+        b"<message from='bob@example.org/x'><body>2</body></message><r xmlns='urn:xmpp:sm:3'/>";
+    h.session.handle_input(h.now, Input::Received(unstored));
+    // The client's store failed: nothing is marked handled, no ack.
+    h.drain_turn(false);
+    assert!(
+        !h.take_sent().contains("<a "),
+        "no ack for an unstored stanza"
+    );
+    h.input(Input::Disconnected);
+    reconnect_to_auth(&mut h);
+    assert_eq!(
+        h.take_sent(),
+        "<resume xmlns='urn:xmpp:sm:3' h='1' previd='sm-1'/>",
+        "the unstored message is asked for again"
+    );
+    h.recv("<resumed xmlns='urn:xmpp:sm:3' h='2' previd='sm-1'/>");
+    h.take_sent();
+    // Stored this time: the owed ack follows the client's mark.
+    h.session.handle_input(h.now, Input::Received(unstored));
+    h.drain_turn(false);
+    assert!(!h.take_sent().contains("<a "));
+    h.session.mark_handled();
+    h.drain();
+    assert!(h.take_sent().contains("<a xmlns='urn:xmpp:sm:3' h='2'/>"));
 }
 
 #[test]

@@ -227,8 +227,12 @@ pub trait Handler {
         command: Self::Command,
     ) -> AfterCommand;
     /// Called once the engine's output is drained, before waiting: the
-    /// place to commit work batched during the turn.
-    fn end_of_turn(&mut self, _session: &mut Session, _now: std::time::Instant) {}
+    /// place to commit work batched during the turn, and then to tell the
+    /// session the turn's stanzas are handled (`Session::mark_handled`),
+    /// which is all this default does.
+    fn end_of_turn(&mut self, session: &mut Session, _now: std::time::Instant) {
+        session.mark_handled();
+    }
 }
 
 /// Runs one connection until the session reports `Disconnected` (which the
