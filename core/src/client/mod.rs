@@ -471,6 +471,7 @@ async fn connection_task(
             state.send_replace(connecting.clone());
             listener.on_event(ClientEvent::ConnectionChanged(connecting));
         }
+        let mut panicked = false;
         let outcome: Result<bool, ClientError> =
             match transport::connect(own.domain().as_str(), &config.connect).await {
                 Ok(conn) => {
@@ -504,6 +505,7 @@ async fn connection_task(
                         // looks online.
                         Err(()) => {
                             tracing::error!("the connection task panicked; reconnecting");
+                            panicked = true;
                             Err(ClientError::Protocol(
                                 "internal error while handling the stream".into(),
                             ))
@@ -532,7 +534,9 @@ async fn connection_task(
         if stop {
             return;
         }
-        if was_online {
+        // A stanza that panics us comes back on every resumption: keep
+        // backing off rather than reconnecting at once each time.
+        if was_online && !panicked {
             backoff = config.initial_backoff;
         }
         let jitter = rand::thread_rng().gen_range(0.5..1.5);
