@@ -526,3 +526,123 @@ async fn a_store_that_cannot_write_acknowledges_nothing_and_the_message_comes_ag
     );
     client.logout().await;
 }
+
+/// Reads the next MAM query; returns its iq id, queryid and the text.
+async fn read_mam_query<S: AsyncReadExt + Unpin>(
+    s: &mut S,
+    seen: &mut String,
+) -> (String, String, String) {
+    loop {
+        if let Some(start) = seen.find("<iq") {
+            let rest = &seen[start..];
+            if let Some(end) = rest.find("</iq>") {
+                let iq = rest[..end + 5].to_owned();
+                seen.replace_range(..start + end + 5, "");
+                if iq.contains("urn:xmpp:mam:2") {
+                    let attr = |name: &str| {
+                        let at = iq.find(&format!("{name}=")).unwrap() + name.len() + 2;
+                        iq[at..].split(['\'', '"']).next().unwrap().to_owned()
+                    };
+                    return (attr(" id"), attr("queryid"), iq);
+                }
+                continue;
+            }
+        }
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "client closed early; got {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+}
+
+/// XEP-0313 §4.3: a cursor no longer in the archive (expired) gets
+/// `item-not-found`. The catch-up must not give up, leaving a gap the next
+/// live message would skip: it pages back from the newest message instead.
+/// (Prosody's file storage answers an unknown cursor with an empty page, so
+/// a scripted server plays the servers that follow the XEP.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_archive_cursor_falls_back_to_paging_back_from_the_newest() {
+    let (_certs, ca, tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = tokio_rustls::TlsAcceptor::from(tls)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        serve_login(&mut s, &mut seen).await;
+        seen.clear();
+        let (id, _, first) = read_mam_query(&mut s, &mut seen).await;
+        assert!(
+            first.contains("<after>expired-archive-id</after>"),
+            "{first}"
+        );
+        let refused = format!(
+            "<iq type='error' id='{id}'><error type='modify'>\
+             <item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+        );
+        s.write_all(refused.as_bytes()).await.unwrap();
+        let (id, query_id, second) = read_mam_query(&mut s, &mut seen).await;
+        assert!(
+            second.contains("<before/>"),
+            "pages back from the newest: {second}"
+        );
+        let page = format!(
+            "<message from='alice@localhost' to='alice@localhost/fake'>\
+             <result xmlns='urn:xmpp:mam:2' queryid='{query_id}' id='a1'><forwarded xmlns='urn:xmpp:forward:0'>\
+             <delay xmlns='urn:xmpp:delay' stamp='2026-11-29T10:00:00Z'/>\
+             <message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost' type='chat' id='b1'>\
+             <body>from the gap</body></message></forwarded></result></message>\
+             <iq type='result' id='{id}'><fin xmlns='urn:xmpp:mam:2' complete='true'>\
+             <set xmlns='http://jabber.org/protocol/rsm'><first>a1</first><last>a1</last></set></fin></iq>"
+        );
+        s.write_all(page.as_bytes()).await.unwrap();
+        // Then forward from the newest: nothing more.
+        let (id, _, third) = read_mam_query(&mut s, &mut seen).await;
+        assert!(third.contains("<after>a1</after>"), "{third}");
+        let done = format!(
+            "<iq type='result' id='{id}'><fin xmlns='urn:xmpp:mam:2' complete='true'>\
+             <set xmlns='http://jabber.org/protocol/rsm'/></fin></iq>"
+        );
+        s.write_all(done.as_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    });
+    let store = tempfile::tempdir().unwrap();
+    let key = StoreKey::from_bytes([1; 32]);
+    waxwing_core::store::Store::open(store.path(), &key)
+        .unwrap()
+        .set_account_value("mam_last", Some("expired-archive-id"))
+        .unwrap();
+    let config = ClientConfig {
+        jid: "alice@localhost".into(),
+        password: "pw".into(),
+        resource: Some("fake".into()),
+        connect: ConnectOptions {
+            server: Some(("127.0.0.1".into(), port)),
+            direct_tls: true,
+            extra_ca_pem: Some(ca),
+        },
+        store_dir: store.path().into(),
+        store_key: key,
+        initial_backoff: Duration::from_secs(60),
+        sasl2: true,
+    };
+    let (client, events) = open_client(config);
+    client.login().await.expect("login to the scripted server");
+    events
+        .wait_for(15, |e| matches!(e, ClientEvent::CaughtUp).then_some(()))
+        .await;
+    let history = client.history("bob@localhost", None, 10).unwrap();
+    assert_eq!(
+        history.iter().map(|m| m.body.as_str()).collect::<Vec<_>>(),
+        vec!["from the gap"]
+    );
+    client.logout().await;
+    server.await.unwrap();
+}

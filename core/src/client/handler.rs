@@ -752,17 +752,37 @@ impl ConnectionHandler {
             (Some(fin), mam::Page::Latest | mam::Page::Before(_)) => {
                 self.advance_backfill(&fin, count, oldest)
             }
+            (None, mam::Page::After(_)) if error_condition(iq) == "item-not-found" => {
+                // XEP-0313 §4.3: the cursor is no longer in the archive
+                // (expired). Page back from the newest message instead,
+                // which fills the gap as far as a new installation would.
+                tracing::warn!("the archive cursor expired; paging back from the newest message");
+                let store = self.store();
+                // If these writes fail the next session meets the same
+                // expired cursor and comes here again.
+                let _ = store.set_account_value(MAM_LAST_KEY, None);
+                let _ = store.set_account_value(MAM_BACKFILL_KEY, None);
+                true
+            }
             (None, _) => {
-                tracing::warn!("the archive query failed; continuing without catch-up");
-                false
+                // The catch-up stays pending: live messages keep being
+                // marked ahead of the archive and do not move the cursor
+                // past the gap; the next connection tries again.
+                tracing::warn!("the archive query failed; trying again on the next connection");
+                for message in catchup.held_events {
+                    self.emit(ClientEvent::MessageReceived(message));
+                }
+                self.emit(ClientEvent::CaughtUp);
+                return;
             }
         };
         if more {
             return self.start_catchup(session, now, catchup.held_events);
         }
-        // Even a failed query ends it: retrying forever would hide live
-        // traffic; the next fresh session catches up from the cursor.
-        let _ = self.store().set_account_value(MAM_PENDING_KEY, None);
+        if let Err(err) = self.store().set_account_value(MAM_PENDING_KEY, None) {
+            // Harmless: the next connection runs an empty catch-up.
+            tracing::warn!(%err, "cannot clear the catch-up marker");
+        }
         for message in catchup.held_events {
             self.emit(ClientEvent::MessageReceived(message));
         }
@@ -778,16 +798,6 @@ impl ConnectionHandler {
         messages: &mut [IncomingMessage],
     ) -> Result<Vec<(String, String)>, crate::store::StoreError> {
         let mut store = self.store();
-        if catchup.page == mam::Page::Latest {
-            // Everything stored arrived before the newest page was
-            // answered: it is in the page or older.
-            store.settle_archive_all()?;
-        }
-        let in_page: Vec<String> = messages
-            .iter()
-            .filter_map(|m| m.stanza_id.clone())
-            .collect();
-        store.settle_archive(&in_page)?;
         let edges = catchup.backfill.as_ref().map(|b| &b.edges);
         ordering::place_archive_page(&mut store, &catchup.page, messages, |peer| {
             edges.and_then(|e| e.get(peer).cloned())
@@ -838,6 +848,15 @@ impl ConnectionHandler {
         true
     }
 
+    /// Whether an archive catch-up is unfinished (cut short or failed).
+    fn catch_up_pending(&self) -> bool {
+        // Unreadable counts as pending: marking live messages ahead of the
+        // archive is always safe, skipping a gap is not.
+        self.store()
+            .account_value(MAM_PENDING_KEY)
+            .map_or(true, |v| v.is_some())
+    }
+
     /// Writes the turn's incoming messages in one transaction, then tells
     /// the app and sends the receipts the senders asked for.
     fn flush_inbound(&mut self, session: &mut Session, now: Instant) {
@@ -852,7 +871,8 @@ impl ConnectionHandler {
         let writes = self.take_omemo_writes();
         // During a catch-up, live messages are newer than every page so
         // far: the pages still to come go below them.
-        let position = if self.catchup.is_some() {
+        let behind = self.catchup.is_some() || self.catch_up_pending();
+        let position = if behind {
             Position::AppendAheadOfArchive
         } else {
             Position::Append
@@ -869,8 +889,9 @@ impl ConnectionHandler {
             Ok(stored) => {
                 self.omemo_committed();
                 // Live messages carry their archive id: the next catch-up
-                // starts after the newest one we have.
-                if self.catchup.is_none() {
+                // starts after the newest one we have — unless a catch-up
+                // is unfinished, whose gap the cursor must not skip.
+                if !behind {
                     if let Some(last) = batch.iter().rev().find_map(|(m, _)| m.stanza_id.clone()) {
                         let _ = self.store().set_account_value(MAM_LAST_KEY, Some(&last));
                     }
@@ -1134,6 +1155,13 @@ impl Handler for ConnectionHandler {
         }
         self.persist_stream_management(session);
     }
+}
+
+/// The defined condition of an error IQ (`undefined-condition` if none).
+fn error_condition(iq: &Element) -> String {
+    iq.get_child("error", NS_CLIENT)
+        .map(crate::proto::features::error_condition)
+        .unwrap_or_else(|| "undefined-condition".to_owned())
 }
 
 fn iq_result(request: &Element) -> Element {

@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 
 use crate::features::mam;
-use crate::store::{Direction, IncomingMessage, Position, Store, StoreError};
+use crate::store::{ArchiveCopy, IncomingMessage, Position, Store, StoreError};
 
 /// Distance between appended positions (the store appends with the same).
 pub(crate) const SPACING: f64 = 1024.0;
@@ -149,56 +149,40 @@ fn fill(
 pub(crate) struct PagePlacement {
     /// Index in the page and position, for each new message.
     pub(crate) positions: Vec<(usize, f64)>,
-    /// Archive id of the page's oldest received message in this
-    /// conversation: a backfill's next page attaches below it.
-    pub(crate) oldest_received: Option<String>,
+    /// Archive id of the page's oldest message in this conversation that
+    /// is in archive order: a backfill's next page attaches below it.
+    pub(crate) oldest: Option<String>,
 }
 
 /// Places the new messages of `peer`'s conversation in one archive page.
 ///
+/// `copies` holds, per page message, its stored copy if any.
 /// `backfill_edge` is, for a page paging back, the archive id of the
-/// oldest received message of this conversation an earlier page of the
-/// same backfill brought. Our own messages already stored are left out
-/// entirely: they keep the place where the user wrote them, which is not
-/// where the server archived them if they waited in the outbox.
+/// oldest message of this conversation an earlier page of the same
+/// backfill brought. Messages the user wrote on this device are left out
+/// entirely: they keep the place where they were written, which is not
+/// where the server archived them if they waited in the outbox. Everything
+/// else stored — received, live or from the archive, and our own from
+/// other devices (carbons, archive) — is in archive order and anchors.
 pub(crate) fn place_page(
     store: &Store,
     page: &mam::Page,
     messages: &[IncomingMessage],
+    copies: &[Option<ArchiveCopy>],
     backfill_edge: Option<&str>,
     peer: &str,
 ) -> Result<Result<PagePlacement, Crowded>, StoreError> {
-    let received = |id: &str| -> Result<Option<f64>, StoreError> {
-        Ok(match store.archived(id)? {
-            Some((p, Direction::Incoming, seq)) if p == peer => Some(seq),
-            _ => None,
-        })
-    };
     let mut indices = Vec::new();
     let mut entries: Vec<Option<f64>> = Vec::new();
-    let mut oldest_received = None;
+    let mut oldest = None;
     for (i, m) in messages.iter().enumerate().filter(|(_, m)| m.peer == peer) {
-        let stored = match m.stanza_id.as_deref() {
-            Some(id) => store.archived(id)?,
-            None => None,
-        };
-        match stored {
-            Some((_, Direction::Outgoing, _)) => continue,
-            Some((_, Direction::Incoming, seq)) => entries.push(Some(seq)),
-            None if m.direction == Direction::Outgoing => {
-                let known = match m.origin_id.as_deref() {
-                    Some(o) => store.outgoing_by_origin_id(&m.peer, o)?.is_some(),
-                    None => false,
-                };
-                if known {
-                    continue;
-                }
-                entries.push(None);
-            }
+        match copies[i] {
+            Some(copy) if copy.written_here => continue,
+            Some(copy) => entries.push(Some(copy.seq)),
             None => entries.push(None),
         }
-        if m.direction == Direction::Incoming && oldest_received.is_none() {
-            oldest_received = m.stanza_id.clone();
+        if oldest.is_none() {
+            oldest = m.stanza_id.clone();
         }
         indices.push(i);
     }
@@ -210,17 +194,15 @@ pub(crate) fn place_page(
         // Older than anything stored except what is ahead of the archive.
         mam::Page::After(_) => (ahead()?.map_or(Slot::End, Slot::Below), Packing::Low),
         mam::Page::Before(anchor) => {
-            let above = match received(anchor)? {
-                Some(seq) => Some(seq),
-                None => match backfill_edge {
-                    Some(edge) => received(edge)?,
-                    None => None,
-                },
-            };
-            let above = match above {
-                Some(seq) => Some(seq),
-                None => ahead()?,
-            };
+            let mut above = store.archive_position(peer, anchor)?;
+            if above.is_none() {
+                if let Some(edge) = backfill_edge {
+                    above = store.archive_position(peer, edge)?;
+                }
+            }
+            if above.is_none() {
+                above = ahead()?;
+            }
             (above.map_or(Slot::End, Slot::Below), Packing::High)
         }
     };
@@ -236,19 +218,38 @@ pub(crate) fn place_page(
         .map(|(i, _)| *i);
     Ok(Ok(PagePlacement {
         positions: new_indices.zip(placed).collect(),
-        oldest_received,
+        oldest,
     }))
 }
 
 /// Gives each new message of an archive page its place (renumbering a
 /// conversation whose gap is used up) and returns, per conversation, the
-/// archive id of the page's oldest received message.
+/// archive id of the page's oldest message in archive order. Stored
+/// messages the page holds are no longer ahead of the archive; after a
+/// newest-first page, none is.
 pub(crate) fn place_archive_page(
     store: &mut Store,
     page: &mam::Page,
     messages: &mut [IncomingMessage],
     backfill_edge: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<(String, String)>, StoreError> {
+    if *page == mam::Page::Latest {
+        store.settle_archive_all()?;
+    }
+    let copies_of = |store: &Store, messages: &[IncomingMessage]| {
+        messages
+            .iter()
+            .map(|m| store.archive_copy(m))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let mut copies = copies_of(store, messages)?;
+    let reached: Vec<i64> = copies
+        .iter()
+        .flatten()
+        .filter(|c| c.ahead_of_archive)
+        .map(|c| c.id)
+        .collect();
+    store.settle_archive(&reached)?;
     let mut peers: Vec<String> = Vec::new();
     let mut seen = HashSet::new();
     for m in messages.iter() {
@@ -259,14 +260,16 @@ pub(crate) fn place_archive_page(
     let mut oldest = Vec::new();
     for peer in peers {
         let edge = backfill_edge(&peer);
-        let placement = match place_page(store, page, messages, edge.as_deref(), &peer)? {
+        let placed = place_page(store, page, messages, &copies, edge.as_deref(), &peer)?;
+        let placement = match placed {
             Ok(placement) => placement,
             Err(Crowded) => {
                 // The room between two neighbours is used up: spread the
                 // conversation out and place again (1,024 apart, the room
                 // is ample).
                 store.renumber(&peer)?;
-                match place_page(store, page, messages, edge.as_deref(), &peer)? {
+                copies = copies_of(store, messages)?;
+                match place_page(store, page, messages, &copies, edge.as_deref(), &peer)? {
                     Ok(placement) => placement,
                     // Unreachable with positions 1,024 apart; refuse
                     // rather than store a tie.
@@ -281,7 +284,7 @@ pub(crate) fn place_archive_page(
         for (i, position) in placement.positions {
             messages[i].position = Position::At(position);
         }
-        if let Some(id) = placement.oldest_received {
+        if let Some(id) = placement.oldest {
             oldest.push((peer, id));
         }
     }

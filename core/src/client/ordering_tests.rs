@@ -3,7 +3,7 @@
 //! interleavings the chaos test produced).
 
 use super::*;
-use crate::store::StoreKey;
+use crate::store::{Direction, StoreKey};
 
 /// Stored positions as a sorted list.
 struct List(Vec<f64>);
@@ -176,14 +176,6 @@ fn store_page(
         .into_iter()
         .map(|n| message(n, T0 + 1_000 + n as i64))
         .collect();
-    if *page == mam::Page::Latest {
-        store.settle_archive_all().unwrap();
-    }
-    let ids: Vec<String> = messages
-        .iter()
-        .filter_map(|m| m.stanza_id.clone())
-        .collect();
-    store.settle_archive(&ids).unwrap();
     let edge = edge.map(str::to_owned);
     let oldest = place_archive_page(store, page, &mut messages, |_| edge.clone()).unwrap();
     store.insert_incoming_batch(&messages).unwrap();
@@ -291,4 +283,137 @@ fn hundreds_of_pages_need_no_renumbering_and_a_renumbered_store_still_places() {
     store_page(&mut store, &mam::Page::Before(edge), 95_900..96_000, None);
     want.splice(1..1, 95_900..96_000);
     assert_eq!(order(&store), want);
+}
+
+/// Our own message, from another device.
+fn own(n: u32) -> IncomingMessage {
+    IncomingMessage {
+        direction: Direction::Outgoing,
+        sender: "alice@example.org/laptop".into(),
+        origin_id: Some(format!("o{n}")),
+        ..message(n, T0 + n as i64)
+    }
+}
+
+#[test]
+fn a_live_copy_without_an_archive_id_is_found_by_its_origin_id() {
+    // 5 came live during the catch-up without a stanza-id; the page holds
+    // it (with one) between 4 and 6.
+    let (_dir, mut store) = store();
+    live(&mut store, 1..=3, false);
+    let mut bare = message(5, T0);
+    bare.stanza_id = None;
+    bare.origin_id = Some("o5".into());
+    bare.position = Position::AppendAheadOfArchive;
+    store.insert_incoming_batch(&[bare]).unwrap();
+    let mut page: Vec<IncomingMessage> = (4..=6).map(|n| message(n, T0)).collect();
+    page[1].origin_id = Some("o5".into());
+    place_archive_page(
+        &mut store,
+        &mam::Page::After("s3".into()),
+        &mut page,
+        |_| None,
+    )
+    .unwrap();
+    store.insert_incoming_batch(&page).unwrap();
+    assert_eq!(order(&store), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        store.lowest_ahead_of_archive(BOB).unwrap(),
+        None,
+        "5 reached"
+    );
+}
+
+#[test]
+fn our_messages_from_other_devices_anchor_pages_like_received_ones() {
+    // The newest page holds our 11 (from the laptop) then bob's 12; the
+    // next page, paging back from 11, goes below 11.
+    let (_dir, mut store) = store();
+    let mut newest = vec![own(11), message(12, T0)];
+    let edges = place_archive_page(&mut store, &mam::Page::Latest, &mut newest, |_| None).unwrap();
+    store.insert_incoming_batch(&newest).unwrap();
+    assert_eq!(edges, vec![(BOB.to_owned(), "s11".to_owned())]);
+    let mut older: Vec<IncomingMessage> = (8..=10).map(|n| message(n, T0)).collect();
+    place_archive_page(
+        &mut store,
+        &mam::Page::Before("s11".into()),
+        &mut older,
+        |_| Some("s11".into()),
+    )
+    .unwrap();
+    store.insert_incoming_batch(&older).unwrap();
+    assert_eq!(order(&store), vec![8, 9, 10, 11, 12]);
+
+    // A sent carbon (no archive id) that came live during a catch-up is in
+    // archive order too: bob's 13, archived before it, goes below it.
+    let mut carbon = own(14);
+    carbon.stanza_id = None;
+    carbon.position = Position::AppendAheadOfArchive;
+    let mut live_15 = message(15, T0);
+    live_15.position = Position::AppendAheadOfArchive;
+    store.insert_incoming_batch(&[carbon, live_15]).unwrap();
+    let mut page = vec![message(13, T0), own(14), message(15, T0)];
+    place_archive_page(
+        &mut store,
+        &mam::Page::After("s12".into()),
+        &mut page,
+        |_| None,
+    )
+    .unwrap();
+    store.insert_incoming_batch(&page).unwrap();
+    assert_eq!(order(&store), (8..=15).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_message_written_here_anchors_nothing() {
+    // The user wrote "w" while offline; it went out late, so the archive
+    // has it after 3. A page with 2 and 3 must not attach to it.
+    let (_dir, mut store) = store();
+    live(&mut store, [1], false);
+    let written = store
+        .insert_outgoing(BOB, "alice@example.org", "w", "ow", T0)
+        .unwrap();
+    let mut page = vec![message(2, T0), message(3, T0)];
+    page.push(IncomingMessage {
+        direction: Direction::Outgoing,
+        origin_id: Some("ow".into()),
+        stanza_id: Some("sw".into()),
+        ..message(0, T0)
+    });
+    place_archive_page(
+        &mut store,
+        &mam::Page::After("s1".into()),
+        &mut page,
+        |_| None,
+    )
+    .unwrap();
+    store.insert_incoming_batch(&page).unwrap();
+    let history = store.history(BOB, None, 10).unwrap();
+    let bodies: Vec<&str> = history.iter().rev().map(|m| m.body.as_str()).collect();
+    assert_eq!(
+        bodies,
+        vec!["chaos 00001", "w", "chaos 00002", "chaos 00003"]
+    );
+    assert_eq!(history.iter().filter(|m| m.id == written.id).count(), 1);
+}
+
+#[test]
+fn history_pages_through_tied_positions_without_skipping() {
+    let (_dir, mut store) = store();
+    let tied: Vec<IncomingMessage> = (1..=3)
+        .map(|n| IncomingMessage {
+            position: Position::At(1024.0),
+            ..message(n, T0)
+        })
+        .collect();
+    store.insert_incoming_batch(&tied).unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.history(BOB, cursor, 1).unwrap();
+        let Some(m) = page.first() else { break };
+        seen.push(m.body.clone());
+        cursor = Some(crate::store::HistoryCursor { id: m.id });
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
 }

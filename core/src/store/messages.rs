@@ -95,6 +95,19 @@ pub enum Position {
     At(f64),
 }
 
+/// A stored copy of a message that an archive page holds again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ArchiveCopy {
+    /// Row id.
+    pub id: i64,
+    pub seq: f64,
+    /// The user wrote it on this device: it keeps the place where it was
+    /// written, not where the server archived it (it may have waited in
+    /// the outbox), so it anchors nothing.
+    pub written_here: bool,
+    pub ahead_of_archive: bool,
+}
+
 /// One row of the conversation list.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConversationSummary {
@@ -184,8 +197,8 @@ impl Store {
         let tx = self.conn.transaction()?;
         let conversation = Self::conversation_id(&tx, peer)?;
         tx.execute(
-            "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, remote_id, timestamp_ms, seq)
-             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?5, ?6, ?7)",
+            "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, remote_id, timestamp_ms, seq, written_here)
+             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, 1)",
             params![conversation, MessageState::Queued as i64, sender, body, origin_id, timestamp_ms,
                     Self::next_seq(&tx, conversation)?],
         )?;
@@ -336,27 +349,51 @@ impl Store {
         .query_row([conversation], |r| r.get(0))
     }
 
-    /// Conversation (peer), direction and position of the message the
-    /// server archived as `stanza_id`.
-    pub fn archived(
-        &self,
-        stanza_id: &str,
-    ) -> Result<Option<(String, Direction, f64)>, StoreError> {
+    /// The stored copy of `m` (a message of an archive page) in its
+    /// conversation: the same archive id, or else the same origin-id in the
+    /// same direction (a live copy or a carbon may have come without one).
+    pub fn archive_copy(&self, m: &IncomingMessage) -> Result<Option<ArchiveCopy>, StoreError> {
+        const COPY: &str = "SELECT m.id, m.seq, m.written_here, m.ahead_of_archive
+             FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.peer_jid = ?1";
+        let row = |r: &Row<'_>| {
+            Ok(ArchiveCopy {
+                id: r.get(0)?,
+                seq: r.get(1)?,
+                written_here: r.get(2)?,
+                ahead_of_archive: r.get(3)?,
+            })
+        };
+        if let Some(sid) = &m.stanza_id {
+            let found = self
+                .conn
+                .prepare_cached(&format!("{COPY} AND m.stanza_id = ?2"))?
+                .query_row(params![m.peer, sid], row)
+                .optional()?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        let Some(oid) = &m.origin_id else {
+            return Ok(None);
+        };
+        Ok(self
+            .conn
+            .prepare_cached(&format!("{COPY} AND m.direction = ?2 AND m.origin_id = ?3"))?
+            .query_row(params![m.peer, m.direction as i64, oid], row)
+            .optional()?)
+    }
+
+    /// Position of the message `peer`'s conversation holds as archive id
+    /// `stanza_id`, if it is in archive order (not one the user wrote
+    /// here, which keeps the place where it was written).
+    pub fn archive_position(&self, peer: &str, stanza_id: &str) -> Result<Option<f64>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT c.peer_jid, m.direction, m.seq FROM messages m
-                 JOIN conversations c ON c.id = m.conversation_id
-                 WHERE m.stanza_id = ?1 LIMIT 1",
+                "SELECT m.seq FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                 WHERE c.peer_jid = ?1 AND m.stanza_id = ?2 AND m.written_here = 0",
             )?
-            .query_row([stanza_id], |r| {
-                let direction = if r.get::<_, i64>(1)? == 0 {
-                    Direction::Incoming
-                } else {
-                    Direction::Outgoing
-                };
-                Ok((r.get(0)?, direction, r.get(2)?))
-            })
+            .query_row([peer, stanza_id], |r| r.get(0))
             .optional()?)
     }
 
@@ -394,16 +431,14 @@ impl Store {
             .query_row([peer], |r| r.get(0))?)
     }
 
-    /// The messages archived as `stanza_ids` have been reached by an
-    /// archive page: no longer ahead of it.
-    pub fn settle_archive(&mut self, stanza_ids: &[String]) -> Result<(), StoreError> {
+    /// These messages (row ids) have been reached by an archive page: no
+    /// longer ahead of it.
+    pub fn settle_archive(&mut self, ids: &[i64]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
-            let mut settle = tx.prepare_cached(
-                "UPDATE messages SET ahead_of_archive = 0
-                 WHERE stanza_id = ?1 AND ahead_of_archive = 1",
-            )?;
-            for id in stanza_ids {
+            let mut settle =
+                tx.prepare_cached("UPDATE messages SET ahead_of_archive = 0 WHERE id = ?1")?;
+            for id in ids {
                 settle.execute([id])?;
             }
         }
@@ -554,7 +589,7 @@ impl Store {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {MESSAGE_COLUMNS} FROM messages m JOIN conversations c ON c.id = m.conversation_id
              WHERE c.peer_jid = ?1
-               AND (?2 IS NULL OR m.seq < (SELECT seq FROM messages WHERE id = ?2))
+               AND (?2 IS NULL OR (m.seq, m.id) < (SELECT seq, id FROM messages WHERE id = ?2))
              ORDER BY m.seq DESC, m.id DESC LIMIT ?3"
         ))?;
         let rows = stmt.query_map(params![peer, before, limit], message_from_row)?;

@@ -109,9 +109,19 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE messages ADD COLUMN sender_trust INTEGER;
     ALTER TABLE messages ADD COLUMN undecryptable TEXT;                     -- why, when it could not be read",
     // 5: live messages that arrived during an archive catch-up and that no
-    // page has reached yet (see `Position::AppendAheadOfArchive`).
+    // page has reached yet (see `Position::AppendAheadOfArchive`); which
+    // messages the user wrote here (they anchor no archive page; existing
+    // outgoing rows are taken as such); and positions spread out again in
+    // one pass, undoing the ties an earlier renumbering could leave.
     "ALTER TABLE messages ADD COLUMN ahead_of_archive INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX messages_ahead_of_archive ON messages(conversation_id, seq) WHERE ahead_of_archive = 1;",
+    CREATE INDEX messages_ahead_of_archive ON messages(conversation_id, seq) WHERE ahead_of_archive = 1;
+    ALTER TABLE messages ADD COLUMN written_here INTEGER NOT NULL DEFAULT 0;
+    UPDATE messages SET written_here = 1 WHERE direction = 1;
+    CREATE TEMP TABLE seq_ranking AS
+        SELECT id, row_number() OVER (PARTITION BY conversation_id ORDER BY seq, id) AS rn
+        FROM messages;
+    UPDATE messages SET seq = (SELECT rn * 1024.0 FROM seq_ranking WHERE seq_ranking.id = messages.id);
+    DROP TABLE seq_ranking;",
 ];
 
 /// The schema version this build writes.

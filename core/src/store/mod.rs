@@ -22,8 +22,8 @@ mod roster;
 
 pub use error::{OpenStoreError, StoreError};
 pub use messages::{
-    ConversationSummary, Direction, HistoryCursor, IncomingMessage, MessageState, Position,
-    StoredMessage,
+    ArchiveCopy, ConversationSummary, Direction, HistoryCursor, IncomingMessage, MessageState,
+    Position, StoredMessage,
 };
 pub use omemo::{
     ConversationEncryption, DeviceRecord, DeviceTrust, EncryptionScheme, MessageSecurity,
