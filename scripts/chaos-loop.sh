@@ -17,8 +17,12 @@ mkdir -p "$out"
 export WAXWING_TOOLS="${WAXWING_TOOLS:-$PWD/target/tools}"
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
+# Build once and run the binaries directly, so editing the tree meanwhile
+# does not change what the later runs test.
 cargo build -q -p waxwing-core --example chaos_client
-cargo test -q -p waxwing-core --test chaos --no-run
+test_bin=$(cargo test -p waxwing-core --test chaos --no-run 2>&1 \
+  | sed -n 's/.*Executable tests\/chaos.rs (\(.*\))/\1/p' | tail -1)
+[ -x "$test_bin" ] || { echo "chaos test binary not found"; exit 1; }
 
 hog_pid=""
 stop_hog() { [ -n "$hog_pid" ] && kill "$hog_pid" 2>/dev/null; hog_pid=""; }
@@ -33,7 +37,7 @@ passed=0; failed=0
 for i in $(seq 1 "$runs"); do
   log="$out/run-$i.log"
   if WAXWING_KEEP_SERVER_LOG="$out/run-$i.prosody.log" \
-    cargo test -q -p waxwing-core --test chaos -- --nocapture >"$log" 2>&1; then
+    "$test_bin" --nocapture >"$log" 2>&1; then
     passed=$((passed + 1))
     rm -f "$log" "$out/run-$i.prosody.log"
     echo "run $i: passed"
