@@ -136,8 +136,16 @@ pub fn parse(element: &Element, own: &BareJid) -> IncomingMessageStanza {
         .get_child("origin-id", NS_SID)
         .and_then(|o| o.attr("id"))
         .map(str::to_owned);
+    // XEP-0203: only a delay added by our own server (offline storage,
+    // a resumed stream's backlog) says when the message arrived; a
+    // sender's own stamp is whatever its clock or its author chose.
     let delayed_ms = element
-        .get_child("delay", NS_DELAY)
+        .children()
+        .filter(|c| c.is("delay", NS_DELAY))
+        .find(|d| {
+            d.attr("from")
+                .is_some_and(|f| f == own.domain().as_str() || f == own.as_str())
+        })
         .and_then(|d| d.attr("stamp"))
         .and_then(parse_xep0082_ms);
     IncomingMessageStanza::Chat(ChatMessage {
@@ -332,6 +340,34 @@ mod tests {
             parse_xep0082_ms("9999-12-31T23:59:59.999Z"),
             Some(253_402_300_799_999)
         );
+    }
+
+    /// A delay stamp counts only when our own server added it: a sender
+    /// cannot date its message into the past or the future.
+    #[test]
+    fn only_our_servers_delay_dates_a_message() {
+        let with_delay = |from: &str| {
+            el(&format!(
+                "<message xmlns='jabber:client' from='bob@example.org/x' type='chat'><body>hi</body>\
+                 <delay xmlns='urn:xmpp:delay' from='{from}' stamp='2001-01-01T00:00:00Z'/></message>"
+            ))
+        };
+        let delayed = |m: &Element| match parse(m, &own()) {
+            IncomingMessageStanza::Chat(chat) => chat.delayed_ms,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(delayed(&with_delay("example.org")), Some(978_307_200_000));
+        assert_eq!(
+            delayed(&with_delay("alice@example.org")),
+            Some(978_307_200_000)
+        );
+        assert_eq!(delayed(&with_delay("bob@example.org")), None);
+        assert_eq!(delayed(&with_delay("evil.example")), None);
+        let unsigned = el(
+            "<message xmlns='jabber:client' from='bob@example.org/x' type='chat'><body>hi</body>\
+            <delay xmlns='urn:xmpp:delay' stamp='2001-01-01T00:00:00Z'/></message>",
+        );
+        assert_eq!(delayed(&unsigned), None);
     }
 
     /// A message whose delay stamp is hostile is still delivered, with our
