@@ -10,7 +10,7 @@ import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
 
 fun config(): AccountConfig = AccountConfig(
-    jid = System.getProperty("demo.jid"), password = System.getProperty("demo.password"), resource = "demo",
+    jid = System.getProperty("demo.jid"), password = Secret(System.getProperty("demo.password")), resource = "demo",
     serverHost = "127.0.0.1", serverPort = System.getProperty("demo.port").toUShort(), directTls = false,
     extraCaPem = File(System.getProperty("demo.ca")).readText(),
     storeDir = System.getProperty("demo.store"),

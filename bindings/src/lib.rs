@@ -36,7 +36,7 @@ fn core_config(config: AccountConfig) -> Result<waxwing_core::ClientConfig, Waxw
     };
     Ok(waxwing_core::ClientConfig {
         jid: config.jid,
-        password: config.password,
+        password: config.password.expose(),
         resource: config.resource,
         connect: ConnectOptions {
             server,

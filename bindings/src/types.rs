@@ -7,11 +7,33 @@ use waxwing_core::store::{
 };
 use waxwing_core::{ClientError, ClientEvent, ConnectionState as CoreConnectionState};
 
+/// A secret the app hands over (the account password). An object rather
+/// than a string so that printing a config (Kotlin's data-class
+/// `toString`, Swift's `description`) never shows it; wiped from memory
+/// when dropped.
+#[derive(uniffi::Object)]
+pub struct Secret(zeroize::Zeroizing<String>);
+
+#[uniffi::export]
+impl Secret {
+    #[uniffi::constructor]
+    pub fn new(value: String) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self(zeroize::Zeroizing::new(value)))
+    }
+}
+
+impl Secret {
+    /// The secret itself, for the core.
+    pub(crate) fn expose(&self) -> String {
+        self.0.to_string()
+    }
+}
+
 /// How to reach and open an account.
 #[derive(uniffi::Record)]
 pub struct AccountConfig {
     pub jid: String,
-    pub password: String,
+    pub password: std::sync::Arc<Secret>,
     /// Only for servers without Bind2, which pick the resource themselves.
     pub resource: Option<String>,
     /// Skip SRV and connect here.

@@ -62,6 +62,13 @@ pub struct ClientConfig {
     pub sasl2: bool,
 }
 
+/// The password leaves memory with the config (the store key wipes itself).
+impl Drop for ClientConfig {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password);
+    }
+}
+
 const RESOURCE_KEY: &str = "resource";
 /// XEP-0388 user-agent id of this installation.
 const CLIENT_ID_KEY: &str = "client_id";

@@ -55,6 +55,12 @@ pub struct FastToken {
     pub count: u32,
 }
 
+impl Drop for FastToken {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
 impl std::fmt::Debug for FastToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FastToken")

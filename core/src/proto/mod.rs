@@ -64,6 +64,12 @@ pub struct SessionConfig {
     pub carbons: bool,
 }
 
+impl Drop for SessionConfig {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password);
+    }
+}
+
 impl std::fmt::Debug for SessionConfig {
     // Never print the password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -35,8 +35,9 @@ use hmac::{KeyInit, Mac};
 use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
-/// A raw SQLCipher key: 32 bytes from the platform key store.
-#[derive(Clone)]
+/// A raw SQLCipher key: 32 bytes from the platform key store; wiped from
+/// memory when dropped.
+#[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
 pub struct StoreKey([u8; 32]);
 
 impl StoreKey {
@@ -112,14 +113,20 @@ impl Store {
         // library upgrade cannot silently slow every query.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
-             PRAGMA cache_size = -8000; PRAGMA cipher_memory_security = OFF;",
+             PRAGMA cache_size = -8000; PRAGMA cipher_memory_security = OFF;
+             PRAGMA secure_delete = ON;",
         )
         .map_err(OpenStoreError::from_open)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(OpenStoreError::from_open)?;
         migrations::migrate(&conn)?;
         if !check_path.exists() || !db_exists {
-            std::fs::write(&check_path, &expected).map_err(|e| OpenStoreError::Io(e.kind()))?;
+            // Written aside and renamed: a crash mid-write must not leave a
+            // truncated check value that makes the right key look wrong.
+            let partial = dir.join(format!("{KEY_CHECK_FILE}.partial"));
+            std::fs::write(&partial, &expected)
+                .and_then(|()| std::fs::rename(&partial, &check_path))
+                .map_err(|e| OpenStoreError::Io(e.kind()))?;
         }
         Ok(Self {
             conn,

@@ -327,3 +327,23 @@ fn renumbering_keeps_the_order_and_gives_every_message_its_own_position() {
     distinct.dedup();
     assert_eq!(distinct.len(), seqs.len(), "tied positions: {seqs:?}");
 }
+
+/// Issue 12, defect 9: deleted rows are overwritten (someone who later gets
+/// the key finds no remnants in free pages), and the key wipes itself.
+#[test]
+fn deleted_content_is_overwritten_and_the_key_wipes_itself() {
+    fn wipes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+    wipes_on_drop::<StoreKey>();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &key(4)).unwrap();
+    let secure_delete: i64 = store
+        .conn
+        .query_row("PRAGMA secure_delete", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(secure_delete, 1);
+    assert!(!dir.path().join("key-check.partial").exists());
+    assert_eq!(
+        std::fs::read(dir.path().join("key-check")).unwrap(),
+        key(4).check_value()
+    );
+}

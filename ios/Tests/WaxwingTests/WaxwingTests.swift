@@ -8,7 +8,7 @@ final class WaxwingTests: XCTestCase {
     func config(user: String, password: String, dir: URL, key: [UInt8] = Array(repeating: 3, count: 32)) -> AccountConfig {
         let env = ProcessInfo.processInfo.environment
         return AccountConfig(
-            jid: "\(user)@localhost", password: password, resource: "swift",
+            jid: "\(user)@localhost", password: Secret(value: password), resource: "swift",
             serverHost: "127.0.0.1", serverPort: UInt16(env["WAXWING_C2S"] ?? "5222"), directTls: false,
             extraCaPem: env["WAXWING_CA"].flatMap { try? String(contentsOfFile: $0) },
             storeDir: dir.path, storeKey: Data(key)
@@ -19,6 +19,13 @@ final class WaxwingTests: XCTestCase {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
         try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         return url
+    }
+
+    /// Issue 12, defect 9: a printed config must not carry the password.
+    func testAPrintedConfigDoesNotShowThePassword() {
+        let printed = String(describing: config(user: "salice", password: "s3cret-pw", dir: tempDir()))
+        XCTAssertTrue(printed.contains("salice@localhost"), printed)
+        XCTAssertFalse(printed.contains("s3cret-pw"), printed)
     }
 
     func testWrongStoreKeyThrowsTypedError() throws {

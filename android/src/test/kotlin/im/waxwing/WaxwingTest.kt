@@ -7,6 +7,7 @@ import java.io.File
 import java.nio.file.Files
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
+import kotlin.test.assertFalse
 import kotlin.test.assertTrue
 import kotlinx.coroutines.delay
 import kotlinx.coroutines.flow.Flow
@@ -21,7 +22,7 @@ class WaxwingTest {
     private val key = ByteArray(32) { 3 }
 
     private fun config(user: String, password: String, dir: File, storeKey: ByteArray = key) = AccountConfig(
-        jid = "$user@localhost", password = password, resource = "jvm",
+        jid = "$user@localhost", password = Secret(password), resource = "jvm",
         serverHost = "127.0.0.1", serverPort = port, directTls = false,
         extraCaPem = ca, storeDir = dir.path, storeKey = storeKey,
     )
@@ -30,6 +31,15 @@ class WaxwingTest {
 
     private suspend fun <T> Flow<Event>.awaitEvent(pick: (Event) -> T?): T =
         withTimeout(10_000) { first { pick(it) != null }.let { pick(it)!! } }
+
+    /** Issue 12, defect 9: a config printed into a log or a crash report
+     *  must not carry the password (a generated data class prints every field). */
+    @Test
+    fun aPrintedConfigDoesNotShowThePassword() {
+        val printed = config("kalice", "s3cret-pw", tempDir()).toString()
+        assertTrue("kalice@localhost" in printed, printed)
+        assertFalse("s3cret-pw" in printed, printed)
+    }
 
     @Test
     fun chatsWithAnotherClientAndReadsHistoryBackAfterRestart() = runBlocking<Unit> {
