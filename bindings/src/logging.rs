@@ -24,8 +24,10 @@ pub trait LogSink: Send + Sync {
 
 static INSTALLED: OnceLock<()> = OnceLock::new();
 
+/// One formatted event on its way to the app's sink, with its real level.
 struct SinkWriter {
     sink: Option<Arc<dyn LogSink>>,
+    level: LogLevel,
     buffer: Vec<u8>,
 }
 
@@ -44,8 +46,39 @@ impl Drop for SinkWriter {
         if let Some(sink) = &self.sink {
             let line = String::from_utf8_lossy(&self.buffer).trim_end().to_owned();
             if !line.is_empty() {
-                sink.log(LogLevel::Info, line);
+                sink.log(self.level, line);
             }
+        }
+    }
+}
+
+/// Makes one [`SinkWriter`] per event, carrying the event's level (the
+/// formatter asks with the event's metadata).
+struct SinkMakeWriter(Option<Arc<dyn LogSink>>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for SinkMakeWriter {
+    type Writer = SinkWriter;
+
+    fn make_writer(&'a self) -> SinkWriter {
+        SinkWriter {
+            sink: self.0.clone(),
+            level: LogLevel::Info,
+            buffer: Vec::new(),
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> SinkWriter {
+        let level = match *meta.level() {
+            tracing::Level::ERROR => LogLevel::Error,
+            tracing::Level::WARN => LogLevel::Warn,
+            tracing::Level::INFO => LogLevel::Info,
+            tracing::Level::DEBUG => LogLevel::Debug,
+            tracing::Level::TRACE => LogLevel::Trace,
+        };
+        SinkWriter {
+            sink: self.0.clone(),
+            level,
+            buffer: Vec::new(),
         }
     }
 }
@@ -61,14 +94,10 @@ pub fn init_logging(level: LogLevel, sink: Option<Arc<dyn LogSink>>) {
             LogLevel::Debug => tracing::Level::DEBUG,
             LogLevel::Trace => tracing::Level::TRACE,
         };
-        let make_writer = move || SinkWriter {
-            sink: sink.clone(),
-            buffer: Vec::new(),
-        };
         let fmt = tracing_subscriber::fmt::layer()
             .with_ansi(false)
             .without_time()
-            .with_writer(make_writer);
+            .with_writer(SinkMakeWriter(sink));
         let registry = tracing_subscriber::registry()
             .with(tracing_subscriber::filter::LevelFilter::from_level(max))
             .with(fmt);
@@ -76,4 +105,51 @@ pub fn init_logging(level: LogLevel, sink: Option<Arc<dyn LogSink>>) {
         let registry = registry.with(tracing_android::layer("waxwing").ok());
         let _ = tracing::subscriber::set_global_default(registry);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<(LogLevel, String)>>);
+
+    impl LogSink for Collect {
+        fn log(&self, level: LogLevel, line: String) {
+            self.0.lock().unwrap().push((level, line));
+        }
+    }
+
+    /// Issue 12, defect 10: the sink hears each line at its own level
+    /// (it used to hear everything as Info), so an app can filter.
+    #[test]
+    fn the_sink_gets_each_lines_real_level() {
+        let sink = Arc::new(Collect::default());
+        init_logging(LogLevel::Debug, Some(sink.clone()));
+        tracing::error!("level probe e");
+        tracing::warn!("level probe w");
+        tracing::info!("level probe i");
+        tracing::debug!("level probe d");
+        tracing::trace!("level probe t");
+        let got: Vec<(LogLevel, String)> = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, line)| line.contains("level probe"))
+            .cloned()
+            .collect();
+        let levels: Vec<LogLevel> = got.iter().map(|(l, _)| *l).collect();
+        assert_eq!(
+            levels,
+            vec![
+                LogLevel::Error,
+                LogLevel::Warn,
+                LogLevel::Info,
+                LogLevel::Debug
+            ],
+            "{got:?}"
+        );
+    }
 }
