@@ -272,18 +272,25 @@ async fn run(args: Args) -> i32 {
     let code = match command.as_slice() {
         ["roster"] => {
             login(&client, &mut events).await;
-            // The roster arrives right after login.
+            // A fresh session fetches the roster (it arrives before the
+            // catch-up ends); a resumed one keeps it, so the stored one is
+            // current once the resumed backlog is through.
             let deadline = tokio::time::sleep(Duration::from_secs(10));
             tokio::pin!(deadline);
-            loop {
+            let roster = loop {
                 tokio::select! {
-                    Some(event) = events.recv() => if let ClientEvent::RosterChanged(r) = event {
-                        for contact in r { print(json!({"contact": contact})); }
-                        break 0;
+                    Some(event) = events.recv() => match event {
+                        ClientEvent::RosterChanged(r) => break r,
+                        ClientEvent::CaughtUp => break client.roster().unwrap_or_else(|e| fail(e)),
+                        _ => {}
                     },
                     _ = &mut deadline => fail("no roster within 10 s"),
                 }
+            };
+            for contact in roster {
+                print(json!({"contact": contact}));
             }
+            0
         }
         ["history", with] => {
             let messages = client

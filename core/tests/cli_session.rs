@@ -165,3 +165,50 @@ async fn the_cli_resumes_enables_push_and_wakes_up_across_processes() {
     assert!(disabled.iter().any(|l| l["push"] == "disabled"));
     bob.logout().await;
 }
+
+/// Issue 12, defect 17, found by trying the cli as a new user would:
+/// `roster` run twice failed the second time (a resumed session fetches no
+/// roster, and the command waited for one), and `send` to a full JID was
+/// refused as "not a valid JID".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roster_works_on_a_resumed_session_and_send_takes_a_full_jid() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let work = tempfile::tempdir().unwrap();
+    let store = work.path().join("alice-store");
+    let bob_dir = tempfile::tempdir().unwrap();
+    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
+    bob.login().await.unwrap();
+    {
+        // Alice's app added bob earlier (same store, then the app let go).
+        let mut config = server.config("alice", "pw-a", store.clone());
+        config.store_key = waxwing_core::store::StoreKey::from_hex(STORE_KEY).unwrap();
+        let (alice, _) = open_client(config);
+        alice.login().await.unwrap();
+        alice
+            .add_contact("bob@localhost", Some("Bob".into()))
+            .await
+            .unwrap();
+        alice.logout().await;
+    }
+    for attempt in ["fresh or resumed", "resumed"] {
+        let lines = run(&server, &store, &["roster"]);
+        let contacts: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l["contact"]["jid"].as_str())
+            .collect();
+        assert_eq!(contacts, vec!["bob@localhost"], "{attempt}: {lines:?}");
+    }
+    let body = unique("to a full jid");
+    let sent = run(&server, &store, &["send", "bob@localhost/elsewhere", &body]);
+    assert!(
+        sent.iter().any(|l| l["message"]["body"] == body.as_str()),
+        "{sent:?}"
+    );
+    bob_events
+        .wait_for(10, |e| match e {
+            waxwing_core::ClientEvent::MessageReceived(m) if m.body == body => Some(()),
+            _ => None,
+        })
+        .await;
+    bob.logout().await;
+}

@@ -232,7 +232,14 @@ impl Client {
     /// Stores the message in the outbox, then sends it if online. Returns the
     /// stored message (state `Queued` or later).
     pub fn send_message(&self, to: &str, body: &str) -> Result<StoredMessage, ClientError> {
-        let to: BareJid = to.parse().map_err(|_| ClientError::InvalidJid)?;
+        // A full JID names the contact's conversation too; the message goes
+        // to the bare JID, where the server reaches whichever of the
+        // contact's devices are online and the archive keeps it (XEP-0296:
+        // resources come and go).
+        let to: BareJid = to
+            .parse::<jid::Jid>()
+            .map_err(|_| ClientError::InvalidJid)?
+            .to_bare();
         let origin_id = random_id();
         let message = self.store().insert_outgoing(
             to.as_str(),
