@@ -646,3 +646,121 @@ async fn an_expired_archive_cursor_falls_back_to_paging_back_from_the_newest() {
     client.logout().await;
     server.await.unwrap();
 }
+
+/// Opens a client on a store whose archive cursor is `cursor`.
+fn client_with_cursor(
+    port: u16,
+    ca: Vec<u8>,
+    store: &std::path::Path,
+    cursor: &str,
+) -> ClientConfig {
+    let key = StoreKey::from_bytes([1; 32]);
+    waxwing_core::store::Store::open(store, &key)
+        .unwrap()
+        .set_account_value("mam_last", Some(cursor))
+        .unwrap();
+    ClientConfig {
+        jid: "alice@localhost".into(),
+        password: "pw".into(),
+        resource: Some("fake".into()),
+        connect: ConnectOptions {
+            server: Some(("127.0.0.1".into(), port)),
+            direct_tls: true,
+            extra_ca_pem: Some(ca),
+        },
+        store_dir: store.into(),
+        store_key: key,
+        initial_backoff: Duration::from_secs(60),
+        sasl2: true,
+    }
+}
+
+/// Issue 12, defect 11: an archive query the server never answers must not
+/// hold live messages back forever: the catch-up gives up on that page in
+/// time (staying pending for the next connection) and the app sees them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_archive_does_not_hold_live_messages_back_forever() {
+    let (_certs, ca, tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = tokio_rustls::TlsAcceptor::from(tls)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        serve_login(&mut s, &mut seen).await;
+        seen.clear();
+        let (_, _, query) = read_mam_query(&mut s, &mut seen).await;
+        assert!(query.contains("<after>c0</after>"), "{query}");
+        // Never answered; a live message arrives meanwhile.
+        s.write_all(
+            b"<message from='bob@localhost/x' type='chat' id='m1'><body>live during a silent catch-up</body></message>",
+        )
+        .await
+        .unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut rest)).await;
+    });
+    let store = tempfile::tempdir().unwrap();
+    let (client, events) = open_client(client_with_cursor(port, ca, store.path(), "c0"));
+    client.login().await.expect("login to the scripted server");
+    events
+        .wait_for(45, |e| match e {
+            ClientEvent::MessageReceived(m) if m.body == "live during a silent catch-up" => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    events
+        .wait_for(5, |e| matches!(e, ClientEvent::CaughtUp).then_some(()))
+        .await;
+    client.logout().await;
+    server.abort();
+}
+
+/// Issue 12, defect 11: a forward page that repeats the cursor as its last
+/// id without saying it is complete must not make the client ask forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_page_that_does_not_advance_is_not_asked_for_again() {
+    let (_certs, ca, tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = tokio_rustls::TlsAcceptor::from(tls)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        serve_login(&mut s, &mut seen).await;
+        seen.clear();
+        let mut queries = 0;
+        loop {
+            let next =
+                tokio::time::timeout(Duration::from_secs(3), read_mam_query(&mut s, &mut seen))
+                    .await;
+            let Ok((id, _, _)) = next else { break };
+            queries += 1;
+            if queries > 3 {
+                break;
+            }
+            let stuck = format!(
+                "<iq type='result' id='{id}'><fin xmlns='urn:xmpp:mam:2'>\
+                 <set xmlns='http://jabber.org/protocol/rsm'><first>c0</first><last>c0</last></set></fin></iq>"
+            );
+            s.write_all(stuck.as_bytes()).await.unwrap();
+        }
+        queries
+    });
+    let store = tempfile::tempdir().unwrap();
+    let (client, events) = open_client(client_with_cursor(port, ca, store.path(), "c0"));
+    client.login().await.expect("login to the scripted server");
+    events
+        .wait_for(10, |e| matches!(e, ClientEvent::CaughtUp).then_some(()))
+        .await;
+    assert_eq!(server.await.unwrap(), 1, "asked once, not in a loop");
+    client.logout().await;
+}

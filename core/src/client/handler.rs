@@ -94,6 +94,11 @@ struct Backfill {
 }
 /// Results per archive page (servers may cap it lower).
 const MAM_PAGE: u32 = 100;
+/// How long one archive page may take to arrive.
+const ARCHIVE_PAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Pages per catch-up (200,000 messages at most), after which the rest waits
+/// for the next connection.
+const MAX_CATCHUP_PAGES: u32 = 2_000;
 
 /// An archive catch-up in progress.
 struct CatchUp {
@@ -108,6 +113,11 @@ struct CatchUp {
     held_events: Vec<StoredMessage>,
     /// A new installation's backfill, while it pages back.
     backfill: Option<Backfill>,
+    /// Pages asked for in this catch-up so far (bounded: a server could
+    /// hand out new cursors forever).
+    pages: u32,
+    /// When the server must have answered the current page.
+    deadline: Instant,
 }
 
 /// Reads a forwarded message (carbon or archive result) as one to store:
@@ -375,7 +385,7 @@ impl ConnectionHandler {
             let unfinished = self.store().account_value(MAM_PENDING_KEY).ok().flatten();
             if unfinished.is_some() {
                 tracing::info!("an archive catch-up was cut short; running it again");
-                return self.start_catchup(session, now, Vec::new());
+                return self.start_catchup(session, now, Vec::new(), 0);
             }
             // Stream management guarantees nothing was missed, but the
             // server re-sends its backlog right after resuming: a ping
@@ -427,7 +437,7 @@ impl ConnectionHandler {
         for stanza in &publish {
             self.send(session, now, stanza);
         }
-        self.start_catchup(session, now, Vec::new());
+        self.start_catchup(session, now, Vec::new(), 0);
         self.flush_outbox(session, now);
     }
 
@@ -652,6 +662,7 @@ impl ConnectionHandler {
         session: &mut Session,
         now: Instant,
         held_events: Vec<StoredMessage>,
+        pages: u32,
     ) {
         let (last, backfill) = {
             let store = self.store();
@@ -680,7 +691,23 @@ impl ConnectionHandler {
             archived: Vec::new(),
             held_events,
             backfill,
+            pages: pages + 1,
+            deadline: now + ARCHIVE_PAGE_TIMEOUT,
         });
+    }
+
+    /// The current archive page did not come in time: the catch-up ends as
+    /// if the query had failed (it stays pending for the next connection),
+    /// so live messages are not held back behind a silent server.
+    fn on_catchup_timeout(&mut self) {
+        let Some(catchup) = self.catchup.take() else {
+            return;
+        };
+        tracing::warn!("an archive page did not come in time; trying again on the next connection");
+        for message in catchup.held_events {
+            self.emit(ClientEvent::MessageReceived(message));
+        }
+        self.emit(ClientEvent::CaughtUp);
     }
 
     /// A page of the archive ended: store it in one transaction, move the
@@ -733,6 +760,26 @@ impl ConnectionHandler {
             .then(|| mam::parse_fin(iq))
             .flatten();
         let more = match (fin, &catchup.page) {
+            (Some(fin), mam::Page::After(cursor))
+                if !fin.complete
+                    && (fin.last.as_ref() == Some(cursor)
+                        || catchup.pages >= MAX_CATCHUP_PAGES) =>
+            {
+                // A page that does not move the cursor (or no end in
+                // sight): asking again would loop. Like a failed query.
+                tracing::warn!(
+                    pages = catchup.pages,
+                    "the archive does not advance; trying again on the next connection"
+                );
+                if let Some(last) = &fin.last {
+                    let _ = self.store().set_account_value(MAM_LAST_KEY, Some(last));
+                }
+                for message in catchup.held_events {
+                    self.emit(ClientEvent::MessageReceived(message));
+                }
+                self.emit(ClientEvent::CaughtUp);
+                return;
+            }
             (Some(fin), mam::Page::After(_)) => {
                 let store = self.store();
                 if let Some(last) = &fin.last {
@@ -777,7 +824,7 @@ impl ConnectionHandler {
             }
         };
         if more {
-            return self.start_catchup(session, now, catchup.held_events);
+            return self.start_catchup(session, now, catchup.held_events, catchup.pages);
         }
         if let Err(err) = self.store().set_account_value(MAM_PENDING_KEY, None) {
             // Harmless: the next connection runs an empty catch-up.
@@ -1140,6 +1187,17 @@ impl Handler for ConnectionHandler {
             }
         }
         AfterCommand::Continue
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.catchup.as_ref().map(|c| c.deadline)
+    }
+
+    fn on_deadline(&mut self, session: &mut Session, now: Instant) {
+        if self.catchup.as_ref().is_some_and(|c| c.deadline <= now) {
+            self.flush_inbound(session, now);
+            self.on_catchup_timeout();
+        }
     }
 
     fn end_of_turn(&mut self, session: &mut Session, now: Instant) {

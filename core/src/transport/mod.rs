@@ -87,20 +87,31 @@ impl Socket {
         }
     }
 
-    async fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        match self {
-            Socket::Tcp(s) => write_flush(s, buf).await,
-            Socket::Tls(s) => write_flush(s.as_mut(), buf).await,
-            Socket::Detached => Err(std::io::ErrorKind::NotConnected.into()),
-        }
+    /// Writes everything, or fails after `limit`: a server that stops
+    /// reading must not hang the connection task.
+    async fn write_all(&mut self, buf: &[u8], limit: Duration) -> std::io::Result<()> {
+        let write = async {
+            match self {
+                Socket::Tcp(s) => write_flush(s, buf).await,
+                Socket::Tls(s) => write_flush(s.as_mut(), buf).await,
+                Socket::Detached => Err(std::io::ErrorKind::NotConnected.into()),
+            }
+        };
+        tokio::time::timeout(limit, write)
+            .await
+            .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
     }
 
+    /// Closes our side (TLS close_notify), bounded like a write.
     async fn shutdown(&mut self) {
-        let _ = match self {
-            Socket::Tcp(s) => s.shutdown().await,
-            Socket::Tls(s) => s.shutdown().await,
-            Socket::Detached => Ok(()),
+        let close = async {
+            let _ = match self {
+                Socket::Tcp(s) => s.shutdown().await,
+                Socket::Tls(s) => s.shutdown().await,
+                Socket::Detached => Ok(()),
+            };
         };
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, close).await;
     }
 }
 
@@ -233,6 +244,12 @@ pub trait Handler {
     fn end_of_turn(&mut self, session: &mut Session, _now: std::time::Instant) {
         session.mark_handled();
     }
+    /// When the handler's own timeout (an unanswered request) next falls due.
+    fn deadline(&self) -> Option<std::time::Instant> {
+        None
+    }
+    /// Called when [`Handler::deadline`] has passed.
+    fn on_deadline(&mut self, _session: &mut Session, _now: std::time::Instant) {}
 }
 
 /// Runs one connection until the session reports `Disconnected` (which the
@@ -296,7 +313,11 @@ pub async fn drive<H: Handler>(
             session.handle_input(std::time::Instant::now(), Input::Disconnected);
             continue;
         }
-        let sleep_until = deadline.map(Instant::from_std);
+        let next = match (deadline, handler.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let sleep_until = next.map(Instant::from_std);
         tokio::select! {
             read = conn.socket.read(&mut buf) => {
                 let now = std::time::Instant::now();
@@ -306,7 +327,11 @@ pub async fn drive<H: Handler>(
                 }
             }
             _ = sleep_or_forever(sleep_until) => {
-                session.handle_input(std::time::Instant::now(), Input::Timeout);
+                let now = std::time::Instant::now();
+                session.handle_input(now, Input::Timeout);
+                if handler.deadline().is_some_and(|at| at <= now) {
+                    handler.on_deadline(session, now);
+                }
             }
             command = commands.recv(), if commands_open => {
                 let now = std::time::Instant::now();
@@ -331,11 +356,15 @@ pub async fn drive<H: Handler>(
     }
 }
 
+/// How long one write (or the close) may take before the connection counts
+/// as dead.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn flush(socket: &mut Socket, out: &mut Vec<u8>) -> std::io::Result<()> {
     if out.is_empty() {
         return Ok(());
     }
-    let result = socket.write_all(out).await;
+    let result = socket.write_all(out, WRITE_TIMEOUT).await;
     out.clear();
     result
 }
@@ -344,5 +373,31 @@ async fn sleep_or_forever(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12, defect 11: a server that stops reading fills the socket
+    /// buffers; the write then fails after its limit instead of hanging the
+    /// connection task forever.
+    #[tokio::test]
+    async fn a_peer_that_stops_reading_fails_the_write_instead_of_hanging() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_silent_peer, _) = listener.accept().await.unwrap();
+        let mut socket = Socket::Tcp(client);
+        let big = vec![b'x'; 64 << 20];
+        let written = tokio::time::timeout(
+            Duration::from_secs(20),
+            socket.write_all(&big, Duration::from_millis(500)),
+        )
+        .await
+        .expect("the write is bounded");
+        assert_eq!(written.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
     }
 }
