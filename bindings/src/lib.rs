@@ -60,7 +60,12 @@ struct ListenerBridge(Arc<dyn ClientListener>);
 
 impl waxwing_core::EventListener for ListenerBridge {
     fn on_event(&self, event: waxwing_core::ClientEvent) {
-        self.0.on_event(event.into());
+        // A Kotlin/Swift listener that throws reaches us as a panic; it
+        // must cost that one event, not the connection task.
+        let call = std::panic::AssertUnwindSafe(|| self.0.on_event(event.into()));
+        if std::panic::catch_unwind(call).is_err() {
+            tracing::warn!("the app's event listener failed; the event is dropped");
+        }
     }
 }
 

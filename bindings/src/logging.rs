@@ -46,7 +46,10 @@ impl Drop for SinkWriter {
         if let Some(sink) = &self.sink {
             let line = String::from_utf8_lossy(&self.buffer).trim_end().to_owned();
             if !line.is_empty() {
-                sink.log(self.level, line);
+                // A sink that throws loses its line, nothing more.
+                let level = self.level;
+                let call = std::panic::AssertUnwindSafe(|| sink.log(level, line));
+                let _ = std::panic::catch_unwind(call);
             }
         }
     }

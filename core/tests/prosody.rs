@@ -363,3 +363,51 @@ async fn roster_edits_subscriptions_and_presence() {
         Err(ClientError::InvalidJid)
     );
 }
+
+/// Reads the roster from inside the listener, as an app's UI callback may.
+struct ReadsRosterOnEvent {
+    client: std::sync::OnceLock<std::sync::Arc<waxwing_core::Client>>,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+impl waxwing_core::EventListener for ReadsRosterOnEvent {
+    fn on_event(&self, event: ClientEvent) {
+        if let ClientEvent::RosterChanged(_) = event {
+            if let Some(client) = self.client.get() {
+                client.roster().unwrap();
+                self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Issue 12, defect 14: the listener is never called while the store is
+/// locked, so one that reads the store (roster, history) does not deadlock
+/// the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_that_reads_the_store_does_not_deadlock_the_connection() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::sync::Arc::new(ReadsRosterOnEvent {
+        client: std::sync::OnceLock::new(),
+        reads: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let client = std::sync::Arc::new(
+        waxwing_core::Client::open(
+            server.config("alice", "pw-a", dir.path().into()),
+            listener.clone(),
+        )
+        .unwrap(),
+    );
+    let _ = listener.client.set(client.clone());
+    client.login().await.unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        client.add_contact("bob@localhost", Some("Bob".into())),
+    )
+    .await
+    .expect("the connection still answers")
+    .unwrap();
+    assert!(listener.reads.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    client.logout().await;
+}

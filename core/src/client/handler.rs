@@ -1004,7 +1004,11 @@ impl ConnectionHandler {
     }
 
     fn emit_roster(&self) {
-        match self.store().roster() {
+        // Read first: a guard in the match would hold the store locked
+        // while the listener runs, and a listener that reads the roster
+        // would deadlock the connection.
+        let roster = self.store().roster();
+        match roster {
             Ok(entries) => self.emit(ClientEvent::RosterChanged(entries)),
             Err(err) => tracing::warn!(error = %err, "cannot read roster"),
         }

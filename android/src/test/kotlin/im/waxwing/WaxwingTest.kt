@@ -41,6 +41,27 @@ class WaxwingTest {
         assertFalse("s3cret-pw" in printed, printed)
     }
 
+    /** Issue 12, defect 14: a listener that throws costs its events, not the connection. */
+    @Test
+    fun aListenerThatThrowsDoesNotKillTheConnection() = runBlocking<Unit> {
+        val throwing = object : ClientListener {
+            override fun onEvent(event: Event) = throw IllegalStateException("app bug")
+        }
+        val alice = WaxwingClient.open(config("kalice", "pw1", tempDir()), throwing)
+        val bob = Waxwing.open(config("kbob", "pw2", tempDir()))
+        alice.login()
+        bob.login()
+        val body = "to a clumsy app ${System.nanoTime()}"
+        bob.sendMessage("kalice@localhost", body)
+        withTimeout(10_000) {
+            while (alice.history("kbob@localhost", null, 10u).none { it.body == body }) delay(100)
+        }
+        alice.logout()
+        bob.logout()
+        alice.close()
+        bob.close()
+    }
+
     @Test
     fun chatsWithAnotherClientAndReadsHistoryBackAfterRestart() = runBlocking<Unit> {
         val aliceDir = tempDir()
