@@ -309,6 +309,28 @@ async fn roster_edits_subscriptions_and_presence() {
             _ => None,
         })
         .await;
+    // Issue 12, defect 16: a resumed stream gets no presence again, so what
+    // we knew must survive the drop (it used to be cleared on disconnect).
+    alice_events.clear();
+    alice.network_lost();
+    alice.network_available();
+    alice_events
+        .wait_for(10, |e| match e {
+            ClientEvent::ConnectionChanged(ConnectionState::Online { resumed: true, .. }) => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        alice
+            .presence("bob@localhost")
+            .iter()
+            .map(|p| p.availability)
+            .collect::<Vec<_>>(),
+        vec![Availability::Away],
+        "bob's presence after a resume"
+    );
     alice
         .rename_contact("bob@localhost", "Robert".into())
         .await

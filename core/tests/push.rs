@@ -169,3 +169,51 @@ async fn a_payload_without_a_registration_is_a_typed_error() {
     .unwrap_err();
     assert_eq!(err, wake::WakeUpError::Push(PushError::NotRegistered));
 }
+
+/// Issue 12, defect 16: Prosody ties push to the session that sent
+/// `<enable/>` (`session.push_identifier` decides pushes for a hibernated
+/// session's queue and extends its hibernation), so every fresh session
+/// registers again, with the stored key and secret. (Prosody 13 also
+/// pushes archived messages for a hibernated session without a
+/// registration, so this passed before the change too: it guards that the
+/// re-registration keeps pushes decryptable and carries the secret.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_session_registers_for_push_again() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let work = tempfile::tempdir().unwrap();
+    let pushes = work.path().join("pushes.jsonl");
+    let _app_server = start_push_app_server(&server, &pushes);
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = || server.config("alice", "pw-a", alice_dir.path().into());
+    let (bob, _) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
+    bob.login().await.unwrap();
+
+    let (alice, _) = open_client(config());
+    alice.login().await.unwrap();
+    alice
+        .enable_push("push.localhost", "node-2", Some("s3cret"))
+        .await
+        .unwrap();
+    // The session ends; the next one is fresh and does not call enable_push.
+    alice.logout().await;
+    alice.login().await.unwrap();
+
+    alice.suspend().await;
+    drop(alice);
+
+    let body = unique("after a fresh login");
+    bob.send_message("alice@localhost", &body).unwrap();
+    let mut seen = 0;
+    loop {
+        let push = next_push(&pushes, seen).await;
+        seen += 1;
+        let payload = EncryptedPush {
+            iv: push["iv"].as_str().expect("encrypted").to_owned(),
+            payload: push["payload"].as_str().unwrap().to_owned(),
+        };
+        if wake::decrypt_push(&config(), &payload).is_ok_and(|i| i.sender == "bob@localhost") {
+            assert_eq!(push["secret"], "s3cret", "the secret is sent again too");
+            break;
+        }
+    }
+}

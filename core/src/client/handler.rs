@@ -403,6 +403,11 @@ impl ConnectionHandler {
             self.resume_barrier = Some(id);
             return;
         }
+        // A fresh session: the server sends every presence again.
+        self.presences
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         // RFC 6121 §2.2: fetch the roster before sending initial presence.
         let version = if roster_ver {
             Some(
@@ -436,6 +441,18 @@ impl ConnectionHandler {
         };
         for stanza in &publish {
             self.send(session, now, stanza);
+        }
+        // Prosody ties push to the session that sent <enable/> (it decides
+        // pushes for a hibernated session's queue): every fresh session
+        // registers again, with the same key, so pushes keep coming.
+        let registration = super::push::load_registration(&self.store());
+        if let Ok(Some(registration)) = registration {
+            let enable = crate::features::push::enable(
+                &random_id(),
+                &registration,
+                registration.secret.as_deref(),
+            );
+            self.send(session, now, &enable);
         }
         self.start_catchup(session, now, Vec::new(), 0);
         self.flush_outbox(session, now);
@@ -1147,10 +1164,15 @@ impl Handler for ConnectionHandler {
                     }
                 }
                 self.persist_stream_management(session);
-                self.presences
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clear();
+                // After a drop presences stay: a resumed session keeps the
+                // server's view (nothing is sent again) and a fresh one
+                // clears them. After a logout nothing will resume.
+                if error.is_none() {
+                    self.presences
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clear();
+                }
                 for (_, reply) in self.pending_iqs.drain() {
                     let _ = reply.send(Err(ClientError::NotConnected));
                 }

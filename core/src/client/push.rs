@@ -28,6 +28,7 @@ impl Client {
             service: service.to_string(),
             node: node.to_owned(),
             key: rand::random(),
+            secret: secret.map(str::to_owned),
         };
         self.iq(push::enable(&random_id(), &registration, secret))
             .await?;
@@ -50,7 +51,7 @@ impl Client {
 
     /// The app server and node pushes go to, if enabled.
     pub fn push_target(&self) -> Result<Option<(String, String)>, ClientError> {
-        Ok(load_registration(&self.store())?.map(|r| (r.service, r.node)))
+        Ok(load_registration(&self.store())?.map(|r| (r.service.clone(), r.node.clone())))
     }
 }
 

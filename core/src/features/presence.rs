@@ -109,8 +109,9 @@ pub struct ResourcePresence {
     pub status: Option<String>,
 }
 
-/// Contacts' presence per resource, as last announced on this connection.
-/// Presence is only meaningful while online: cleared on disconnect.
+/// Contacts' presence per resource, as the server last told this session.
+/// Kept across a resumed stream (the server sends nothing again), cleared
+/// for a fresh session (it sends everything again).
 #[derive(Debug, Default)]
 pub struct PresenceBook {
     contacts:
@@ -119,6 +120,13 @@ pub struct PresenceBook {
 
 impl PresenceBook {
     pub fn apply(&mut self, jid: &BareJid, presence: ResourcePresence) {
+        if presence.availability == Availability::Unavailable && presence.resource.is_empty() {
+            // RFC 6121 §4.5.3: unavailable from the bare JID (e.g. the
+            // contact's server after a subscription ended) covers every
+            // resource.
+            self.contacts.remove(jid.as_str());
+            return;
+        }
         let resources = self.contacts.entry(jid.to_string()).or_default();
         if presence.availability == Availability::Unavailable {
             resources.remove(&presence.resource);
@@ -236,5 +244,47 @@ mod tests {
             parse(&req),
             PresenceUpdate::SubscriptionRequest { from: bob }
         );
+    }
+
+    /// Issue 12, defect 16: an unavailable presence from the bare JID
+    /// removes every resource (it used to remove only a resource named "").
+    #[test]
+    fn a_bare_jid_unavailable_removes_every_resource() {
+        let bob: BareJid = "bob@example.org".parse().unwrap();
+        let mut book = PresenceBook::default();
+        for r in ["phone", "laptop"] {
+            book.apply(
+                &bob,
+                ResourcePresence {
+                    resource: r.into(),
+                    availability: Availability::Available,
+                    status: None,
+                },
+            );
+        }
+        assert_eq!(book.of("bob@example.org").len(), 2);
+        let gone = parse(
+            &"<presence xmlns='jabber:client' from='bob@example.org' type='unavailable'/>"
+                .parse()
+                .unwrap(),
+        );
+        let PresenceUpdate::Resource {
+            from,
+            resource,
+            availability,
+            status,
+        } = gone
+        else {
+            panic!("{gone:?}")
+        };
+        book.apply(
+            &from,
+            ResourcePresence {
+                resource,
+                availability,
+                status,
+            },
+        );
+        assert!(book.of("bob@example.org").is_empty());
     }
 }

@@ -26,6 +26,19 @@ pub struct PushRegistration {
     pub node: String,
     /// AES-128-GCM key, 16 bytes.
     pub key: [u8; 16],
+    /// The app server's publish-options secret, if it wants one: every
+    /// fresh session registers again with it.
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+impl Drop for PushRegistration {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+        if let Some(secret) = &mut self.secret {
+            zeroize::Zeroize::zeroize(secret);
+        }
+    }
 }
 
 impl std::fmt::Debug for PushRegistration {
@@ -214,6 +227,7 @@ mod tests {
     #[test]
     fn enable_carries_publish_options_and_the_key() {
         let registration = PushRegistration {
+            secret: None,
             service: "push.example.org".into(),
             node: "device-token-1".into(),
             key: [1; 16],
