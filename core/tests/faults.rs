@@ -764,3 +764,66 @@ async fn an_archive_page_that_does_not_advance_is_not_asked_for_again() {
     assert_eq!(server.await.unwrap(), 1, "asked once, not in a loop");
     client.logout().await;
 }
+
+/// Issue 12, defect 7: pings and disco#info queries from strangers are not
+/// answered (a stable resource would otherwise be a presence oracle); our
+/// server still gets its answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_cannot_probe_whether_we_are_online() {
+    let (_certs, ca, tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut s = tokio_rustls::TlsAcceptor::from(tls)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        serve_login(&mut s, &mut seen).await;
+        s.write_all(
+            b"<iq type='get' id='p-stranger' from='mallory@evil.example/x'><ping xmlns='urn:xmpp:ping'/></iq>\
+              <iq type='get' id='d-stranger' from='mallory@evil.example/x'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>\
+              <iq type='get' id='p-server' from='localhost'><ping xmlns='urn:xmpp:ping'/></iq>",
+        )
+        .await
+        .unwrap();
+        seen.clear();
+        read_until(&mut s, &mut seen, "id='p-server'").await;
+        for id in ["p-stranger", "d-stranger"] {
+            read_until(&mut s, &mut seen, &format!("id='{id}'")).await;
+        }
+        seen
+    });
+    let store = tempfile::tempdir().unwrap();
+    let config = ClientConfig {
+        jid: "alice@localhost".into(),
+        password: "pw".into(),
+        resource: Some("fake".into()),
+        connect: ConnectOptions {
+            server: Some(("127.0.0.1".into(), port)),
+            direct_tls: true,
+            extra_ca_pem: Some(ca),
+        },
+        store_dir: store.path().into(),
+        store_key: StoreKey::from_bytes([1; 32]),
+        initial_backoff: Duration::from_secs(60),
+        sasl2: true,
+    };
+    let (client, _events) = open_client(config);
+    client.login().await.expect("login to the scripted server");
+    let answers = tokio::time::timeout(Duration::from_secs(15), server)
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = |id: &str| -> String {
+        let at = answers.find(&format!("id='{id}'")).unwrap();
+        let start = answers[..at].rfind("<iq").unwrap();
+        let end = answers[start..].find('>').unwrap();
+        answers[start..start + end].to_owned()
+    };
+    assert!(answer("p-server").contains("type='result'"), "{answers}");
+    assert!(answer("p-stranger").contains("type='error'"), "{answers}");
+    assert!(answer("d-stranger").contains("type='error'"), "{answers}");
+    client.logout().await;
+}

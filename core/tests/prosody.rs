@@ -139,13 +139,18 @@ async fn an_untrusted_certificate_is_a_typed_error_never_a_downgrade() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_both_ways_with_acks_receipts_and_history_after_restart() {
-    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b", "carol:pw-c"]);
     let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (alice, alice_events) =
         open_client(server.config("alice", "pw-a", alice_dir.path().into()));
     let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
     alice.login().await.unwrap();
     bob.login().await.unwrap();
+    befriend(
+        (&alice, "alice@localhost", &alice_events),
+        (&bob, "bob@localhost", &bob_events),
+    )
+    .await;
 
     let body = unique("hello bob");
     let sent = alice.send_message("bob@localhost", &body).unwrap();
@@ -194,6 +199,30 @@ async fn chat_both_ways_with_acks_receipts_and_history_after_restart() {
     assert_eq!(conversations[0].peer, "bob@localhost");
     assert_eq!(conversations[0].unread_count, 1);
     assert_eq!(conversations[0].last_message.as_ref().unwrap().body, reply);
+
+    // Issue 12, defect 7: a stranger (carol, not allowed to see alice's
+    // presence) gets no receipt, so her messages do not tell her alice is
+    // online; the friend above did get one.
+    let carol_dir = tempfile::tempdir().unwrap();
+    let (carol, carol_events) =
+        open_client(server.config("carol", "pw-c", carol_dir.path().into()));
+    carol.login().await.unwrap();
+    let probe = unique("are you online?");
+    let probe_sent = carol.send_message("alice@localhost", &probe).unwrap();
+    alice_events
+        .wait_for(10, |e| match e {
+            ClientEvent::MessageReceived(m) if m.body == probe => Some(()),
+            _ => None,
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(
+        !carol_events.events().iter().any(|e| matches!(e,
+            ClientEvent::MessageStateChanged(m) if m.id == probe_sent.id && m.state == MessageState::Delivered)),
+        "a stranger got a receipt"
+    );
+    carol.logout().await;
+
     alice.logout().await;
     bob.logout().await;
     drop(alice);

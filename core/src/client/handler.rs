@@ -628,7 +628,9 @@ impl ConnectionHandler {
         match messages::parse(&element, &self.own) {
             IncomingMessageStanza::Chat(chat) => {
                 let receipt = match (&chat.id, chat.wants_receipt) {
-                    (Some(id), true) => Some((chat.from_full.clone(), id.clone())),
+                    (Some(id), true) if self.may_see_presence(chat.from.as_str()) => {
+                        Some((chat.from_full.clone(), id.clone()))
+                    }
                     _ => None,
                 };
                 let message = IncomingMessage {
@@ -912,6 +914,26 @@ impl ConnectionHandler {
         true
     }
 
+    /// Whether `jid` (bare) is us or a contact allowed to see our presence.
+    fn may_see_presence(&self, jid: &str) -> bool {
+        jid == self.own.as_str() || self.store().may_see_presence(jid).unwrap_or(false)
+    }
+
+    /// Whether the sender of a request may learn we are online: our server,
+    /// our own account, or a contact allowed to see our presence.
+    fn may_ask(&self, request: &Element) -> bool {
+        let Some(from) = request.attr("from") else {
+            return true;
+        };
+        let Ok(from) = from.parse::<jid::Jid>() else {
+            return false;
+        };
+        if from.node().is_none() && from.domain() == self.own.domain() {
+            return true;
+        }
+        self.may_see_presence(from.to_bare().as_str())
+    }
+
     /// Whether an archive catch-up is unfinished (cut short or failed).
     fn catch_up_pending(&self) -> bool {
         // Unreadable counts as pending: marking live messages ahead of the
@@ -1116,8 +1138,16 @@ impl ConnectionHandler {
                     }
                 }
             }
+            Some("get") if !self.may_ask(&element) => {
+                // A stranger learns nothing, not even that we are online:
+                // the same answer as for what we do not support.
+                self.send(session, now, &iq_error(&element, "service-unavailable"));
+            }
             Some("get") if element.has_child("query", disco::NS_DISCO_INFO) => {
                 self.send(session, now, &disco::info_result(&element));
+            }
+            Some("get") if element.has_child("ping", crate::proto::features::NS_PING) => {
+                self.send(session, now, &iq_result(&element));
             }
             Some("get") | Some("set") => {
                 // RFC 6120 §8.4: answer what we do not support.

@@ -1111,7 +1111,13 @@ impl Session {
                 self.ping_id = None;
                 return;
             }
-            if element.attr("type") == Some("get") && element.has_child("ping", NS_PING) {
+            // Pings from our server are answered here; anyone else's go up
+            // to the client, which answers only those allowed to see our
+            // presence (XEP-0199 §4.2).
+            if element.attr("type") == Some("get")
+                && element.has_child("ping", NS_PING)
+                && self.sent_by_our_server(&element)
+            {
                 let reply = ping_reply(&element);
                 self.transmit(reply);
                 return;
@@ -1119,6 +1125,18 @@ impl Session {
         }
         self.outputs
             .push_back(Output::Event(SessionEvent::Stanza(element)));
+    }
+}
+
+impl Session {
+    /// No `from`, our domain, or our own bare JID.
+    fn sent_by_our_server(&self, element: &Element) -> bool {
+        match element.attr("from") {
+            None => true,
+            Some(from) => {
+                from == self.config.jid.domain().as_str() || from == self.config.jid.as_str()
+            }
+        }
     }
 }
 

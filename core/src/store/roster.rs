@@ -118,6 +118,18 @@ impl Store {
     }
 
     /// The stored roster, by JID.
+    /// Whether `jid` (bare) may see our presence: a contact subscribed to
+    /// it (`from` or `both`). Receipts, pings and disco answers reveal that
+    /// we are online, so strangers get none (XEP-0184 §8, XEP-0199 §4.2).
+    pub fn may_see_presence(&self, jid: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM contacts WHERE jid = ?1 AND subscription IN ('from', 'both')",
+            )?
+            .exists([jid])?)
+    }
+
     pub fn roster(&self) -> Result<Vec<RosterEntry>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT jid, name, subscription, ask, groups_json FROM contacts ORDER BY jid",

@@ -167,6 +167,45 @@ pub fn open_client(config: ClientConfig) -> (Client, Arc<Recorder>) {
     (client, recorder)
 }
 
+/// Makes `a` and `b` (bare JIDs `a_jid`, `b_jid`) see each other's
+/// presence, as contacts who chat do: receipts, pings and disco answers go
+/// only to such contacts. Returns once both rosters say `both`.
+#[allow(dead_code)]
+pub async fn befriend(
+    (a, a_jid, a_events): (&Client, &str, &Recorder),
+    (b, b_jid, b_events): (&Client, &str, &Recorder),
+) {
+    use waxwing_core::features::presence::SubscriptionAction;
+    for ((from, from_jid), (to, to_jid, to_events)) in [
+        ((a, a_jid), (b, b_jid, b_events)),
+        ((b, b_jid), (a, a_jid, a_events)),
+    ] {
+        from.subscription(to_jid, SubscriptionAction::Subscribe)
+            .unwrap();
+        to_events
+            .wait_for(10, |e| match e {
+                ClientEvent::SubscriptionRequest { from } if from == from_jid => Some(()),
+                _ => None,
+            })
+            .await;
+        to.subscription(from_jid, SubscriptionAction::Approve)
+            .unwrap();
+    }
+    for (client, peer) in [(a, b_jid), (b, a_jid)] {
+        for _ in 0..100 {
+            let both = client
+                .roster()
+                .unwrap()
+                .iter()
+                .any(|c| c.jid == peer && c.subscription.as_str() == "both");
+            if both {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
 pub fn unique(text: &str) -> String {
     format!(
         "{text} {}",

@@ -29,6 +29,20 @@ class WaxwingTest {
 
     private fun tempDir(): File = Files.createTempDirectory("waxwing-kt").toFile()
 
+    /** Mutual presence subscription, as contacts who chat have: receipts go only to such contacts. */
+    private suspend fun befriend(a: Waxwing, aJid: String, b: Waxwing, bJid: String) {
+        suspend fun friends() = a.roster().any { it.jid == bJid && it.subscription == Subscription.BOTH } &&
+            b.roster().any { it.jid == aJid && it.subscription == Subscription.BOTH }
+        if (friends()) return
+        a.requestSubscription(bJid)
+        b.events.awaitEvent { (it as? Event.SubscriptionRequest)?.from?.takeIf { f -> f == aJid } }
+        b.approveSubscription(aJid)
+        b.requestSubscription(aJid)
+        a.events.awaitEvent { (it as? Event.SubscriptionRequest)?.from?.takeIf { f -> f == bJid } }
+        a.approveSubscription(bJid)
+        withTimeout(10_000) { while (!friends()) delay(100) }
+    }
+
     private suspend fun <T> Flow<Event>.awaitEvent(pick: (Event) -> T?): T =
         withTimeout(10_000) { first { pick(it) != null }.let { pick(it)!! } }
 
@@ -70,6 +84,7 @@ class WaxwingTest {
         // With Bind2 the server picks the resource (tag + installation id).
         assertTrue(alice.login().startsWith("kalice@localhost/"))
         bob.login()
+        befriend(alice, "kalice@localhost", bob, "kbob@localhost")
         val body = "from kotlin ${System.nanoTime()}"
         val sent = alice.sendMessage("kbob@localhost", body)
         assertEquals(MessageState.QUEUED, sent.state)
