@@ -827,3 +827,88 @@ async fn strangers_cannot_probe_whether_we_are_online() {
     assert!(answer("d-stranger").contains("type='error'"), "{answers}");
     client.logout().await;
 }
+
+/// Issue 12, defect 12: a stripped `<starttls/>` (an attacker on this
+/// network, a broken middlebox) is retried with backoff, never downgraded
+/// to plain text and never a permanent stop; the next, clean connection
+/// logs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stripped_starttls_is_retried_never_downgraded() {
+    let (_certs, ca, tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        // First connection: features without <starttls/>.
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut seen = String::new();
+        read_until(&mut tcp, &mut seen, "<stream:stream").await;
+        let stripped = format!(
+            "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+             <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+        );
+        tcp.write_all(stripped.as_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut rest)).await;
+        let first = String::from_utf8_lossy(&rest).into_owned();
+        // Second connection: STARTTLS offered and done.
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut seen = String::new();
+        read_until(&mut tcp, &mut seen, "<stream:stream").await;
+        let offered = format!(
+            "{HEADER}<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls></stream:features>"
+        );
+        tcp.write_all(offered.as_bytes()).await.unwrap();
+        read_until(&mut tcp, &mut seen, "<starttls").await;
+        tcp.write_all(b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+            .await
+            .unwrap();
+        let mut s = tokio_rustls::TlsAcceptor::from(tls)
+            .accept(tcp)
+            .await
+            .unwrap();
+        let mut seen = String::new();
+        serve_login(&mut s, &mut seen).await;
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        first
+    });
+    let store = tempfile::tempdir().unwrap();
+    let config = ClientConfig {
+        jid: "alice@localhost".into(),
+        password: "pw".into(),
+        resource: Some("fake".into()),
+        connect: ConnectOptions {
+            server: Some(("127.0.0.1".into(), port)),
+            direct_tls: false,
+            extra_ca_pem: Some(ca),
+        },
+        store_dir: store.path().into(),
+        store_key: StoreKey::from_bytes([1; 32]),
+        initial_backoff: Duration::from_millis(100),
+        sasl2: true,
+    };
+    let (client, events) = open_client(config);
+    assert_eq!(client.login().await, Err(ClientError::Tls));
+    let retried = events
+        .wait_for(5, |e| match e {
+            ClientEvent::ConnectionChanged(ConnectionState::Disconnected {
+                error: Some(ClientError::Tls),
+                will_retry,
+            }) => Some(*will_retry),
+            _ => None,
+        })
+        .await;
+    assert!(retried, "a stripped STARTTLS is retried");
+    events
+        .wait_for(10, |e| {
+            matches!(
+                e,
+                ClientEvent::ConnectionChanged(ConnectionState::Online { .. })
+            )
+            .then_some(())
+        })
+        .await;
+    client.logout().await;
+    let first = server.await.unwrap();
+    assert!(!first.contains("<auth"), "no plain-text login: {first}");
+}

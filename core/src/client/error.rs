@@ -13,7 +13,8 @@ pub enum ClientError {
     /// The server's certificate is not trusted: never downgraded.
     #[error("the server's certificate is not trusted")]
     UntrustedCertificate,
-    /// TLS failed for another reason, or the server offers no TLS.
+    /// TLS failed for another reason, or the server offers no TLS: retried
+    /// with backoff, never downgraded.
     #[error("a secure connection could not be established")]
     Tls,
     /// Network trouble; the client retries with backoff.
@@ -49,7 +50,6 @@ impl ClientError {
             self,
             ClientError::AuthenticationFailed
                 | ClientError::UntrustedCertificate
-                | ClientError::Tls
                 | ClientError::Config(_)
                 | ClientError::InvalidJid
         )
@@ -59,6 +59,11 @@ impl ClientError {
 impl From<SessionError> for ClientError {
     fn from(e: SessionError) -> Self {
         match e {
+            SessionError::AuthFailed { condition }
+                if crate::proto::error::is_transient_auth_failure(&condition) =>
+            {
+                ClientError::Protocol(format!("the server cannot authenticate now: {condition}"))
+            }
             SessionError::AuthFailed { .. }
             | SessionError::NoCommonMechanism
             | SessionError::Sasl(_) => ClientError::AuthenticationFailed,
@@ -74,7 +79,11 @@ impl From<TransportError> for ClientError {
     fn from(e: TransportError) -> Self {
         match e {
             TransportError::UntrustedCertificate => ClientError::UntrustedCertificate,
-            TransportError::TlsHandshake | TransportError::TlsSetup => ClientError::Tls,
+            // Retried with backoff (never without TLS).
+            TransportError::TlsHandshake => ClientError::Tls,
+            TransportError::TlsSetup => {
+                ClientError::Config("TLS could not be set up on this device".into())
+            }
             TransportError::BadCaFile => {
                 ClientError::Config("the extra CA file holds no certificate".into())
             }

@@ -44,16 +44,23 @@ pub enum TimeoutKind {
 impl SessionError {
     /// True when trying again cannot help (wrong password, a server we will
     /// not talk to): the client must stop instead of looping.
+    ///
+    /// A stripped or refused STARTTLS is not: it may be an attacker on this
+    /// network or a broken middlebox, and trying again later (never without
+    /// TLS) is safe. Nor are the SASL conditions that say "not now"
+    /// (RFC 6120 §6.5: `temporary-auth-failure`; `aborted`).
     pub fn is_permanent(&self) -> bool {
-        matches!(
-            self,
-            SessionError::TlsUnavailable
-                | SessionError::TlsRefused
-                | SessionError::NoCommonMechanism
-                | SessionError::AuthFailed { .. }
-                | SessionError::Sasl(_)
-        )
+        match self {
+            SessionError::AuthFailed { condition } => !is_transient_auth_failure(condition),
+            SessionError::NoCommonMechanism | SessionError::Sasl(_) => true,
+            _ => false,
+        }
     }
+}
+
+/// SASL failure conditions that say "try again later", not "wrong".
+pub fn is_transient_auth_failure(condition: &str) -> bool {
+    matches!(condition, "temporary-auth-failure" | "aborted")
 }
 
 /// A command the session cannot carry out in its current state.

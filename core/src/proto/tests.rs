@@ -640,3 +640,25 @@ fn the_background_state_set_while_offline_is_applied_at_login() {
     h.drain();
     assert_eq!(h.take_sent(), "", "no change, nothing sent");
 }
+
+/// Issue 12, defect 12: "not now" from the server is retried, "wrong" is not.
+#[test]
+fn a_temporary_auth_failure_and_a_stripped_starttls_are_not_permanent() {
+    let mut h = Harness::new();
+    h.input(Input::Connected {
+        tls: Some(TlsInfo::default()),
+        nonce: "n".into(),
+    });
+    h.recv(&format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    ));
+    h.recv("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><temporary-auth-failure/></failure>");
+    let err = h.disconnected_error().unwrap().unwrap();
+    assert!(!err.is_permanent(), "{err:?}");
+    assert!(!SessionError::TlsUnavailable.is_permanent());
+    assert!(SessionError::AuthFailed {
+        condition: "not-authorized".into()
+    }
+    .is_permanent());
+}
