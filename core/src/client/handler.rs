@@ -77,6 +77,13 @@ const MAM_BACKFILL_KEY: &str = "mam_backfill";
 /// forward (older messages stay on the server).
 const INITIAL_HISTORY_LIMIT: u32 = 5_000;
 
+/// The stored form (JSON) of the session state a client last wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct WrittenSession {
+    pub fast_token: Option<String>,
+    pub stream_management: Option<String>,
+}
+
 /// Progress of a new installation's first sync.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Backfill {
@@ -194,6 +201,10 @@ pub(crate) struct ConnectionHandler {
     /// Id of the ping whose answer ends a resumed stream's backlog.
     resume_barrier: Option<String>,
     pub ended: Option<Option<crate::proto::SessionError>>,
+    /// The session state as this client last wrote it to the store: when
+    /// the store holds something else, another process (a push handler)
+    /// used the session meanwhile.
+    pub written: WrittenSession,
     /// Incoming stanzas could not be stored: the connection was dropped
     /// without acknowledging them (the server keeps and re-sends them), and
     /// this is why.
@@ -230,6 +241,7 @@ impl ConnectionHandler {
             resume_barrier: None,
             ended: None,
             store_failure: None,
+            written: WrittenSession::default(),
             presences,
             omemo: None,
             omemo_outbox: Vec::new(),
@@ -459,13 +471,14 @@ impl ConnectionHandler {
     }
 
     /// Keeps the XEP-0484 token (or its absence) in the encrypted store.
-    fn persist_fast_token(&self, token: Option<&FastToken>) {
+    fn persist_fast_token(&mut self, token: Option<&FastToken>) {
         let json = token.and_then(|t| serde_json::to_string(t).ok());
-        if let Err(err) = self
+        let result = self
             .store()
-            .set_account_value(FAST_TOKEN_KEY, json.as_deref())
-        {
-            tracing::warn!(%err, "could not store the FAST token");
+            .set_account_value(FAST_TOKEN_KEY, json.as_deref());
+        match result {
+            Ok(()) => self.written.fast_token = json,
+            Err(err) => tracing::warn!(%err, "could not store the FAST token"),
         }
     }
 
@@ -478,11 +491,12 @@ impl ConnectionHandler {
         let json = session
             .resumable_state()
             .and_then(|sm| serde_json::to_string(sm).ok());
-        if let Err(err) = self
+        let result = self
             .store()
-            .set_account_value(SM_STATE_KEY, json.as_deref())
-        {
-            tracing::warn!(error = %err, "cannot persist stream management state");
+            .set_account_value(SM_STATE_KEY, json.as_deref());
+        match result {
+            Ok(()) => self.written.stream_management = json,
+            Err(err) => tracing::warn!(error = %err, "cannot persist stream management state"),
         }
     }
 

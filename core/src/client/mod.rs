@@ -416,17 +416,11 @@ async fn connection_task(
     let connecting = ConnectionState::Connecting;
     state.send_replace(connecting.clone());
     listener.on_event(ClientEvent::ConnectionChanged(connecting));
-    let _session_lock = match held_lock {
+    let mut held_session_lock = match held_lock {
         Some(lock) => Some(lock),
-        None => match lock::SessionLock::acquire(&config.store_dir).await {
-            Ok(lock) => Some(lock),
-            Err(err) => {
-                tracing::warn!(%err, "no session lock; continuing without");
-                None
-            }
-        },
+        None => take_session_lock(&config.store_dir).await,
     };
-    let (resource, client_id, fast_token, saved_sm) = {
+    let (resource, client_id) = {
         let store = store.lock().unwrap_or_else(|p| p.into_inner());
         // A stable resource per installation: resumption and the server's
         // view of "this device" survive restarts.
@@ -450,18 +444,10 @@ async fn connection_task(
                 fresh
             }
         };
-        let fast_token = store
-            .account_value(handler::FAST_TOKEN_KEY)
-            .ok()
-            .flatten()
-            .and_then(|json| serde_json::from_str::<crate::proto::fast::FastToken>(&json).ok());
-        let saved_sm = store
-            .account_value(handler::SM_STATE_KEY)
-            .ok()
-            .flatten()
-            .and_then(|json| serde_json::from_str::<crate::proto::SmState>(&json).ok());
-        (resource, client_id, fast_token, saved_sm)
+        (resource, client_id)
     };
+    let written = saved_session(&store);
+    let (fast_token, saved_sm) = parse_session(&written);
     let mut session_config = SessionConfig::new(own.clone(), config.password.clone(), resource);
     session_config.client_id = client_id;
     session_config.sasl2 = config.sasl2;
@@ -471,12 +457,13 @@ async fn connection_task(
         session.restore_stream_management(sm);
     }
     let mut handler = ConnectionHandler::new(
-        store,
+        store.clone(),
         listener.clone(),
         own.clone(),
         state.clone(),
         presences,
     );
+    handler.written = written;
     let mut backoff = config.initial_backoff;
     let mut first_attempt = true;
     loop {
@@ -484,6 +471,24 @@ async fn connection_task(
             let connecting = ConnectionState::Connecting;
             state.send_replace(connecting.clone());
             listener.on_event(ClientEvent::ConnectionChanged(connecting));
+        }
+        if held_session_lock.is_none() {
+            held_session_lock = take_session_lock(&config.store_dir).await;
+            // While we waited, a push handler may have resumed the session
+            // and left it in a new state (and spent the FAST token). What
+            // we hold ourselves stays when the store has nothing newer
+            // (our own last write may have failed).
+            let stored = saved_session(&store);
+            if stored != handler.written {
+                let (fast_token, saved_sm) = parse_session(&stored);
+                if stored.fast_token != handler.written.fast_token {
+                    session.set_fast_token(fast_token);
+                }
+                if stored.stream_management != handler.written.stream_management {
+                    session.reload_stream_management(saved_sm);
+                }
+                handler.written = stored;
+            }
         }
         let mut panicked = false;
         let outcome: Result<bool, ClientError> =
@@ -538,6 +543,9 @@ async fn connection_task(
                 (Some(err), stop)
             }
         };
+        // Let a push handler use the account while we wait (released
+        // before anyone hears of the disconnection).
+        drop(held_session_lock.take());
         let was_online = session_was_online(&state);
         let disconnected = ConnectionState::Disconnected {
             error: error.clone(),
@@ -605,6 +613,46 @@ impl<F: std::future::Future> std::future::Future for CatchPanic<F> {
             Err(_) => std::task::Poll::Ready(Err(())),
         }
     }
+}
+
+/// Waits for the account's session lock (a push handler in another process
+/// holds it only until its deadline).
+async fn take_session_lock(store_dir: &std::path::Path) -> Option<lock::SessionLock> {
+    match lock::SessionLock::acquire(store_dir).await {
+        Ok(lock) => Some(lock),
+        Err(err) => {
+            tracing::warn!(%err, "no session lock; continuing without");
+            None
+        }
+    }
+}
+
+/// The FAST token and the resumable stream-management state in the store,
+/// as stored.
+fn saved_session(store: &Mutex<Store>) -> handler::WrittenSession {
+    let store = store.lock().unwrap_or_else(|p| p.into_inner());
+    handler::WrittenSession {
+        fast_token: store.account_value(handler::FAST_TOKEN_KEY).ok().flatten(),
+        stream_management: store.account_value(handler::SM_STATE_KEY).ok().flatten(),
+    }
+}
+
+fn parse_session(
+    stored: &handler::WrittenSession,
+) -> (
+    Option<crate::proto::fast::FastToken>,
+    Option<crate::proto::SmState>,
+) {
+    (
+        stored
+            .fast_token
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok()),
+        stored
+            .stream_management
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok()),
+    )
 }
 
 fn session_was_online(state: &watch::Sender<ConnectionState>) -> bool {

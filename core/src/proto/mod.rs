@@ -302,6 +302,16 @@ impl Session {
         }
     }
 
+    /// Replaces what this (offline) session would resume with the state in
+    /// the store, which another process may have moved on or ended.
+    pub fn reload_stream_management(&mut self, state: Option<SmState>) {
+        if !matches!(self.state, State::Offline) {
+            return;
+        }
+        self.sm = None;
+        self.resume_from = state.filter(SmState::can_resume);
+    }
+
     /// The state worth persisting now: the live stream's, or the one
     /// waiting to be resumed. `None` means there is nothing to resume.
     pub fn resumable_state(&self) -> Option<&SmState> {
