@@ -50,6 +50,42 @@ fn certs() -> (tempfile::TempDir, Vec<u8>, Arc<rustls::ServerConfig>) {
     (dir, ca, Arc::new(config))
 }
 
+/// Accepts the next connection and completes its TLS handshake (direct TLS).
+async fn accept_tls(
+    listener: &TcpListener,
+    tls: &Arc<rustls::ServerConfig>,
+) -> tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    let (tcp, _) = listener.accept().await.unwrap();
+    tokio_rustls::TlsAcceptor::from(tls.clone())
+        .accept(tcp)
+        .await
+        .unwrap()
+}
+
+/// Alice's config for the scripted server at `port` (direct TLS, store key
+/// 0x01…): each test varies only the CA, the store and the backoff.
+fn scripted_config(
+    port: u16,
+    ca: Option<Vec<u8>>,
+    store: &std::path::Path,
+    initial_backoff: Duration,
+) -> ClientConfig {
+    ClientConfig {
+        jid: "alice@localhost".into(),
+        password: "pw".into(),
+        resource: Some("fake".into()),
+        connect: ConnectOptions {
+            server: Some(("127.0.0.1".into(), port)),
+            direct_tls: true,
+            extra_ca_pem: ca,
+        },
+        store_dir: store.into(),
+        store_key: StoreKey::from_bytes([1; 32]),
+        initial_backoff,
+        sasl2: true,
+    }
+}
+
 /// Reads until `needle` has been seen; returns everything read.
 async fn read_until<S: AsyncReadExt + Unpin>(s: &mut S, seen: &mut String, needle: &str) {
     let mut buf = [0u8; 4096];
@@ -63,22 +99,31 @@ async fn read_until<S: AsyncReadExt + Unpin>(s: &mut S, seen: &mut String, needl
     }
 }
 
-/// Plays a server through PLAIN auth and resource binding.
-async fn serve_login<S: AsyncReadExt + AsyncWriteExt + Unpin>(s: &mut S, seen: &mut String) {
+/// Plays a server through PLAIN auth; the restarted stream then offers
+/// `features` (the children of `<stream:features>`).
+async fn serve_auth<S: AsyncReadExt + AsyncWriteExt + Unpin>(
+    s: &mut S,
+    seen: &mut String,
+    features: &str,
+) {
     read_until(s, seen, "<stream:stream").await;
-    let features = format!(
+    let mechanisms = format!(
         "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
          <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
     );
-    s.write_all(features.as_bytes()).await.unwrap();
+    s.write_all(mechanisms.as_bytes()).await.unwrap();
     read_until(s, seen, "</auth>").await;
     s.write_all(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
         .await
         .unwrap();
     seen.clear();
     read_until(s, seen, "<stream:stream").await;
-    let features = format!("{HEADER}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>");
+    let features = format!("{HEADER}<stream:features>{features}</stream:features>");
     s.write_all(features.as_bytes()).await.unwrap();
+}
+
+/// Answers the client's resource binding with `alice@localhost/fake`.
+async fn serve_bind<S: AsyncReadExt + AsyncWriteExt + Unpin>(s: &mut S, seen: &mut String) {
     read_until(s, seen, "</iq>").await;
     let id = seen
         .split("id='")
@@ -95,6 +140,12 @@ async fn serve_login<S: AsyncReadExt + AsyncWriteExt + Unpin>(s: &mut S, seen: &
     s.write_all(bound.as_bytes()).await.unwrap();
 }
 
+/// Plays a server through PLAIN auth and resource binding.
+async fn serve_login<S: AsyncReadExt + AsyncWriteExt + Unpin>(s: &mut S, seen: &mut String) {
+    serve_auth(s, seen, "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>").await;
+    serve_bind(s, seen).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_failures_are_retried_with_backoff_until_online() {
     let (_certs, ca, tls) = certs();
@@ -103,40 +154,19 @@ async fn network_failures_are_retried_with_backoff_until_online() {
     let server = tokio::spawn(async move {
         // Two connections dropped right after TLS, then a working one.
         for _ in 0..2 {
-            let (tcp, _) = listener.accept().await.unwrap();
-            let s = tokio_rustls::TlsAcceptor::from(tls.clone())
-                .accept(tcp)
-                .await
-                .unwrap();
+            let s = accept_tls(&listener, &tls).await;
             drop(s);
         }
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut s = tokio_rustls::TlsAcceptor::from(tls)
-            .accept(tcp)
-            .await
-            .unwrap();
+        let mut s = accept_tls(&listener, &tls).await;
         let mut seen = String::new();
         serve_login(&mut s, &mut seen).await;
         let mut rest = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
     });
     let store = tempfile::tempdir().unwrap();
-    let config = ClientConfig {
-        jid: "alice@localhost".into(),
-        password: "pw".into(),
-        resource: Some("fake".into()),
-        connect: ConnectOptions {
-            server: Some(("127.0.0.1".into(), port)),
-            direct_tls: true,
-            extra_ca_pem: Some(ca),
-        },
-        store_dir: store.path().into(),
-        store_key: StoreKey::from_bytes([1; 32]),
-        // Long enough that login() surely sees the first attempt's outcome
-        // before the retry's (it reads the latest state).
-        initial_backoff: Duration::from_millis(500),
-        sasl2: true,
-    };
+    // Long enough that login() surely sees the first attempt's outcome
+    // before the retry's (it reads the latest state).
+    let config = scripted_config(port, Some(ca), store.path(), Duration::from_millis(500));
     let (client, events) = open_client(config);
     assert_eq!(
         client.login().await,
@@ -186,11 +216,7 @@ async fn unknown_and_forged_stanzas_are_refused_and_malformed_xml_ends_the_strea
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut s = tokio_rustls::TlsAcceptor::from(tls)
-            .accept(tcp)
-            .await
-            .unwrap();
+        let mut s = accept_tls(&listener, &tls).await;
         let mut seen = String::new();
         serve_login(&mut s, &mut seen).await;
         // Unknown nonza and an IQ nobody handles, then a chat message.
@@ -219,20 +245,7 @@ async fn unknown_and_forged_stanzas_are_refused_and_malformed_xml_ends_the_strea
     });
 
     let store = tempfile::tempdir().unwrap();
-    let config = ClientConfig {
-        jid: "alice@localhost".into(),
-        password: "pw".into(),
-        resource: Some("fake".into()),
-        connect: ConnectOptions {
-            server: Some(("127.0.0.1".into(), port)),
-            direct_tls: true,
-            extra_ca_pem: Some(ca),
-        },
-        store_dir: store.path().into(),
-        store_key: StoreKey::from_bytes([1; 32]),
-        initial_backoff: Duration::from_secs(60),
-        sasl2: true,
-    };
+    let config = scripted_config(port, Some(ca), store.path(), Duration::from_secs(60));
     let (client, events) = open_client(config);
     client.login().await.expect("login to the scripted server");
     let error = events
@@ -267,29 +280,13 @@ async fn a_server_that_never_answers_times_out_instead_of_hanging() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let _server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut s = tokio_rustls::TlsAcceptor::from(tls)
-            .accept(tcp)
-            .await
-            .unwrap();
+        let mut s = accept_tls(&listener, &tls).await;
         let mut sink = Vec::new();
         let _ = s.read_to_end(&mut sink).await; // silence
     });
     let store = tempfile::tempdir().unwrap();
-    let config = ClientConfig {
-        jid: "alice@localhost".into(),
-        password: "pw".into(),
-        resource: None,
-        connect: ConnectOptions {
-            server: Some(("127.0.0.1".into(), port)),
-            direct_tls: true,
-            extra_ca_pem: Some(ca),
-        },
-        store_dir: store.path().into(),
-        store_key: StoreKey::from_bytes([1; 32]),
-        initial_backoff: Duration::from_secs(60),
-        sasl2: true,
-    };
+    let mut config = scripted_config(port, Some(ca), store.path(), Duration::from_secs(60));
+    config.resource = None;
     let (client, _) = open_client(config);
     let result = tokio::time::timeout(Duration::from_secs(40), client.login()).await;
     assert_eq!(
@@ -309,11 +306,7 @@ async fn a_hostile_timestamp_neither_kills_the_connection_nor_loses_the_message(
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut s = tokio_rustls::TlsAcceptor::from(tls)
-            .accept(tcp)
-            .await
-            .unwrap();
+        let mut s = accept_tls(&listener, &tls).await;
         let mut seen = String::new();
         serve_login(&mut s, &mut seen).await;
         s.write_all(
@@ -332,20 +325,7 @@ async fn a_hostile_timestamp_neither_kills_the_connection_nor_loses_the_message(
         let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
     });
     let store = tempfile::tempdir().unwrap();
-    let config = ClientConfig {
-        jid: "alice@localhost".into(),
-        password: "pw".into(),
-        resource: Some("fake".into()),
-        connect: ConnectOptions {
-            server: Some(("127.0.0.1".into(), port)),
-            direct_tls: true,
-            extra_ca_pem: Some(ca),
-        },
-        store_dir: store.path().into(),
-        store_key: StoreKey::from_bytes([1; 32]),
-        initial_backoff: Duration::from_secs(60),
-        sasl2: true,
-    };
+    let config = scripted_config(port, Some(ca), store.path(), Duration::from_secs(60));
     let (client, _events) = open_client(config);
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -381,23 +361,12 @@ async fn a_hostile_timestamp_neither_kills_the_connection_nor_loses_the_message(
 /// Plays a server through PLAIN auth up to the post-auth features, which
 /// offer binding and XEP-0198.
 async fn serve_auth_with_sm<S: AsyncReadExt + AsyncWriteExt + Unpin>(s: &mut S, seen: &mut String) {
-    read_until(s, seen, "<stream:stream").await;
-    let features = format!(
-        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
-         <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
-    );
-    s.write_all(features.as_bytes()).await.unwrap();
-    read_until(s, seen, "</auth>").await;
-    s.write_all(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
-        .await
-        .unwrap();
-    seen.clear();
-    read_until(s, seen, "<stream:stream").await;
-    let features = format!(
-        "{HEADER}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>\
-         <sm xmlns='urn:xmpp:sm:3'/></stream:features>"
-    );
-    s.write_all(features.as_bytes()).await.unwrap();
+    serve_auth(
+        s,
+        seen,
+        "<bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><sm xmlns='urn:xmpp:sm:3'/>",
+    )
+    .await;
 }
 
 /// Issue 12, defect 3: when the store cannot take incoming messages (here
@@ -420,27 +389,10 @@ async fn a_store_that_cannot_write_acknowledges_nothing_and_the_message_comes_ag
     let server = tokio::spawn(async move {
         // First connection: log in with resumable SM, then (store locked)
         // deliver the message and ask for an ack.
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut s = tokio_rustls::TlsAcceptor::from(tls.clone())
-            .accept(tcp)
-            .await
-            .unwrap();
+        let mut s = accept_tls(&listener, &tls).await;
         let mut seen = String::new();
         serve_auth_with_sm(&mut s, &mut seen).await;
-        read_until(&mut s, &mut seen, "</iq>").await;
-        let id = seen
-            .split("id='")
-            .nth(1)
-            .unwrap()
-            .split('\'')
-            .next()
-            .unwrap()
-            .to_owned();
-        let bound = format!(
-            "<iq type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
-             <jid>alice@localhost/fake</jid></bind></iq>"
-        );
-        s.write_all(bound.as_bytes()).await.unwrap();
+        serve_bind(&mut s, &mut seen).await;
         read_until(&mut s, &mut seen, "<enable").await;
         s.write_all(b"<enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true' max='300'/>")
             .await
@@ -454,11 +406,7 @@ async fn a_store_that_cannot_write_acknowledges_nothing_and_the_message_comes_ag
         seen.push_str(&String::from_utf8_lossy(&rest));
         let first = std::mem::take(&mut seen);
         // Second connection: the client resumes; the server re-sends.
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut s = tokio_rustls::TlsAcceptor::from(tls)
-            .accept(tcp)
-            .await
-            .unwrap();
+        let mut s = accept_tls(&listener, &tls).await;
         serve_auth_with_sm(&mut s, &mut seen).await;
         seen.clear();
         read_until(&mut s, &mut seen, "<resume").await;
@@ -473,20 +421,7 @@ async fn a_store_that_cannot_write_acknowledges_nothing_and_the_message_comes_ag
     });
 
     let store = tempfile::tempdir().unwrap();
-    let config = ClientConfig {
-        jid: "alice@localhost".into(),
-        password: "pw".into(),
-        resource: Some("fake".into()),
-        connect: ConnectOptions {
-            server: Some(("127.0.0.1".into(), port)),
-            direct_tls: true,
-            extra_ca_pem: Some(ca),
-        },
-        store_dir: store.path().into(),
-        store_key: StoreKey::from_bytes([1; 32]),
-        initial_backoff: Duration::from_millis(100),
-        sasl2: true,
-    };
+    let config = scripted_config(port, Some(ca), store.path(), Duration::from_millis(100));
     let (client, events) = open_client(config);
     client.login().await.expect("login to the scripted server");
     // Another process takes the store's write lock.
@@ -574,11 +509,7 @@ async fn an_expired_archive_cursor_falls_back_to_paging_back_from_the_newest() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut s = tokio_rustls::TlsAcceptor::from(tls)
-            .accept(tcp)
-            .await
-            .unwrap();
+        let mut s = accept_tls(&listener, &tls).await;
         let mut seen = String::new();
         serve_login(&mut s, &mut seen).await;
         seen.clear();
@@ -624,20 +555,7 @@ async fn an_expired_archive_cursor_falls_back_to_paging_back_from_the_newest() {
         .unwrap()
         .set_account_value("mam_last", Some("expired-archive-id"))
         .unwrap();
-    let config = ClientConfig {
-        jid: "alice@localhost".into(),
-        password: "pw".into(),
-        resource: Some("fake".into()),
-        connect: ConnectOptions {
-            server: Some(("127.0.0.1".into(), port)),
-            direct_tls: true,
-            extra_ca_pem: Some(ca),
-        },
-        store_dir: store.path().into(),
-        store_key: key,
-        initial_backoff: Duration::from_secs(60),
-        sasl2: true,
-    };
+    let config = scripted_config(port, Some(ca), store.path(), Duration::from_secs(60));
     let (client, events) = open_client(config);
     client.login().await.expect("login to the scripted server");
     events
@@ -664,20 +582,7 @@ fn client_with_cursor(
         .unwrap()
         .set_account_value("mam_last", Some(cursor))
         .unwrap();
-    ClientConfig {
-        jid: "alice@localhost".into(),
-        password: "pw".into(),
-        resource: Some("fake".into()),
-        connect: ConnectOptions {
-            server: Some(("127.0.0.1".into(), port)),
-            direct_tls: true,
-            extra_ca_pem: Some(ca),
-        },
-        store_dir: store.into(),
-        store_key: key,
-        initial_backoff: Duration::from_secs(60),
-        sasl2: true,
-    }
+    scripted_config(port, Some(ca), store, Duration::from_secs(60))
 }
 
 /// Issue 12, defect 11: an archive query the server never answers must not
@@ -689,11 +594,7 @@ async fn a_silent_archive_does_not_hold_live_messages_back_forever() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut s = tokio_rustls::TlsAcceptor::from(tls)
-            .accept(tcp)
-            .await
-            .unwrap();
+        let mut s = accept_tls(&listener, &tls).await;
         let mut seen = String::new();
         serve_login(&mut s, &mut seen).await;
         seen.clear();
@@ -734,11 +635,7 @@ async fn an_archive_page_that_does_not_advance_is_not_asked_for_again() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut s = tokio_rustls::TlsAcceptor::from(tls)
-            .accept(tcp)
-            .await
-            .unwrap();
+        let mut s = accept_tls(&listener, &tls).await;
         let mut seen = String::new();
         serve_login(&mut s, &mut seen).await;
         seen.clear();
@@ -779,11 +676,7 @@ async fn strangers_cannot_probe_whether_we_are_online() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut s = tokio_rustls::TlsAcceptor::from(tls)
-            .accept(tcp)
-            .await
-            .unwrap();
+        let mut s = accept_tls(&listener, &tls).await;
         let mut seen = String::new();
         serve_login(&mut s, &mut seen).await;
         s.write_all(
@@ -801,20 +694,7 @@ async fn strangers_cannot_probe_whether_we_are_online() {
         seen
     });
     let store = tempfile::tempdir().unwrap();
-    let config = ClientConfig {
-        jid: "alice@localhost".into(),
-        password: "pw".into(),
-        resource: Some("fake".into()),
-        connect: ConnectOptions {
-            server: Some(("127.0.0.1".into(), port)),
-            direct_tls: true,
-            extra_ca_pem: Some(ca),
-        },
-        store_dir: store.path().into(),
-        store_key: StoreKey::from_bytes([1; 32]),
-        initial_backoff: Duration::from_secs(60),
-        sasl2: true,
-    };
+    let config = scripted_config(port, Some(ca), store.path(), Duration::from_secs(60));
     let (client, _events) = open_client(config);
     client.login().await.expect("login to the scripted server");
     let answers = tokio::time::timeout(Duration::from_secs(15), server)
@@ -878,20 +758,8 @@ async fn a_stripped_starttls_is_retried_never_downgraded() {
         first
     });
     let store = tempfile::tempdir().unwrap();
-    let config = ClientConfig {
-        jid: "alice@localhost".into(),
-        password: "pw".into(),
-        resource: Some("fake".into()),
-        connect: ConnectOptions {
-            server: Some(("127.0.0.1".into(), port)),
-            direct_tls: false,
-            extra_ca_pem: Some(ca),
-        },
-        store_dir: store.path().into(),
-        store_key: StoreKey::from_bytes([1; 32]),
-        initial_backoff: Duration::from_millis(100),
-        sasl2: true,
-    };
+    let mut config = scripted_config(port, Some(ca), store.path(), Duration::from_millis(100));
+    config.connect.direct_tls = false;
     let (client, events) = open_client(config);
     // login() reports the first attempt's outcome unless the retry already
     // succeeded by the time it looks; the events tell the whole story.
@@ -931,20 +799,7 @@ async fn the_session_lock_is_free_while_waiting_to_reconnect() {
         l.local_addr().unwrap().port()
     };
     let store = tempfile::tempdir().unwrap();
-    let config = ClientConfig {
-        jid: "alice@localhost".into(),
-        password: "pw".into(),
-        resource: Some("fake".into()),
-        connect: ConnectOptions {
-            server: Some(("127.0.0.1".into(), port)),
-            direct_tls: true,
-            extra_ca_pem: None,
-        },
-        store_dir: store.path().into(),
-        store_key: StoreKey::from_bytes([1; 32]),
-        initial_backoff: Duration::from_secs(30),
-        sasl2: true,
-    };
+    let config = scripted_config(port, None, store.path(), Duration::from_secs(30));
     let (client, _events) = open_client(config);
     assert_eq!(client.login().await, Err(ClientError::Network));
     // The client is now in its 30 s backoff.
