@@ -389,6 +389,28 @@ impl Session {
         if !online.csi_inline {
             self.apply_client_state(online.resumed);
         }
+        // A server whose Bind2 cannot enable XEP-0198 inline may still offer
+        // it as a feature: enable it now, and go online once it answered
+        // (counting starts at <enable/>, XEP-0198 §4).
+        if !online.resumed
+            && self.sm.is_none()
+            && self.config.stream_management
+            && features.stream_management
+        {
+            self.transmit(format!("<enable xmlns='{NS_SM}' resume='true'/>"));
+            self.round_trips += 1;
+            let bind_id = self.next_id();
+            self.state = State::Binding {
+                // Nothing to wait for but <enabled/>: an id never sent.
+                bind_id,
+                bound: Some(online.jid),
+                sm_pending: true,
+            };
+            for element in early {
+                self.on_online_element(element);
+            }
+            return;
+        }
         self.go_online(
             now,
             online.jid,

@@ -324,3 +324,42 @@ fn the_classic_path_is_used_when_sasl2_is_switched_off() {
         .take_sent()
         .contains("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'"));
 }
+
+/// Issue 12, defect 5: a server whose Bind2 cannot enable XEP-0198 inline
+/// but offers it as a stream feature gets an `<enable/>` after the
+/// features (it used to get none: no acks, no resumption).
+#[test]
+fn bind2_without_inline_sm_enables_it_after_the_features() {
+    let mut h = Harness::new();
+    h.input(Input::Connected {
+        tls: Some(TlsInfo::default()),
+        nonce: "n".into(),
+    });
+    h.recv(&format!(
+        "{HEADER}<stream:features><authentication xmlns='urn:xmpp:sasl:2'>\
+         <mechanism>PLAIN</mechanism><inline>\
+         <bind xmlns='urn:xmpp:bind:0'><inline><feature var='urn:xmpp:carbons:2'/></inline></bind>\
+         </inline></authentication></stream:features>"
+    ));
+    let auth = h.take_sent();
+    assert!(!auth.contains("urn:xmpp:sm:3"), "{auth}");
+    h.recv(
+        "<success xmlns='urn:xmpp:sasl:2'>\
+         <authorization-identifier>alice@example.org/Waxwing~xyz</authorization-identifier>\
+         <bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:carbons:2'/></bound></success>",
+    );
+    h.recv("<stream:features><sm xmlns='urn:xmpp:sm:3'/></stream:features>");
+    assert!(
+        h.take_sent()
+            .contains("<enable xmlns='urn:xmpp:sm:3' resume='true'/>"),
+        "SM enabled after the features"
+    );
+    assert!(!h.session.is_online(), "online once SM is settled");
+    h.recv("<enabled xmlns='urn:xmpp:sm:3' id='sm-late' resume='true'/>");
+    let (_, sm, ..) = online(&h).expect("online");
+    assert!(sm);
+    assert_eq!(
+        h.session.resumable_state().unwrap().resume_id.as_deref(),
+        Some("sm-late")
+    );
+}
