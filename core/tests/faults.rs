@@ -816,3 +816,41 @@ async fn the_session_lock_is_free_while_waiting_to_reconnect() {
     drop(lock);
     client.logout().await;
 }
+
+/// Issue 12, defect 6 (part): once a login with SCRAM worked for the
+/// account, a server (or a man in the middle) offering only PLAIN does not
+/// get the password: the login fails with a typed error instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_is_refused_once_scram_has_worked() {
+    let (_certs, ca, tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let mut s = accept_tls(&listener, &tls).await;
+        let mut seen = String::new();
+        read_until(&mut s, &mut seen, "<stream:stream").await;
+        let plain_only = format!(
+            "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+             <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+        );
+        s.write_all(plain_only.as_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        String::from_utf8_lossy(&rest).into_owned()
+    });
+    let store = tempfile::tempdir().unwrap();
+    waxwing_core::store::Store::open(store.path(), &StoreKey::from_bytes([1; 32]))
+        .unwrap()
+        .set_account_value("sasl_no_plain", Some("1"))
+        .unwrap();
+    let (client, _events) = open_client(scripted_config(
+        port,
+        Some(ca),
+        store.path(),
+        Duration::from_secs(60),
+    ));
+    assert_eq!(client.login().await, Err(ClientError::AuthenticationFailed));
+    let said = server.await.unwrap();
+    assert!(!said.contains("<auth"), "the password went out: {said}");
+    client.logout().await;
+}

@@ -64,6 +64,8 @@ pub(crate) enum Command {
 
 pub(crate) const PRESENCE_KEY: &str = "presence";
 pub(crate) const FAST_TOKEN_KEY: &str = "fast_token";
+/// Set once a login with something stronger than PLAIN worked.
+pub(crate) const NO_PLAIN_KEY: &str = "sasl_no_plain";
 /// Account value: archive id of the newest message we have (MAM cursor).
 const MAM_LAST_KEY: &str = "mam_last";
 /// Set while an archive catch-up is unfinished. A resumed stream re-sends
@@ -377,6 +379,16 @@ impl ConnectionHandler {
         self.state.send_replace(online);
         // Its use count went up; a replayed login must not reuse it.
         self.persist_fast_token(session.fast_token());
+        if mechanism != "PLAIN" {
+            // From now on PLAIN is a downgrade for this account.
+            let store = self.store();
+            if store.account_value(NO_PLAIN_KEY).ok().flatten().is_none() {
+                if let Err(err) = store.set_account_value(NO_PLAIN_KEY, Some("1")) {
+                    // The next login still prefers SCRAM; only the pin waits.
+                    tracing::warn!(%err, "cannot record that SCRAM works");
+                }
+            }
+        }
         self.load_omemo();
         if resumed {
             // The server kept our presence and roster state; what it did

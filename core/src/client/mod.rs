@@ -451,6 +451,13 @@ async fn connection_task(
     let mut session_config = SessionConfig::new(own.clone(), config.password.clone(), resource);
     session_config.client_id = client_id;
     session_config.sasl2 = config.sasl2;
+    session_config.refuse_plain = store
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .account_value(handler::NO_PLAIN_KEY)
+        .ok()
+        .flatten()
+        .is_some();
     let mut session = Session::new(session_config);
     session.set_fast_token(fast_token);
     if let Some(sm) = saved_sm {

@@ -62,6 +62,10 @@ pub struct SessionConfig {
     pub sasl2: bool,
     /// Enable XEP-0280 carbons inline with Bind2 when the server can.
     pub carbons: bool,
+    /// A SCRAM (or FAST) login has worked with this account before: PLAIN,
+    /// which hands the server the password, is refused from now on (a
+    /// server or a man in the middle offering only PLAIN is a downgrade).
+    pub refuse_plain: bool,
 }
 
 impl Drop for SessionConfig {
@@ -94,6 +98,7 @@ impl SessionConfig {
             software: "Waxwing".to_owned(),
             sasl2: true,
             carbons: true,
+            refuse_plain: false,
         }
     }
 }
@@ -874,7 +879,8 @@ impl Session {
             .as_ref()
             .is_some_and(|t| t.channel_binding.is_some());
         let offered = self.features.mechanisms.clone();
-        let Some(mechanism) = Mechanism::choose(&offered, have_cb, exclude) else {
+        let exclude = self.excluded_mechanisms(exclude);
+        let Some(mechanism) = Mechanism::choose(&offered, have_cb, &exclude) else {
             self.state = State::AwaitFeatures(Stage::Secured);
             return self.fail(SessionError::NoCommonMechanism);
         };
@@ -1139,6 +1145,15 @@ impl Session {
 }
 
 impl Session {
+    /// `exclude`, plus PLAIN once a stronger mechanism has worked.
+    pub(crate) fn excluded_mechanisms(&self, exclude: &[Mechanism]) -> Vec<Mechanism> {
+        let mut excluded = exclude.to_vec();
+        if self.config.refuse_plain {
+            excluded.push(Mechanism::Plain);
+        }
+        excluded
+    }
+
     /// No `from`, our domain, or our own bare JID.
     fn sent_by_our_server(&self, element: &Element) -> bool {
         match element.attr("from") {

@@ -87,7 +87,8 @@ impl Session {
                 )
             }
             None => {
-                let Some(mechanism) = Mechanism::choose(&offer.mechanisms, cb.is_some(), exclude)
+                let exclude = self.excluded_mechanisms(exclude);
+                let Some(mechanism) = Mechanism::choose(&offer.mechanisms, cb.is_some(), &exclude)
                 else {
                     return self.abort(SessionError::NoCommonMechanism);
                 };

@@ -662,3 +662,25 @@ fn a_temporary_auth_failure_and_a_stripped_starttls_are_not_permanent() {
     }
     .is_permanent());
 }
+
+/// Issue 12, defect 6 (part): with `refuse_plain` a PLAIN-only offer is no
+/// common mechanism (and nothing is sent), while SCRAM still works.
+#[test]
+fn plain_is_refused_once_scram_has_worked_for_the_account() {
+    let mut h = Harness::new();
+    h.session.config.refuse_plain = true;
+    h.input(Input::Connected {
+        tls: Some(TlsInfo::default()),
+        nonce: "n".into(),
+    });
+    h.take_sent();
+    h.recv(&format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    ));
+    assert!(!h.take_sent().contains("<auth"));
+    assert_eq!(
+        h.disconnected_error(),
+        Some(Some(SessionError::NoCommonMechanism))
+    );
+}
