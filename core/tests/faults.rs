@@ -854,3 +854,51 @@ async fn plain_is_refused_once_scram_has_worked() {
     assert!(!said.contains("<auth"), "the password went out: {said}");
     client.logout().await;
 }
+
+/// Issue 12, defect 15: an archive page is held in memory until it ends; a
+/// server sending far more results than asked for cannot grow it without
+/// end (what is beyond twice the page size is dropped, the rest stored).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archive_page_far_larger_than_asked_for_is_bounded() {
+    let (_certs, ca, tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let mut s = accept_tls(&listener, &tls).await;
+        let mut seen = String::new();
+        serve_login(&mut s, &mut seen).await;
+        seen.clear();
+        let (id, query_id, _) = read_mam_query(&mut s, &mut seen).await;
+        let mut page = String::new();
+        for i in 0..1000 {
+            page.push_str(&format!(
+                "<message from='alice@localhost' to='alice@localhost/fake'>\
+                 <result xmlns='urn:xmpp:mam:2' queryid='{query_id}' id='a{i}'><forwarded xmlns='urn:xmpp:forward:0'>\
+                 <message xmlns='jabber:client' from='bob@localhost/x' to='alice@localhost' type='chat' id='b{i}'>\
+                 <body>flood {i}</body></message></forwarded></result></message>"
+            ));
+        }
+        page.push_str(&format!(
+            "<iq type='result' id='{id}'><fin xmlns='urn:xmpp:mam:2' complete='true'>\
+             <set xmlns='http://jabber.org/protocol/rsm'><first>a0</first><last>a999</last></set></fin></iq>"
+        ));
+        s.write_all(page.as_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await;
+    });
+    let store = tempfile::tempdir().unwrap();
+    let (client, events) = open_client(client_with_cursor(port, ca, store.path(), "c0"));
+    client.login().await.expect("login to the scripted server");
+    events
+        .wait_for(15, |e| matches!(e, ClientEvent::CaughtUp).then_some(()))
+        .await;
+    let stored = client.history("bob@localhost", None, 5000).unwrap();
+    assert_eq!(stored.len(), 200, "twice the page size we asked for");
+    assert_eq!(
+        stored.last().unwrap().body,
+        "flood 0",
+        "the first ones, in order"
+    );
+    client.logout().await;
+    server.abort();
+}

@@ -103,6 +103,9 @@ struct Backfill {
 }
 /// Results per archive page (servers may cap it lower).
 const MAM_PAGE: u32 = 100;
+/// Results kept per archive page: what we asked for, with room for servers
+/// that count differently.
+const MAX_PAGE_RESULTS: usize = 2 * MAM_PAGE as usize;
 /// How long one archive page may take to arrive.
 const ARCHIVE_PAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Pages per catch-up (200,000 messages at most), after which the rest waits
@@ -644,7 +647,15 @@ impl ConnectionHandler {
                 {
                     let encrypted = encrypted_child(&message).is_some().then(|| message.clone());
                     if let Some(c) = self.catchup.as_mut() {
-                        c.archived.push((m, encrypted));
+                        // We asked for MAM_PAGE; a server sending far more
+                        // must not grow our memory without end.
+                        if c.archived.len() < MAX_PAGE_RESULTS {
+                            c.archived.push((m, encrypted));
+                        } else if c.archived.len() == MAX_PAGE_RESULTS {
+                            tracing::warn!(
+                                "dropping archive results beyond the page size we asked for"
+                            );
+                        }
                     }
                 }
                 return;

@@ -118,6 +118,12 @@ pub struct PresenceBook {
         std::collections::HashMap<String, std::collections::BTreeMap<String, ResourcePresence>>,
 }
 
+/// Resources kept per contact, and contacts kept: presence comes from the
+/// network, so the book is bounded (XMPP clients rarely have more than a
+/// handful of resources; a roster of thousands is large).
+const MAX_RESOURCES_PER_CONTACT: usize = 32;
+const MAX_CONTACTS: usize = 10_000;
+
 impl PresenceBook {
     pub fn apply(&mut self, jid: &BareJid, presence: ResourcePresence) {
         if presence.availability == Availability::Unavailable && presence.resource.is_empty() {
@@ -127,13 +133,21 @@ impl PresenceBook {
             self.contacts.remove(jid.as_str());
             return;
         }
+        if presence.availability != Availability::Unavailable
+            && !self.contacts.contains_key(jid.as_str())
+            && self.contacts.len() >= MAX_CONTACTS
+        {
+            return;
+        }
         let resources = self.contacts.entry(jid.to_string()).or_default();
         if presence.availability == Availability::Unavailable {
             resources.remove(&presence.resource);
             if resources.is_empty() {
                 self.contacts.remove(jid.as_str());
             }
-        } else {
+        } else if resources.len() < MAX_RESOURCES_PER_CONTACT
+            || resources.contains_key(&presence.resource)
+        {
             resources.insert(presence.resource.clone(), presence);
         }
     }
@@ -286,5 +300,36 @@ mod tests {
             },
         );
         assert!(book.of("bob@example.org").is_empty());
+    }
+
+    /// Issue 12, defect 15: presence from the network cannot grow the book
+    /// without end.
+    #[test]
+    fn the_presence_book_is_bounded() {
+        let mut book = PresenceBook::default();
+        let bob: BareJid = "bob@example.org".parse().unwrap();
+        for i in 0..1000 {
+            book.apply(
+                &bob,
+                ResourcePresence {
+                    resource: format!("r{i}"),
+                    availability: Availability::Available,
+                    status: None,
+                },
+            );
+        }
+        assert_eq!(book.of("bob@example.org").len(), MAX_RESOURCES_PER_CONTACT);
+        for i in 0..(MAX_CONTACTS + 10) {
+            let jid: BareJid = format!("c{i}@example.org").parse().unwrap();
+            book.apply(
+                &jid,
+                ResourcePresence {
+                    resource: "x".into(),
+                    availability: Availability::Available,
+                    status: None,
+                },
+            );
+        }
+        assert_eq!(book.contacts.len(), MAX_CONTACTS);
     }
 }
