@@ -210,6 +210,9 @@ pub(crate) struct ConnectionHandler {
     /// the store holds something else, another process (a push handler)
     /// used the session meanwhile.
     pub written: WrittenSession,
+    /// An archive catch-up is unfinished (the store's marker, read when a
+    /// connection comes online and kept in step with every write of it).
+    catchup_pending: bool,
     /// Incoming stanzas could not be stored: the connection was dropped
     /// without acknowledging them (the server keeps and re-sends them), and
     /// this is why.
@@ -246,6 +249,7 @@ impl ConnectionHandler {
             resume_barrier: None,
             ended: None,
             store_failure: None,
+            catchup_pending: false,
             written: WrittenSession::default(),
             presences,
             omemo: None,
@@ -393,6 +397,10 @@ impl ConnectionHandler {
             }
         }
         self.load_omemo();
+        // Unreadable counts as pending: marking live messages ahead of the
+        // archive is always safe, skipping a gap is not.
+        let marker = self.store().account_value(MAM_PENDING_KEY);
+        self.catchup_pending = marker.map_or(true, |v| v.is_some());
         if resumed {
             // The server kept our presence and roster state; what it did
             // not acknowledge was re-sent by the engine.
@@ -409,8 +417,7 @@ impl ConnectionHandler {
                 }
             }
             self.flush_outbox(session, now);
-            let unfinished = self.store().account_value(MAM_PENDING_KEY).ok().flatten();
-            if unfinished.is_some() {
+            if self.catchup_pending {
                 tracing::info!("an archive catch-up was cut short; running it again");
                 return self.start_catchup(session, now, Vec::new(), 0);
             }
@@ -722,12 +729,15 @@ impl ConnectionHandler {
     ) {
         let (last, backfill) = {
             let store = self.store();
+            // If this write fails, the next connection does not know the
+            // catch-up was cut short; it starts one anyway when fresh.
             let _ = store.set_account_value(MAM_PENDING_KEY, Some("1"));
             (
                 store.account_value(MAM_LAST_KEY).ok().flatten(),
                 store.account_value(MAM_BACKFILL_KEY).ok().flatten(),
             )
         };
+        self.catchup_pending = true;
         let backfill = backfill.and_then(|json| serde_json::from_str::<Backfill>(&json).ok());
         let page = match (last, &backfill) {
             (Some(id), _) => mam::Page::After(id),
@@ -760,7 +770,14 @@ impl ConnectionHandler {
             return;
         };
         tracing::warn!("an archive page did not come in time; trying again on the next connection");
-        for message in catchup.held_events {
+        self.release_held_events(catchup.held_events);
+    }
+
+    /// A catch-up ended (completed, or left pending for the next
+    /// connection): the live messages held back are told now, then that
+    /// the app has caught up.
+    fn release_held_events(&mut self, held_events: Vec<StoredMessage>) {
+        for message in held_events {
             self.emit(ClientEvent::MessageReceived(message));
         }
         self.emit(ClientEvent::CaughtUp);
@@ -830,11 +847,7 @@ impl ConnectionHandler {
                 if let Some(last) = &fin.last {
                     let _ = self.store().set_account_value(MAM_LAST_KEY, Some(last));
                 }
-                for message in catchup.held_events {
-                    self.emit(ClientEvent::MessageReceived(message));
-                }
-                self.emit(ClientEvent::CaughtUp);
-                return;
+                return self.release_held_events(catchup.held_events);
             }
             (Some(fin), mam::Page::After(_)) => {
                 let store = self.store();
@@ -853,7 +866,8 @@ impl ConnectionHandler {
                 more
             }
             (Some(fin), mam::Page::Latest | mam::Page::Before(_)) => {
-                self.advance_backfill(&fin, count, oldest)
+                let previous = catchup.backfill.take();
+                self.advance_backfill(previous, &fin, count, oldest)
             }
             (None, mam::Page::After(_)) if error_condition(iq) == "item-not-found" => {
                 // XEP-0313 §4.3: the cursor is no longer in the archive
@@ -872,24 +886,19 @@ impl ConnectionHandler {
                 // marked ahead of the archive and do not move the cursor
                 // past the gap; the next connection tries again.
                 tracing::warn!("the archive query failed; trying again on the next connection");
-                for message in catchup.held_events {
-                    self.emit(ClientEvent::MessageReceived(message));
-                }
-                self.emit(ClientEvent::CaughtUp);
-                return;
+                return self.release_held_events(catchup.held_events);
             }
         };
         if more {
             return self.start_catchup(session, now, catchup.held_events, catchup.pages);
         }
-        if let Err(err) = self.store().set_account_value(MAM_PENDING_KEY, None) {
+        let cleared = self.store().set_account_value(MAM_PENDING_KEY, None);
+        match cleared {
+            Ok(()) => self.catchup_pending = false,
             // Harmless: the next connection runs an empty catch-up.
-            tracing::warn!(%err, "cannot clear the catch-up marker");
+            Err(err) => tracing::warn!(%err, "cannot clear the catch-up marker"),
         }
-        for message in catchup.held_events {
-            self.emit(ClientEvent::MessageReceived(message));
-        }
-        self.emit(ClientEvent::CaughtUp);
+        self.release_held_events(catchup.held_events);
     }
 
     /// Gives each new message of an archive page its place in its
@@ -913,16 +922,12 @@ impl ConnectionHandler {
     /// done).
     fn advance_backfill(
         &mut self,
+        previous: Option<Backfill>,
         fin: &mam::Fin,
         count: u32,
         oldest: Vec<(String, String)>,
     ) -> bool {
         let store = self.store();
-        let previous = store
-            .account_value(MAM_BACKFILL_KEY)
-            .ok()
-            .flatten()
-            .and_then(|json| serde_json::from_str::<Backfill>(&json).ok());
         let Some(newest) = previous
             .as_ref()
             .map(|b| b.newest.clone())
@@ -971,15 +976,6 @@ impl ConnectionHandler {
         self.may_see_presence(from.to_bare().as_str())
     }
 
-    /// Whether an archive catch-up is unfinished (cut short or failed).
-    fn catch_up_pending(&self) -> bool {
-        // Unreadable counts as pending: marking live messages ahead of the
-        // archive is always safe, skipping a gap is not.
-        self.store()
-            .account_value(MAM_PENDING_KEY)
-            .map_or(true, |v| v.is_some())
-    }
-
     /// Writes the turn's incoming messages in one transaction, then tells
     /// the app and sends the receipts the senders asked for.
     fn flush_inbound(&mut self, session: &mut Session, now: Instant) {
@@ -994,7 +990,7 @@ impl ConnectionHandler {
         let writes = self.take_omemo_writes();
         // During a catch-up, live messages are newer than every page so
         // far: the pages still to come go below them.
-        let behind = self.catchup.is_some() || self.catch_up_pending();
+        let behind = self.catchup.is_some() || self.catchup_pending;
         let position = if behind {
             Position::AppendAheadOfArchive
         } else {

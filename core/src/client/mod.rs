@@ -420,7 +420,7 @@ async fn connection_task(
         Some(lock) => Some(lock),
         None => take_session_lock(&config.store_dir).await,
     };
-    let (resource, client_id) = {
+    let (resource, client_id, refuse_plain) = {
         let store = store.lock().unwrap_or_else(|p| p.into_inner());
         // A stable resource per installation: resumption and the server's
         // view of "this device" survive restarts.
@@ -444,20 +444,19 @@ async fn connection_task(
                 fresh
             }
         };
-        (resource, client_id)
+        let refuse_plain = store
+            .account_value(handler::NO_PLAIN_KEY)
+            .ok()
+            .flatten()
+            .is_some();
+        (resource, client_id, refuse_plain)
     };
     let written = saved_session(&store);
     let (fast_token, saved_sm) = parse_session(&written);
     let mut session_config = SessionConfig::new(own.clone(), config.password.clone(), resource);
     session_config.client_id = client_id;
     session_config.sasl2 = config.sasl2;
-    session_config.refuse_plain = store
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .account_value(handler::NO_PLAIN_KEY)
-        .ok()
-        .flatten()
-        .is_some();
+    session_config.refuse_plain = refuse_plain;
     let mut session = Session::new(session_config);
     session.set_fast_token(fast_token);
     if let Some(sm) = saved_sm {
@@ -486,16 +485,14 @@ async fn connection_task(
             // we hold ourselves stays when the store has nothing newer
             // (our own last write may have failed).
             let stored = saved_session(&store);
-            if stored != handler.written {
-                let (fast_token, saved_sm) = parse_session(&stored);
-                if stored.fast_token != handler.written.fast_token {
-                    session.set_fast_token(fast_token);
-                }
-                if stored.stream_management != handler.written.stream_management {
-                    session.reload_stream_management(saved_sm);
-                }
-                handler.written = stored;
+            let (fast_token, saved_sm) = parse_session(&stored);
+            if stored.fast_token != handler.written.fast_token {
+                session.set_fast_token(fast_token);
             }
+            if stored.stream_management != handler.written.stream_management {
+                session.reload_stream_management(saved_sm);
+            }
+            handler.written = stored;
         }
         let mut panicked = false;
         let outcome: Result<bool, ClientError> =

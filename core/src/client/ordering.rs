@@ -19,8 +19,8 @@ use std::collections::HashSet;
 use crate::features::mam;
 use crate::store::{ArchiveCopy, IncomingMessage, Position, Store, StoreError};
 
-/// Distance between appended positions (the store appends with the same).
-pub(crate) const SPACING: f64 = 1024.0;
+/// Distance between appended positions: the store's.
+pub(crate) const SPACING: f64 = crate::store::SEQ_SPACING;
 
 /// A run takes at most this share of its gap, packed against the side the
 /// catch-up comes from, so the pages that follow into the same gap find it

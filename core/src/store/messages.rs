@@ -79,6 +79,10 @@ pub struct IncomingMessage {
     pub security: MessageSecurity,
 }
 
+/// Distance between neighbouring positions when a message is appended or a
+/// conversation renumbered; archive pages fill the room in between.
+pub const SEQ_SPACING: f64 = 1024.0;
+
 /// Where a new message goes in its conversation's order (see the client's
 /// `ordering`): live messages are appended in the order the server
 /// delivers them; archive pages place theirs between the ones around them.
@@ -344,9 +348,9 @@ impl Store {
     /// Appends: one past the conversation's last position.
     fn next_seq(tx: &rusqlite::Connection, conversation: i64) -> rusqlite::Result<f64> {
         tx.prepare_cached(
-            "SELECT coalesce(max(seq), 0) + 1024 FROM messages WHERE conversation_id = ?1",
+            "SELECT coalesce(max(seq), 0) + ?2 FROM messages WHERE conversation_id = ?1",
         )?
-        .query_row([conversation], |r| r.get(0))
+        .query_row(params![conversation, SEQ_SPACING], |r| r.get(0))
     }
 
     /// The stored copy of `m` (a message of an archive page) in its
@@ -471,7 +475,7 @@ impl Store {
                 .collect::<Result<_, _>>()?;
             let mut update = tx.prepare_cached("UPDATE messages SET seq = ?2 WHERE id = ?1")?;
             for (rank, id) in ids.iter().enumerate() {
-                update.execute(params![id, (rank as f64 + 1.0) * 1024.0])?;
+                update.execute(params![id, (rank as f64 + 1.0) * SEQ_SPACING])?;
             }
             let ties: i64 = tx
                 .prepare_cached(

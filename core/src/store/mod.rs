@@ -23,7 +23,7 @@ mod roster;
 pub use error::{OpenStoreError, StoreError};
 pub use messages::{
     ArchiveCopy, ConversationSummary, Direction, HistoryCursor, IncomingMessage, MessageState,
-    Position, StoredMessage,
+    Position, StoredMessage, SEQ_SPACING,
 };
 pub use omemo::{
     ConversationEncryption, DeviceRecord, DeviceTrust, EncryptionScheme, MessageSecurity,
