@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the chaos test (core/tests/chaos.rs) RUNS times in a row and keeps the
+# Runs the chaos test (core/tests/integration/chaos.rs) RUNS times in a row and keeps the
 # output (and Prosody's log) of every failing run, to hunt ordering or
 # delivery bugs that show only now and then. Not part of CI.
 #
@@ -20,8 +20,8 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # Build once and run the binaries directly, so editing the tree meanwhile
 # does not change what the later runs test.
 cargo build -q -p waxwing-core --example chaos_client
-test_bin=$(cargo test -p waxwing-core --test chaos --no-run 2>&1 \
-  | sed -n 's/.*Executable tests\/chaos.rs (\(.*\))/\1/p' | tail -1)
+test_bin=$(cargo test -p waxwing-core --test integration --no-run 2>&1 \
+  | sed -n 's/.*Executable tests\/integration\/main.rs (\(.*\))/\1/p' | tail -1)
 [ -x "$test_bin" ] || { echo "chaos test binary not found"; exit 1; }
 
 hog_pid=""
@@ -37,7 +37,7 @@ passed=0; failed=0
 for i in $(seq 1 "$runs"); do
   log="$out/run-$i.log"
   if WAXWING_KEEP_SERVER_LOG="$out/run-$i.prosody.log" \
-    "$test_bin" --nocapture >"$log" 2>&1; then
+    "$test_bin" chaos:: --nocapture >"$log" 2>&1; then
     passed=$((passed + 1))
     rm -f "$log" "$out/run-$i.prosody.log"
     echo "run $i: passed"

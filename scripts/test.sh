@@ -25,14 +25,14 @@ gate() {
   fi
 }
 gate "cargo fmt --check" cargo fmt --all --check
-gate "cargo clippy -D warnings" cargo clippy -q --workspace --all-targets -- -D warnings
+gate "cargo clippy -D warnings" cargo clippy -q --workspace --all-targets --features waxwing-core/fuzzing -- -D warnings
 
 # The cli test runs the real example binary: build it first (cargo test
 # builds examples only as test harnesses).
 cargo build -q --workspace --examples 2>&1 | tail -20
 
 # cargo prints "test result: ok. N passed; M failed; ..." per test binary.
-cargo test --workspace --all-targets --no-fail-fast 2>&1 | tee "$log"
+cargo test --workspace --all-targets --features waxwing-core/fuzzing --no-fail-fast 2>&1 | tee "$log"
 rust_status=${PIPESTATUS[0]}
 while read -r p f; do passed=$((passed + p)); failed=$((failed + f)); done < <(
   sed -n 's/^test result: [a-zA-Z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log")

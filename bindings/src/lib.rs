@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use waxwing_core::features::presence::SubscriptionAction;
 use waxwing_core::store::{HistoryCursor, StoreKey};
-use waxwing_core::transport::ConnectOptions;
+use waxwing_core::ConnectOptions;
 
 pub use logging::{init_logging, LogLevel, LogSink};
 pub use omemo::*;

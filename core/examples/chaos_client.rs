@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use waxwing_core::store::{Direction, StoreKey};
-use waxwing_core::transport::ConnectOptions;
+use waxwing_core::ConnectOptions;
 use waxwing_core::{Client, ClientConfig, ClientEvent, ConnectionState, EventListener};
 
 struct PrintConnections;

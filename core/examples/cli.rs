@@ -38,7 +38,7 @@ use waxwing_core::client::wake::{self, EncryptedPush, WakeOutcome};
 use waxwing_core::client::ConnectionState;
 use waxwing_core::features::presence::Availability;
 use waxwing_core::store::{ConversationEncryption, DeviceTrust, MessageState, StoreKey};
-use waxwing_core::transport::ConnectOptions;
+use waxwing_core::ConnectOptions;
 use waxwing_core::{Client, ClientConfig, ClientEvent, EventListener};
 
 const USAGE: &str = "usage: cli --jid JID [--server HOST:PORT] [--direct-tls] [--ca FILE] [--store DIR] \

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use waxwing_core::store::StoreKey;
-use waxwing_core::transport::ConnectOptions;
+use waxwing_core::ConnectOptions;
 use waxwing_core::{Client, ClientConfig, ClientEvent, ConnectionState, EventListener};
 
 struct Quiet;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use waxwing_core::store::StoreKey;
-use waxwing_core::transport::ConnectOptions;
+use waxwing_core::ConnectOptions;
 use waxwing_core::{Client, ClientConfig, ClientEvent, EventListener};
 
 #[derive(Default)]

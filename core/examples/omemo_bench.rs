@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use waxwing_core::features::omemo::elements::{bundle_element, parse_bundle};
 use waxwing_core::features::omemo::OwnBundle;
-use waxwing_core::omemo::{payload, IdentityKeyPair, KeyPair, OmemoVersion, OwnPreKeys, Session};
+use waxwing_core::omemo::{
+    payload, IdentityKeyPair, KeyPair, OmemoVersion, OwnPreKeys, RatchetSession,
+};
 
 struct Device {
     identity: IdentityKeyPair,
@@ -80,14 +82,15 @@ fn main() {
         for recipients in [1usize, 5] {
             let sender = Device::new();
             let devices: Vec<Device> = (0..recipients).map(|_| Device::new()).collect();
-            let mut pairs: Vec<(Session, Session)> = devices
+            let mut pairs: Vec<(RatchetSession, RatchetSession)> = devices
                 .iter()
                 .map(|d| {
                     let bundle =
                         parse_bundle(version, &d.bundle_xml(version).parse().unwrap()).unwrap();
-                    let mut out = Session::initiate(version, &sender.identity, 1, &bundle).unwrap();
+                    let mut out =
+                        RatchetSession::initiate(version, &sender.identity, 1, &bundle).unwrap();
                     let first = out.encrypt(&[0; 32]).unwrap();
-                    let mut back = Session::respond(version, &d.identity, d, &first.data)
+                    let mut back = RatchetSession::respond(version, &d.identity, d, &first.data)
                         .unwrap()
                         .session;
                     out.decrypt(&back.encrypt(&[0; 32]).unwrap().data).unwrap();
@@ -129,9 +132,10 @@ fn main() {
         for i in 0..sessions {
             let bob = &bobs[i % bobs.len()];
             let bundle = parse_bundle(version, &bundles[i % bobs.len()].parse().unwrap()).unwrap();
-            let mut out = Session::initiate(version, &alice.identity, 1, &bundle).unwrap();
+            let mut out = RatchetSession::initiate(version, &alice.identity, 1, &bundle).unwrap();
             let first = out.encrypt(&[0; 32]).unwrap();
-            let responded = Session::respond(version, &bob.identity, bob, &first.data).unwrap();
+            let responded =
+                RatchetSession::respond(version, &bob.identity, bob, &first.data).unwrap();
             assert_eq!(responded.plaintext.len(), 32);
         }
         let secs = start.elapsed().as_secs_f64();

@@ -12,11 +12,14 @@
 
 pub mod client;
 pub mod features;
+pub(crate) mod ns;
 /// The OMEMO engine, re-exported so `waxwing_core::omemo` names it.
 pub use waxwing_omemo as omemo;
 
 pub use client::{Client, ClientConfig, ClientError, ClientEvent, ConnectionState, EventListener};
-pub mod proto;
+/// How to reach the server (host, port, direct TLS, test CA): part of [`ClientConfig`].
+pub use transport::ConnectOptions;
+pub(crate) mod proto;
 pub mod store;
-pub mod transport;
-pub mod xml;
+pub(crate) mod transport;
+pub(crate) mod xml;

@@ -30,6 +30,6 @@ mod tests;
 
 pub use error::OmemoError;
 pub use keys::{IdentityKeyPair, KeyPair, PeerIdentity};
-pub use ratchet::Session;
+pub use ratchet::RatchetSession;
 pub use version::OmemoVersion;
 pub use x3dh::{Bundle, OwnPreKeys};

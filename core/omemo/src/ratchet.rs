@@ -76,7 +76,7 @@ pub struct EncryptedKey {
 #[derive(Debug)]
 pub struct Responded {
     /// The new session.
-    pub session: Session,
+    pub session: RatchetSession,
     /// The first message's plaintext (key material).
     pub plaintext: Zeroizing<Vec<u8>>,
     /// The one-time prekey it used: delete it and publish a replacement.
@@ -85,7 +85,7 @@ pub struct Responded {
 
 /// A Double Ratchet session with one device.
 #[derive(Clone)]
-pub struct Session {
+pub struct RatchetSession {
     version: OmemoVersion,
     initiator: bool,
     remote: PeerIdentity,
@@ -108,9 +108,9 @@ pub struct Session {
     registration_id: u32,
 }
 
-impl std::fmt::Debug for Session {
+impl std::fmt::Debug for RatchetSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session")
+        f.debug_struct("RatchetSession")
             .field("version", &self.version)
             .field("initiator", &self.initiator)
             .field("remote", &self.remote.fingerprint())
@@ -119,7 +119,7 @@ impl std::fmt::Debug for Session {
     }
 }
 
-impl Session {
+impl RatchetSession {
     /// Starts a session from another device's bundle (X3DH, initiator side).
     /// Its messages carry the key exchange until the device answers.
     pub fn initiate(
@@ -518,7 +518,7 @@ fn arr(bytes: &[u8]) -> Result<[u8; 32], OmemoError> {
         .map_err(|_| OmemoError::Malformed("stored session"))
 }
 
-impl Session {
+impl RatchetSession {
     /// The session's state for the encrypted store (contains secrets).
     pub fn to_bytes(&self) -> Zeroizing<Vec<u8>> {
         let chain = |c: &Chain| ChainRecord {

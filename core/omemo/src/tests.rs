@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use super::keys::{IdentityKeyPair, KeyPair};
-use super::ratchet::{Session, MAX_SKIP_PER_MESSAGE};
+use super::ratchet::{RatchetSession, MAX_SKIP_PER_MESSAGE};
 use super::x3dh::{signed_pre_key_encoding, Bundle, OwnPreKeys};
 use super::{payload, wire, OmemoError, OmemoVersion};
 
@@ -71,13 +71,14 @@ impl Device {
 }
 
 /// Alice starts a session with Bob; Bob answers. Returns both sessions.
-fn pair(version: OmemoVersion) -> (Session, Session, Device) {
+fn pair(version: OmemoVersion) -> (RatchetSession, RatchetSession, Device) {
     let alice = Device::new();
     let bob = Device::new();
-    let mut a = Session::initiate(version, &alice.identity, 1234, &bob.bundle(version)).unwrap();
+    let mut a =
+        RatchetSession::initiate(version, &alice.identity, 1234, &bob.bundle(version)).unwrap();
     let first = a.encrypt(b"key material 1").unwrap();
     assert!(first.key_exchange);
-    let responded = Session::respond(version, &bob.identity, &bob, &first.data).unwrap();
+    let responded = RatchetSession::respond(version, &bob.identity, &bob, &first.data).unwrap();
     assert_eq!(&responded.plaintext[..], b"key material 1");
     assert!(responded.used_pre_key_id.is_some());
     assert_eq!(
@@ -209,8 +210,10 @@ fn truncated_oversized_and_garbage_input_is_typed() {
         }
         let big = vec![0x33; wire::MAX_KEY_ELEMENT_LEN + 1];
         assert_eq!(a.decrypt(&big).unwrap_err(), OmemoError::TooLarge);
-        assert!(Session::respond(version, &bob.identity, &bob, &[0xff, 0xff, 0xff]).is_err());
-        assert!(Session::respond(version, &bob.identity, &bob, &[]).is_err());
+        assert!(
+            RatchetSession::respond(version, &bob.identity, &bob, &[0xff, 0xff, 0xff]).is_err()
+        );
+        assert!(RatchetSession::respond(version, &bob.identity, &bob, &[]).is_err());
         assert_eq!(&a.decrypt(&m.data).unwrap()[..], b"hello");
     }
 }
@@ -248,18 +251,19 @@ fn unknown_prekeys_and_changed_identities_are_typed() {
     for version in OmemoVersion::ALL {
         let alice = Device::new();
         let mut bob = Device::new();
-        let mut a = Session::initiate(version, &alice.identity, 1, &bob.bundle(version)).unwrap();
+        let mut a =
+            RatchetSession::initiate(version, &alice.identity, 1, &bob.bundle(version)).unwrap();
         let m = a.encrypt(b"k").unwrap();
         let kept = bob.pre_keys.clone();
         bob.pre_keys.clear();
         assert_eq!(
-            Session::respond(version, &bob.identity, &bob, &m.data).unwrap_err(),
+            RatchetSession::respond(version, &bob.identity, &bob, &m.data).unwrap_err(),
             OmemoError::UnknownPreKey
         );
         bob.pre_keys = kept;
         bob.signed.0 = 8;
         assert_eq!(
-            Session::respond(version, &bob.identity, &bob, &m.data).unwrap_err(),
+            RatchetSession::respond(version, &bob.identity, &bob, &m.data).unwrap_err(),
             OmemoError::UnknownSignedPreKey
         );
         bob.signed.0 = 7;
@@ -274,10 +278,10 @@ fn unknown_prekeys_and_changed_identities_are_typed() {
             ..impostor
         };
         assert_eq!(
-            Session::respond(version, &impostor.identity, &impostor, &m.data).unwrap_err(),
+            RatchetSession::respond(version, &impostor.identity, &impostor, &m.data).unwrap_err(),
             OmemoError::BadMac
         );
-        assert!(Session::respond(version, &bob.identity, &bob, &m.data).is_ok());
+        assert!(RatchetSession::respond(version, &bob.identity, &bob, &m.data).is_ok());
     }
 }
 
@@ -338,13 +342,13 @@ fn sessions_survive_serialisation_mid_conversation() {
         let m = a.encrypt(b"now").unwrap();
         let kex = wire::KeyExchange::parse(version, &m.data).unwrap();
         b.decrypt(&kex.message).unwrap();
-        let mut a = Session::from_bytes(&a.to_bytes()).unwrap();
-        let mut b = Session::from_bytes(&b.to_bytes()).unwrap();
+        let mut a = RatchetSession::from_bytes(&a.to_bytes()).unwrap();
+        let mut b = RatchetSession::from_bytes(&b.to_bytes()).unwrap();
         let kex = wire::KeyExchange::parse(version, &skipped.data).unwrap();
         assert_eq!(&b.decrypt(&kex.message).unwrap()[..], b"late");
         let r = b.encrypt(b"reply").unwrap();
         assert_eq!(&a.decrypt(&r.data).unwrap()[..], b"reply");
-        assert!(Session::from_bytes(&[1, 2, 3]).is_err());
+        assert!(RatchetSession::from_bytes(&[1, 2, 3]).is_err());
     }
 }
 

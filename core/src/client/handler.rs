@@ -6,6 +6,7 @@
 //! of it, and a burst of incoming messages is written in one transaction at
 //! the end of each driver turn.
 
+use crate::ns::{NS_CLIENT, NS_DISCO_INFO, NS_PING, NS_ROSTER, NS_SID, NS_STANZAS};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -27,7 +28,6 @@ use crate::features::presence::{
     self, Availability, PresenceBook, PresenceUpdate, ResourcePresence,
 };
 use crate::features::roster::{self, RosterChange};
-use crate::features::NS_CLIENT;
 use crate::proto::fast::FastToken;
 use crate::proto::{Session, SessionEvent};
 use crate::store::{
@@ -155,7 +155,7 @@ fn forwarded_message(
             sender: own.to_string(),
             body,
             origin_id: inner
-                .get_child("origin-id", messages::NS_SID)
+                .get_child("origin-id", NS_SID)
                 .and_then(|o| o.attr("id"))
                 .map(str::to_owned),
             stanza_id: archive_id,
@@ -1138,14 +1138,14 @@ impl ConnectionHandler {
                     } else {
                         let condition = element
                             .get_child("error", NS_CLIENT)
-                            .map(crate::proto::features::error_condition)
+                            .map(crate::proto::stream_features::error_condition)
                             .unwrap_or_else(|| "undefined-condition".into());
                         Err(ClientError::Refused { condition })
                     };
                     let _ = reply.send(outcome);
                 }
             }
-            Some("set") if element.has_child("query", roster::NS_ROSTER) => {
+            Some("set") if element.has_child("query", NS_ROSTER) => {
                 match roster::parse_push(&element, &self.own) {
                     Ok((change, ver)) => {
                         let written = {
@@ -1176,10 +1176,10 @@ impl ConnectionHandler {
                 // the same answer as for what we do not support.
                 self.send(session, now, &iq_error(&element, "service-unavailable"));
             }
-            Some("get") if element.has_child("query", disco::NS_DISCO_INFO) => {
+            Some("get") if element.has_child("query", NS_DISCO_INFO) => {
                 self.send(session, now, &disco::info_result(&element));
             }
-            Some("get") if element.has_child("ping", crate::proto::features::NS_PING) => {
+            Some("get") if element.has_child("ping", NS_PING) => {
                 self.send(session, now, &iq_result(&element));
             }
             Some("get") | Some("set") => {
@@ -1307,7 +1307,7 @@ impl Handler for ConnectionHandler {
 /// The defined condition of an error IQ (`undefined-condition` if none).
 fn error_condition(iq: &Element) -> String {
     iq.get_child("error", NS_CLIENT)
-        .map(crate::proto::features::error_condition)
+        .map(crate::proto::stream_features::error_condition)
         .unwrap_or_else(|| "undefined-condition".to_owned())
 }
 
@@ -1326,7 +1326,7 @@ fn iq_result(request: &Element) -> Element {
 fn iq_error(request: &Element, condition: &str) -> Element {
     let mut error = Element::bare("error", NS_CLIENT);
     crate::features::set_attr(&mut error, "type", "cancel");
-    error.append_child(Element::bare(condition, crate::proto::features::NS_STANZAS));
+    error.append_child(Element::bare(condition, NS_STANZAS));
     crate::features::stanza(
         "iq",
         &[

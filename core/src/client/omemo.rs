@@ -14,6 +14,7 @@
 //! trusted until the user verifies one of them; after that, new devices
 //! wait for a decision and get no keys.
 
+use crate::ns::NS_EME;
 use std::collections::{HashMap, HashSet};
 
 use jid::BareJid;
@@ -27,7 +28,7 @@ use crate::features::omemo::{encrypted_child, pep, sce};
 use crate::features::with_attrs;
 use crate::omemo::wire::KeyExchange;
 use crate::omemo::{
-    payload, Bundle, IdentityKeyPair, KeyPair, OmemoError, OmemoVersion, OwnPreKeys, Session,
+    payload, Bundle, IdentityKeyPair, KeyPair, OmemoError, OmemoVersion, OwnPreKeys, RatchetSession,
 };
 use crate::store::{
     ConversationEncryption, DeviceRecord, DeviceTrust, EncryptionScheme, MessageSecurity,
@@ -45,8 +46,6 @@ const STALE_DEVICE_MS: i64 = 90 * 24 * 3600 * 1000;
 /// Body sent alongside for clients without OMEMO.
 pub(crate) const FALLBACK_BODY: &str =
     "This message is OMEMO encrypted; your client does not seem to support that.";
-/// XEP-0380: tells other clients which encryption a message uses.
-const NS_EME: &str = "urn:xmpp:eme:0";
 
 fn version_code(version: OmemoVersion) -> u8 {
     match version {
@@ -231,7 +230,7 @@ impl Omemo {
     }
 
     /// Keeps a session change for the batch's transaction.
-    fn stage_session(&mut self, jid: &str, device: u32, code: u8, session: &Session) {
+    fn stage_session(&mut self, jid: &str, device: u32, code: u8, session: &RatchetSession) {
         self.writes
             .sessions
             .retain(|(j, d, c, _)| !(j == jid && *d == device && *c == code));
@@ -248,7 +247,7 @@ impl Omemo {
         jid: &str,
         device: u32,
         code: u8,
-        session: &Session,
+        session: &RatchetSession,
     ) -> Result<(), OmemoError> {
         if self
             .writes
@@ -582,7 +581,7 @@ impl Omemo {
                 return Err(OmemoError::IdentityChanged);
             }
         }
-        let session = Session::initiate(version, &self.identity, self.device_id, bundle)?;
+        let session = RatchetSession::initiate(version, &self.identity, self.device_id, bundle)?;
         let identity = bundle.identity;
         store
             .omemo_set_identity(
@@ -772,7 +771,7 @@ impl Omemo {
             let Some(record) = self.load_session(store, jid, *device, version_code(version)) else {
                 continue;
             };
-            let mut session = Session::from_bytes(&record)?;
+            let mut session = RatchetSession::from_bytes(&record)?;
             let key = session.encrypt(&sealed.key_material)?;
             if self
                 .save_session(store, jid, *device, version_code(version), &session)
@@ -913,7 +912,7 @@ impl Omemo {
         let code = version_code(version);
         let existing = self
             .load_session(store, sender, device, code)
-            .map(|r| Session::from_bytes(&r))
+            .map(|r| RatchetSession::from_bytes(&r))
             .transpose()?;
         if key.key_exchange {
             let exchange = KeyExchange::parse(version, &key.data)?;
@@ -923,7 +922,7 @@ impl Omemo {
                 self.stage_session(sender, device, code, &session);
                 return Ok(plain);
             }
-            let responded = Session::respond(
+            let responded = RatchetSession::respond(
                 version,
                 &self.identity,
                 &StoredPreKeys(store, &self.writes),
@@ -998,7 +997,7 @@ impl Omemo {
     ) -> Option<Element> {
         let code = version_code(version);
         let mut session =
-            Session::from_bytes(&self.load_session(store, jid, device, code)?).ok()?;
+            RatchetSession::from_bytes(&self.load_session(store, jid, device, code)?).ok()?;
         let key = session
             .encrypt(&payload::empty_key_material(version))
             .ok()?;

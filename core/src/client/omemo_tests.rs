@@ -9,7 +9,7 @@ use super::*;
 use crate::features::omemo::elements::{EncryptedElement, KeyEntry};
 use crate::features::omemo::sce;
 use crate::omemo::x3dh::signed_pre_key_encoding;
-use crate::omemo::{payload, Bundle, IdentityKeyPair, KeyPair, OmemoVersion, Session};
+use crate::omemo::{payload, Bundle, IdentityKeyPair, KeyPair, OmemoVersion, RatchetSession};
 use crate::store::{Store, StoreKey};
 
 const ALICE: &str = "alice@example.org";
@@ -72,7 +72,7 @@ fn alice_bundle(f: &Fixture, version: OmemoVersion) -> Bundle {
 /// Bob's device: his session with Alice, built from her bundle.
 struct Bob {
     identity: IdentityKeyPair,
-    session: Session,
+    session: RatchetSession,
     version: OmemoVersion,
 }
 
@@ -80,7 +80,8 @@ impl Bob {
     fn new(f: &Fixture, version: OmemoVersion) -> Self {
         let identity = IdentityKeyPair::generate();
         let session =
-            Session::initiate(version, &identity, BOB_DEVICE, &alice_bundle(f, version)).unwrap();
+            RatchetSession::initiate(version, &identity, BOB_DEVICE, &alice_bundle(f, version))
+                .unwrap();
         Self {
             identity,
             session,

@@ -1,13 +1,11 @@
 //! XEP-0280 message carbons: enabling them, and unwrapping carbon copies
 //! with the forgery check of §11 (only our own bare JID may send them).
 
+use crate::ns::{NS_CARBONS, NS_CLIENT, NS_FORWARD};
 use jid::BareJid;
 use minidom::Element;
 
-use super::{stanza, NS_CLIENT};
-
-pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
-pub const NS_FORWARD: &str = "urn:xmpp:forward:0";
+use super::stanza;
 
 pub fn enable(id: &str) -> Element {
     stanza(

@@ -3,6 +3,7 @@
 //! exist: the `+notify` features make the server push contacts' OMEMO
 //! device lists to us as they change (XEP-0163 §4).
 
+use crate::ns::{NS_CAPS, NS_DISCO_INFO};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use minidom::Element;
@@ -10,8 +11,6 @@ use sha1::{Digest, Sha1};
 
 use super::{stanza, with_attrs};
 
-pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
-const NS_CAPS: &str = "http://jabber.org/protocol/caps";
 const CAPS_NODE: &str = "https://waxwing.im";
 const IDENTITY: (&str, &str, &str) = ("client", "phone", "Waxwing");
 

@@ -2,16 +2,12 @@
 //! (XEP-0059), and validation of results (§6.1.1: results come only from
 //! the archive we queried — our own, addressed with no `to`).
 
+use crate::ns::{NS_CLIENT, NS_DATA, NS_DELAY, NS_FORWARD, NS_MAM, NS_RSM};
 use jid::BareJid;
 use minidom::Element;
 
-use super::messages::{parse_xep0082_ms, NS_DELAY};
+use super::messages::parse_xep0082_ms;
 use super::{stanza, text_element, with_attrs};
-
-pub const NS_MAM: &str = "urn:xmpp:mam:2";
-pub const NS_RSM: &str = "http://jabber.org/protocol/rsm";
-const NS_DATA: &str = "jabber:x:data";
-const NS_FORWARD: &str = "urn:xmpp:forward:0";
 
 /// Where a page starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +81,7 @@ pub fn unwrap(message: &Element, own: &BareJid) -> MamMessage {
     let Some(forwarded) = result.get_child("forwarded", NS_FORWARD) else {
         return MamMessage::Forged;
     };
-    let Some(inner) = forwarded.get_child("message", super::NS_CLIENT) else {
+    let Some(inner) = forwarded.get_child("message", NS_CLIENT) else {
         return MamMessage::Forged;
     };
     let stamp_ms = forwarded

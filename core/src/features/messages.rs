@@ -1,15 +1,11 @@
 //! 1:1 chat messages: building outgoing ones with an XEP-0359 origin-id and
 //! an XEP-0184 receipt request; reading incoming ones, receipts and bounces.
 
+use crate::ns::{NS_CLIENT, NS_DELAY, NS_HINTS, NS_RECEIPTS, NS_SID};
 use jid::BareJid;
 use minidom::Element;
 
-use super::{stanza, text_element, with_attrs, NS_CLIENT};
-
-pub const NS_SID: &str = "urn:xmpp:sid:0";
-pub const NS_RECEIPTS: &str = "urn:xmpp:receipts";
-pub const NS_DELAY: &str = "urn:xmpp:delay";
-pub const NS_HINTS: &str = "urn:xmpp:hints";
+use super::{stanza, text_element, with_attrs};
 
 /// An outgoing chat message. `origin_id` doubles as the stanza id so that
 /// receipts (which echo the stanza id) and dedupe (origin-id) agree.
@@ -92,7 +88,7 @@ pub fn parse(element: &Element, own: &BareJid) -> IncomingMessageStanza {
     if element.attr("type") == Some("error") {
         let condition = element
             .get_child("error", NS_CLIENT)
-            .map(crate::proto::features::error_condition)
+            .map(crate::proto::stream_features::error_condition)
             .unwrap_or_else(|| "undefined-condition".to_owned());
         return match id {
             Some(id) => IncomingMessageStanza::Bounce {

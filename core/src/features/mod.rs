@@ -12,9 +12,8 @@ pub mod presence;
 pub mod push;
 pub mod roster;
 
+use crate::ns::{NS_CLIENT, NS_DATA};
 use minidom::Element;
-
-pub(crate) const NS_CLIENT: &str = "jabber:client";
 
 /// Builds `<name xmlns='jabber:client' attrs…>children</name>`, skipping
 /// attributes whose value is `None`.
@@ -54,9 +53,6 @@ pub(crate) fn with_attrs(mut element: Element, attrs: &[(&str, &str)]) -> Elemen
     }
     element
 }
-
-/// XEP-0004 data forms namespace.
-pub(crate) const NS_DATA: &str = "jabber:x:data";
 
 /// A submitted data form (`<x type='submit'>`) with one value per field;
 /// the first field is usually `FORM_TYPE`.

@@ -1,10 +1,11 @@
 //! Presence: own availability, subscription requests and answers, and
 //! contacts' presence per resource (RFC 6121 §3–4).
 
+use crate::ns::NS_CLIENT;
 use jid::BareJid;
 use minidom::Element;
 
-use super::{stanza, text_element, NS_CLIENT};
+use super::{stanza, text_element};
 
 /// Own availability, as the user picks it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! enable/disable IQs, the registration we keep, and decryption of what
 //! the app server forwards to the device. Pure functions.
 
+use crate::ns::{NS_PUSH, NS_PUSH_ENCRYPT};
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes128Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -11,8 +12,6 @@ use minidom::Element;
 
 use super::{stanza, with_attrs};
 
-pub const NS_PUSH: &str = "urn:xmpp:push:0";
-pub const NS_PUSH_ENCRYPT: &str = "tigase:push:encrypt:0";
 use super::{submit_form, PUBLISH_OPTIONS};
 
 /// Where the server sends our pushes, and the key they are encrypted with.

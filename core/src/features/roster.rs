@@ -1,13 +1,12 @@
 //! Roster: fetching (with XEP-0237 versioning), pushes, and edits
 //! (RFC 6121 §2).
 
+use crate::ns::NS_ROSTER;
 use jid::BareJid;
 use minidom::Element;
 
 use super::{stanza, text_element, with_attrs};
 use crate::store::{RosterEntry, Subscription};
-
-pub const NS_ROSTER: &str = "jabber:iq:roster";
 
 /// `<iq type='get'><query ver=…/></iq>`; `ver` only when the server
 /// supports versioning (an empty string asks for a versioned full roster).

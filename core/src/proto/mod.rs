@@ -18,11 +18,12 @@
 
 pub mod error;
 pub mod fast;
-pub mod features;
 pub mod sasl;
 pub mod sasl2;
 pub mod sm;
+pub mod stream_features;
 
+use crate::ns::{NS_BIND, NS_CLIENT, NS_CSI, NS_PING, NS_SASL, NS_SM, NS_STREAM, NS_TLS};
 use std::collections::VecDeque;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -31,11 +32,11 @@ use jid::{BareJid, FullJid};
 use minidom::Element;
 
 pub use error::{CommandError, SessionError, TimeoutKind};
-use features::*;
 use sasl::{Mechanism, SaslClient};
 pub use sm::SmState;
+use stream_features::*;
 
-use crate::xml::{self, StreamItem, StreamReader, NS_STREAM};
+use crate::xml::{self, StreamItem, StreamReader};
 
 /// What the engine needs to know to log in.
 #[derive(Clone)]
@@ -293,7 +294,8 @@ impl Session {
         matches!(self.state, State::Online)
     }
 
-    /// Stream management state, for persistence and inspection.
+    /// Stream management state, for inspection in tests.
+    #[cfg(test)]
     pub fn stream_management(&self) -> Option<&SmState> {
         self.sm.as_ref()
     }
@@ -343,6 +345,7 @@ impl Session {
     }
 
     /// Which timer caused the last [`Input::Timeout`] to act.
+    #[cfg(test)]
     pub fn last_timeout_reason(&self) -> Option<Timer> {
         self.last_timeout_reason
     }
@@ -616,7 +619,7 @@ impl Session {
                 return;
             }
             match item {
-                StreamItem::Header { .. } => {}
+                StreamItem::Header => {}
                 StreamItem::End => {
                     if matches!(self.state, State::Closing) {
                         return self.finish(None);

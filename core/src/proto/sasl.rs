@@ -44,16 +44,6 @@ impl Mechanism {
         matches!(self, Mechanism::ScramSha256Plus | Mechanism::ScramSha1Plus)
     }
 
-    /// The same hash without channel binding, for the fallback when a server
-    /// advertises -PLUS but rejects the binding (ejabberd 23.01 does).
-    pub fn without_channel_binding(self) -> Mechanism {
-        match self {
-            Mechanism::ScramSha256Plus => Mechanism::ScramSha256,
-            Mechanism::ScramSha1Plus => Mechanism::ScramSha1,
-            other => other,
-        }
-    }
-
     fn hash(self) -> Option<ScramHash> {
         match self {
             Mechanism::ScramSha256Plus | Mechanism::ScramSha256 => Some(ScramHash::Sha256),

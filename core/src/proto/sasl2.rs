@@ -5,6 +5,7 @@
 //! so a session is ready when authentication ends, without a stream
 //! restart or a bind round trip.
 
+use crate::ns::{NS_BIND2, NS_CARBONS, NS_CLIENT, NS_CSI, NS_FAST, NS_SASL2, NS_SM, NS_STREAM};
 use std::str::FromStr;
 use std::time::Instant;
 
@@ -14,8 +15,8 @@ use jid::FullJid;
 use minidom::Element;
 
 use super::fast::{FastMechanism, FastToken, HtClient};
-use super::features::*;
 use super::sasl::{Mechanism, SaslClient, SaslError};
+use super::stream_features::*;
 use super::{Output, Session, SessionError, SessionEvent, SmState, Stage, State};
 use crate::xml;
 
@@ -377,7 +378,7 @@ impl Session {
         mut early: Vec<Element>,
         element: Element,
     ) {
-        if !element.is("features", xml::NS_STREAM) {
+        if !element.is("features", NS_STREAM) {
             // With a resumption the server re-sends what we missed right
             // after <success/>, possibly before the features.
             early.push(element);

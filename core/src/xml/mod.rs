@@ -5,6 +5,7 @@
 //! state between calls. A new reader is needed for every stream restart
 //! (after STARTTLS and after SASL success, RFC 6120 §5.4.3.3 and §6.4.6).
 
+use crate::ns::NS_STREAM;
 use minidom::tree_builder::TreeBuilder;
 use minidom::Element;
 use rxml::error::EndOrError;
@@ -19,17 +20,12 @@ pub const DEFAULT_MAX_ELEMENT_BYTES: usize = 1 << 20;
 /// unbounded nesting would let a peer overflow the stack on drop.
 pub const MAX_DEPTH: usize = 64;
 
-/// Namespace of the stream wrapper.
-pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
-
 /// What the reader found in the bytes it was given.
 #[derive(Debug)]
 pub enum StreamItem {
-    /// The `<stream:stream>` opening tag, with its attributes of interest.
-    Header {
-        id: Option<String>,
-        from: Option<String>,
-    },
+    /// The `<stream:stream>` opening tag (its attributes are not needed:
+    /// the stream id matters only to dialback and the old digest auth).
+    Header,
     /// One complete child of the stream element.
     Element(Element),
     /// `</stream:stream>`: the peer closed the stream.
@@ -144,10 +140,8 @@ impl StreamReader {
             if !root.is("stream", NS_STREAM) {
                 return self.fail(XmlError::NotAStream);
             }
-            let id = root.attr("id").map(str::to_owned);
-            let from = root.attr("from").map(str::to_owned);
             self.element_bytes = 0;
-            return Ok(Some(StreamItem::Header { id, from }));
+            return Ok(Some(StreamItem::Header));
         }
         if is_foot && self.tree.depth() == 1 {
             self.element_bytes = 0;
@@ -240,7 +234,7 @@ mod tests {
             let mut reader = StreamReader::default();
             let mut items = reader.feed(&doc.as_bytes()[..split]).unwrap();
             items.extend(reader.feed(&doc.as_bytes()[split..]).unwrap());
-            assert!(matches!(&items[0], StreamItem::Header { id: Some(id), .. } if id == "abc"));
+            assert!(matches!(&items[0], StreamItem::Header));
             let els = elements(&items);
             assert_eq!(els.len(), 2, "split at {split}");
             assert!(els[0].is("message", "jabber:client"));

@@ -1,6 +1,6 @@
 //! Fuzzing harnesses for the OMEMO decoders, shared by the cargo-fuzz
 //! targets in `fuzz/` and by the test that replays their corpus
-//! (`core/tests/fuzz_corpus.rs`). Each takes arbitrary bytes and must
+//! (`core/tests/integration/fuzz_corpus.rs`). Each takes arbitrary bytes and must
 //! return without panicking; a valid session must stay usable.
 
 use std::sync::OnceLock;
@@ -10,7 +10,7 @@ use minidom::Element;
 use super::elements::{parse_bundle, parse_device_list, EncryptedElement, KeyEntry};
 use crate::omemo::wire::{djb_key, KeyExchange};
 use crate::omemo::x3dh::{signed_pre_key_encoding, Bundle, OwnPreKeys};
-use crate::omemo::{payload, IdentityKeyPair, KeyPair, OmemoVersion, Session};
+use crate::omemo::{payload, IdentityKeyPair, KeyPair, OmemoVersion, RatchetSession};
 
 struct Responder {
     identity: IdentityKeyPair,
@@ -32,9 +32,9 @@ impl OwnPreKeys for Responder {
 struct Fixture {
     responder: Responder,
     /// The receiving side the harnesses decrypt with.
-    sessions: [Session; 2],
+    sessions: [RatchetSession; 2],
     /// The other side, which makes valid seed messages.
-    initiators: [Session; 2],
+    initiators: [RatchetSession; 2],
 }
 
 fn fixture() -> &'static Fixture {
@@ -63,11 +63,13 @@ fn fixture() -> &'static Fixture {
                 vec![(1, responder.pre_key.public())],
             )
             .expect("own bundle");
-            let mut out = Session::initiate(version, &initiator, 9, &bundle).expect("session");
+            let mut out =
+                RatchetSession::initiate(version, &initiator, 9, &bundle).expect("session");
             let first = out.encrypt(&[0; 32]).expect("encrypt");
-            let mut back = Session::respond(version, &responder.identity, &responder, &first.data)
-                .expect("respond")
-                .session;
+            let mut back =
+                RatchetSession::respond(version, &responder.identity, &responder, &first.data)
+                    .expect("respond")
+                    .session;
             out.decrypt(&back.encrypt(&[0; 32]).expect("encrypt").data)
                 .expect("confirm");
             (back, out)
@@ -105,7 +107,7 @@ pub fn key_exchange(data: &[u8]) {
     let body = data.get(1..).unwrap_or_default();
     let _ = KeyExchange::parse(version, body);
     let f = fixture();
-    let _ = Session::respond(version, &f.responder.identity, &f.responder, body);
+    let _ = RatchetSession::respond(version, &f.responder.identity, &f.responder, body);
 }
 
 /// Bytes as XML: an `<encrypted>` element (every key tried as a key
@@ -168,7 +170,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         )
         .expect("own bundle");
         let mut sender =
-            Session::initiate(version, &IdentityKeyPair::from_seed(&[6; 32]), 5, &bundle)
+            RatchetSession::initiate(version, &IdentityKeyPair::from_seed(&[6; 32]), 5, &bundle)
                 .expect("session");
         let sealed = payload::encrypt(version, b"seed body");
         let kex = sender.encrypt(&sealed.key_material).expect("encrypt");

@@ -4,6 +4,7 @@
 
 pub mod elements;
 #[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod pep;
 pub mod sce;

@@ -3,13 +3,12 @@
 //! `pubsub#access_model=open` (XEP-0384 §5.3) so that contacts who are not
 //! subscribed to our presence can still start sessions.
 
+use crate::ns::{NS_PUBSUB, NS_PUBSUB_EVENT};
 use minidom::Element;
 
 use super::elements::{bundle_node, device_list_node};
 use crate::features::{stanza, submit_form, with_attrs, PUBLISH_OPTIONS};
 use crate::omemo::OmemoVersion;
-
-const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
 
 fn iq(kind: &str, id: &str, to: Option<&str>, pubsub: Element) -> Element {
     stanza(
@@ -75,8 +74,6 @@ pub fn publish_bundle(id: &str, version: OmemoVersion, device_id: u32, bundle: E
     let (node, item) = bundle_node(version, device_id);
     publish(id, &node, &item, bundle, version == OmemoVersion::V2)
 }
-
-const NS_PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 
 /// A PEP notification in a message: its node and the first item's payload
 /// (none when the item was retracted or the node purged).

@@ -4,13 +4,11 @@
 //! affixes. The receiver checks `<from>` against the stanza's sender
 //! (XEP-0420 §9), so a message cannot be replayed as someone else's.
 
+use crate::ns::{NS_CLIENT, NS_SCE};
 use minidom::Element;
 use rand::Rng;
 
-use crate::features::{set_attr, text_element, with_attrs, NS_CLIENT};
-
-/// The SCE namespace.
-pub const NS_SCE: &str = "urn:xmpp:sce:1";
+use crate::features::{set_attr, text_element, with_attrs};
 
 /// Why an envelope was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! SASL2 + Bind2 + FAST + inline resumption against a scripted server.
 
 use super::*;
+use crate::ns::NS_CLIENT;
 use crate::proto::fast::{FastMechanism, FastToken};
 use base64::Engine as _;
 

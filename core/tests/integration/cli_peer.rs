@@ -2,12 +2,10 @@
 //! with `--await-reply`, then `history` from the encrypted store, both as
 //! JSON lines; and a typed, non-zero exit on a wrong password.
 
-mod common;
-
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn cli_chats_with_a_slixmpp_peer_and_reads_history_back() {

@@ -2,11 +2,9 @@
 //! while down, an immediate resumption when back) and foreground/background
 //! (XEP-0352: the server holds back presence while we are inactive).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use waxwing_core::features::presence::Availability;
 use waxwing_core::{ClientEvent, ConnectionState};
 

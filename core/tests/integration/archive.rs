@@ -2,11 +2,9 @@
 //! Prosody: another device's messages show up in both directions, and what
 //! arrived while offline is fetched from the archive exactly once, in order.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use waxwing_core::store::Direction;
 use waxwing_core::ClientEvent;
 

@@ -8,13 +8,11 @@
 //! wants a mutual presence subscription (see ../shared/guides/peers.md):
 //! a Waxwing client on profanity's account creates the (open) nodes first.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use waxwing_core::features::presence::{Availability, SubscriptionAction};
 use waxwing_core::store::{ConversationEncryption, EncryptionScheme};
 use waxwing_core::ClientEvent;

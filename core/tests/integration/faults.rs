@@ -3,16 +3,14 @@
 //! The client must answer or drop the unknown, end the stream on the
 //! malformed with a typed error, never panic or hang, and keep its data.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use waxwing_core::store::StoreKey;
-use waxwing_core::transport::ConnectOptions;
+use waxwing_core::ConnectOptions;
 use waxwing_core::{ClientConfig, ClientError, ClientEvent, ConnectionState};
 
 const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \

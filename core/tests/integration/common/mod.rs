@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use waxwing_core::store::StoreKey;
-use waxwing_core::transport::ConnectOptions;
+use waxwing_core::ConnectOptions;
 use waxwing_core::{Client, ClientConfig, ClientEvent, EventListener};
 
 pub struct TestServer {

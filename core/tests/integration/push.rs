@@ -4,11 +4,9 @@
 //! that does not decrypt makes the wake-up fetch over the network instead,
 //! and a running app keeps its session (the wake-up backs off).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use waxwing_core::client::wake::{self, EncryptedPush, WakeOutcome};
 use waxwing_core::features::push::PushError;
 use waxwing_core::ClientEvent;

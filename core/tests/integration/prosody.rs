@@ -2,9 +2,7 @@
 //! failures, chat with receipts, the offline outbox, roster and presence,
 //! and history that survives a restart.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use waxwing_core::features::presence::{Availability, SubscriptionAction};
 use waxwing_core::store::{Direction, MessageState};
 use waxwing_core::{ClientError, ClientEvent, ConnectionState};

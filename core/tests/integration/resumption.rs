@@ -2,11 +2,9 @@
 //! same process, and from a new process using the state in the store.
 //! Messages sent to us meanwhile arrive exactly once.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use waxwing_core::{ClientEvent, ConnectionState};
 
 fn online_events(events: &Recorder) -> Vec<bool> {

@@ -1,20 +1,9 @@
 //! Reading `<stream:features/>` (RFC 6120 §4.3.2) into what negotiation needs.
 
+use crate::ns::{
+    NS_BIND, NS_BIND2, NS_CSI, NS_FAST, NS_ROSTERVER, NS_SASL, NS_SASL2, NS_SM, NS_TLS,
+};
 use minidom::Element;
-
-pub const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
-pub const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
-pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
-pub const NS_SM: &str = "urn:xmpp:sm:3";
-pub const NS_CSI: &str = "urn:xmpp:csi:0";
-pub const NS_SASL2: &str = "urn:xmpp:sasl:2";
-pub const NS_BIND2: &str = "urn:xmpp:bind:0";
-pub const NS_FAST: &str = "urn:xmpp:fast:0";
-pub const NS_CARBONS: &str = "urn:xmpp:carbons:2";
-pub const NS_ROSTERVER: &str = "urn:xmpp:features:rosterver";
-pub const NS_PING: &str = "urn:xmpp:ping";
-pub const NS_CLIENT: &str = "jabber:client";
-pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
 /// What the server offers at one stage of negotiation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

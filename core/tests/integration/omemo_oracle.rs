@@ -3,7 +3,7 @@
 //! bundles and from ours, messages both ways, in and out of order, bundles
 //! whose signature carries the sign bit, replayed key exchanges.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -16,7 +16,7 @@ use waxwing_core::features::omemo::elements::{bundle_element, parse_bundle};
 use waxwing_core::features::omemo::OwnBundle;
 use waxwing_core::omemo::wire::KeyExchange;
 use waxwing_core::omemo::{
-    payload, IdentityKeyPair, KeyPair, OmemoError, OmemoVersion, OwnPreKeys, Session,
+    payload, IdentityKeyPair, KeyPair, OmemoError, OmemoVersion, OwnPreKeys, RatchetSession,
 };
 
 const OUR_DEVICE: u32 = 4242;
@@ -89,7 +89,7 @@ struct Us {
     identity: IdentityKeyPair,
     signed: KeyPair,
     pre_keys: HashMap<u32, KeyPair>,
-    sessions: HashMap<u32, Session>,
+    sessions: HashMap<u32, RatchetSession>,
 }
 
 impl OwnPreKeys for Us {
@@ -146,7 +146,7 @@ impl Us {
                     return session.decrypt(&exchange.message).map(|p| p.to_vec());
                 }
             }
-            let responded = Session::respond(version, &self.identity, self, data)?;
+            let responded = RatchetSession::respond(version, &self.identity, self, data)?;
             if let Some(id) = responded.used_pre_key_id {
                 self.pre_keys.remove(&id);
             }
@@ -227,7 +227,7 @@ fn session_from_their_bundle_both_versions() {
         let bundle = parse_bundle(version, &bundle_xml.parse().unwrap()).unwrap();
         us.sessions.insert(
             device,
-            Session::initiate(version, &us.identity, OUR_DEVICE, &bundle).unwrap(),
+            RatchetSession::initiate(version, &us.identity, OUR_DEVICE, &bundle).unwrap(),
         );
         // Several messages before they answer: all carry the key exchange.
         for i in 0..3 {
@@ -317,7 +317,7 @@ fn bundles_whose_signature_carries_the_sign_bit() {
                 .unwrap_or_else(|e| panic!("{version:?} sign bit {sign_bit}: {e}"));
             us.sessions.insert(
                 device,
-                Session::initiate(version, &us.identity, OUR_DEVICE, &bundle).unwrap(),
+                RatchetSession::initiate(version, &us.identity, OUR_DEVICE, &bundle).unwrap(),
             );
             let request = us.send(version, device, "signed");
             assert_eq!(unb64(&oracle.call_ok(request)["plaintext"]), b"signed");

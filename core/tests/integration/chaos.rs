@@ -7,14 +7,12 @@
 //!
 //! N is 2,000 (WAXWING_CHAOS_MESSAGES overrides it).
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use rand::Rng;
 use waxwing_core::store::{Direction, Store, StoreKey};
 use waxwing_core::ClientEvent;

@@ -3,15 +3,13 @@
 //! Waxwing initiating and Waxwing answering, several messages each way;
 //! and the `cli` commands for encrypted sending and fingerprints.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 use waxwing_core::store::{ConversationEncryption, DeviceTrust, Direction, EncryptionScheme};
 use waxwing_core::ClientEvent;
