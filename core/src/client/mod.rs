@@ -9,10 +9,10 @@
 //! then commands, and [`Client::logout`]. Messages sent while offline wait in
 //! the outbox and go out, once, on the next login.
 
+mod connection;
 mod encryption;
 mod error;
 mod events;
-mod handler;
 mod lock;
 mod omemo;
 mod ordering;
@@ -28,10 +28,11 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use connection::account::{WrittenSession, NO_PLAIN_KEY, PRESENCE_KEY};
+use connection::{Command, ConnectionHandler, Outcome};
 pub use encryption::OmemoDevice;
 pub use error::ClientError;
 pub use events::{ClientEvent, ConnectionState, EventListener};
-use handler::{Command, ConnectionHandler, PRESENCE_KEY};
 
 use crate::features::presence::{
     self, Availability, PresenceBook, ResourcePresence, SubscriptionAction,
@@ -444,15 +445,17 @@ async fn connection_task(
                 fresh
             }
         };
-        let refuse_plain = store
-            .account_value(handler::NO_PLAIN_KEY)
-            .ok()
-            .flatten()
-            .is_some();
+        let refuse_plain = store.account_value(NO_PLAIN_KEY).ok().flatten().is_some();
         (resource, client_id, refuse_plain)
     };
-    let written = saved_session(&store);
-    let (fast_token, saved_sm) = parse_session(&written);
+    let mut handler = ConnectionHandler::new(
+        store.clone(),
+        listener.clone(),
+        own.clone(),
+        state.clone(),
+        presences,
+    );
+    let (fast_token, saved_sm) = parse_session(&handler.written);
     let mut session_config = SessionConfig::new(own.clone(), config.password.clone(), resource);
     session_config.client_id = client_id;
     session_config.sasl2 = config.sasl2;
@@ -462,16 +465,9 @@ async fn connection_task(
     if let Some(sm) = saved_sm {
         session.restore_stream_management(sm);
     }
-    let mut handler = ConnectionHandler::new(
-        store.clone(),
-        listener.clone(),
-        own.clone(),
-        state.clone(),
-        presences,
-    );
-    handler.written = written;
     let mut backoff = config.initial_backoff;
     let mut first_attempt = true;
+    let mut network_down = false;
     loop {
         if !std::mem::take(&mut first_attempt) {
             let connecting = ConnectionState::Connecting;
@@ -484,7 +480,7 @@ async fn connection_task(
             // and left it in a new state (and spent the FAST token). What
             // we hold ourselves stays when the store has nothing newer
             // (our own last write may have failed).
-            let stored = saved_session(&store);
+            let stored = handler.stored_session();
             let (fast_token, saved_sm) = parse_session(&stored);
             if stored.fast_token != handler.written.fast_token {
                 session.set_fast_token(fast_token);
@@ -495,54 +491,43 @@ async fn connection_task(
             handler.written = stored;
         }
         let mut panicked = false;
-        let outcome: Result<bool, ClientError> =
-            match transport::connect(own.domain().as_str(), &config.connect).await {
-                Ok(conn) => {
-                    handler.ended = None;
-                    handler.store_failure = None;
-                    let driven = CatchPanic(Box::pin(transport::drive(
-                        conn,
-                        &mut session,
-                        random_id(),
-                        &mut handler,
-                        &mut commands,
-                    )))
-                    .await;
-                    match driven {
-                        // The client was dropped: nobody to reconnect for.
-                        Ok(Ok(false)) => return,
-                        Ok(Ok(true)) => {
-                            match (handler.store_failure.take(), handler.ended.take()) {
-                                // Retried: the server re-sends what was not stored.
-                                (Some(err), _) => Err(ClientError::Store(err)),
-                                (None, ended) => match ended.flatten() {
-                                    None => Ok(true),
-                                    Some(err) => Err(err.into()),
-                                },
-                            }
-                        }
-                        Ok(Err(err)) => Err(err.into()),
-                        // A bug reached from the stream: the connection is
-                        // dropped (nothing of this turn was acknowledged)
-                        // and retried, instead of a dead task that still
-                        // looks online.
-                        Err(()) => {
-                            tracing::error!("the connection task panicked; reconnecting");
-                            panicked = true;
-                            Err(ClientError::Protocol(
-                                "internal error while handling the stream".into(),
-                            ))
-                        }
-                    }
-                }
-                Err(err) => Err(err.into()),
-            };
+        let outcome = match transport::connect(own.domain().as_str(), &config.connect).await {
+            Ok(conn) => {
+                handler.begin_connection();
+                let driven = CatchPanic(Box::pin(transport::drive(
+                    conn,
+                    &mut session,
+                    random_id(),
+                    &mut handler,
+                    &mut commands,
+                )))
+                .await;
+                driven.unwrap_or_else(|()| {
+                    // A bug reached from the stream: the connection is
+                    // dropped (nothing of this turn was acknowledged) and
+                    // retried, instead of a dead task that still looks
+                    // online.
+                    tracing::error!("the connection task panicked; reconnecting");
+                    panicked = true;
+                    Outcome::Failed(ClientError::Protocol(
+                        "internal error while handling the stream".into(),
+                    ))
+                })
+            }
+            Err(err) => Outcome::Failed(err.into()),
+        };
         let (error, stop) = match outcome {
-            // A clean close: the app logged out.
-            Ok(_) => (None, true),
-            // Suspended: the session waits on the server for whoever resumes.
-            Err(_) if handler.suspended => (None, true),
-            Err(err) => {
+            // Nobody to reconnect for.
+            Outcome::ClientDropped => return,
+            // The app logged out, or suspended the session (which waits on
+            // the server for whoever resumes).
+            Outcome::LoggedOut | Outcome::Suspended => (None, true),
+            // Reconnect once the platform says the network is back.
+            Outcome::NetworkLost => {
+                network_down = true;
+                (Some(ClientError::Network), false)
+            }
+            Outcome::Failed(err) => {
                 let stop = err.is_permanent();
                 (Some(err), stop)
             }
@@ -568,7 +553,7 @@ async fn connection_task(
         let jitter = rand::thread_rng().gen_range(0.5..1.5);
         // Without a network there is no point in trying: wait for the
         // platform to say it is back (bounded, in case it never does).
-        let delay = if handler.network_down {
+        let delay = if network_down {
             MAX_BACKOFF
         } else {
             backoff.mul_f64(jitter)
@@ -584,11 +569,11 @@ async fn connection_task(
                     None | Some(Command::Close) | Some(Command::Suspend) => return,
                     Some(Command::Iq(_, reply)) => { let _ = reply.send(Err(ClientError::NotConnected)); }
                     Some(Command::NetworkAvailable) => {
-                        handler.network_down = false;
+                        network_down = false;
                         backoff = config.initial_backoff;
                         break;
                     }
-                    Some(Command::NetworkLost) => handler.network_down = true,
+                    Some(Command::NetworkLost) => network_down = true,
                     Some(Command::SetForeground(foreground)) => {
                         session.set_client_state(std::time::Instant::now(), foreground)
                     }
@@ -631,18 +616,10 @@ async fn take_session_lock(store_dir: &std::path::Path) -> Option<lock::SessionL
     }
 }
 
-/// The FAST token and the resumable stream-management state in the store,
-/// as stored.
-fn saved_session(store: &Mutex<Store>) -> handler::WrittenSession {
-    let store = store.lock().unwrap_or_else(|p| p.into_inner());
-    handler::WrittenSession {
-        fast_token: store.account_value(handler::FAST_TOKEN_KEY).ok().flatten(),
-        stream_management: store.account_value(handler::SM_STATE_KEY).ok().flatten(),
-    }
-}
-
+/// The FAST token and the resumable stream-management state, parsed from
+/// their stored form.
 fn parse_session(
-    stored: &handler::WrittenSession,
+    stored: &WrittenSession,
 ) -> (
     Option<crate::proto::fast::FastToken>,
     Option<crate::proto::SmState>,

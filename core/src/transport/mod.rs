@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ClientConfig;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -70,10 +70,16 @@ impl TransportError {
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_BUFFER: usize = 16 * 1024;
 
-/// A TCP socket, before or after TLS.
+/// Any byte stream a connection can run over: a TCP socket, or in tests
+/// one end of a `tokio::io::duplex` pipe with a scripted server on the
+/// other.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ByteStream for T {}
+
+/// The byte stream, before or after TLS.
 enum Socket {
-    Tcp(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Box<dyn ByteStream>),
+    Tls(Box<TlsStream<Box<dyn ByteStream>>>),
     /// Only while the TCP stream is being upgraded, or after a failed one.
     Detached,
 }
@@ -81,7 +87,7 @@ enum Socket {
 impl Socket {
     async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
-            Socket::Tcp(s) => s.read(buf).await,
+            Socket::Plain(s) => s.read(buf).await,
             Socket::Tls(s) => s.read(buf).await,
             Socket::Detached => Ok(0),
         }
@@ -92,7 +98,7 @@ impl Socket {
     async fn write_all(&mut self, buf: &[u8], limit: Duration) -> std::io::Result<()> {
         let write = async {
             match self {
-                Socket::Tcp(s) => write_flush(s, buf).await,
+                Socket::Plain(s) => write_flush(s, buf).await,
                 Socket::Tls(s) => write_flush(s.as_mut(), buf).await,
                 Socket::Detached => Err(std::io::ErrorKind::NotConnected.into()),
             }
@@ -106,7 +112,7 @@ impl Socket {
     async fn shutdown(&mut self) {
         let close = async {
             let _ = match self {
-                Socket::Tcp(s) => s.shutdown().await,
+                Socket::Plain(s) => s.shutdown().await,
                 Socket::Tls(s) => s.shutdown().await,
                 Socket::Detached => Ok(()),
             };
@@ -169,13 +175,8 @@ async fn connect_target(
     .map_err(|e| TransportError::Network(e.kind()))?;
     // Stanzas are small and latency matters more than packet count.
     let _ = tcp.set_nodelay(true);
-    let mut conn = Connection {
-        socket: Socket::Tcp(tcp),
-        tls_config,
-        domain: domain.to_owned(),
-        direct_tls_info: None,
-        transport_round_trips: 1,
-    };
+    let mut conn = Connection::over(Box::new(tcp), tls_config, domain);
+    conn.transport_round_trips = 1;
     if target.direct_tls {
         let info = conn.upgrade_tls().await?;
         conn.direct_tls_info = Some(info);
@@ -184,9 +185,22 @@ async fn connect_target(
 }
 
 impl Connection {
+    /// A connection over an open byte stream, before TLS (STARTTLS comes
+    /// from the session; nothing is ever sent in the clear but the stream
+    /// header and `<starttls/>`).
+    pub fn over(stream: Box<dyn ByteStream>, tls_config: Arc<ClientConfig>, domain: &str) -> Self {
+        Connection {
+            socket: Socket::Plain(stream),
+            tls_config,
+            domain: domain.to_owned(),
+            direct_tls_info: None,
+            transport_round_trips: 0,
+        }
+    }
+
     async fn upgrade_tls(&mut self) -> Result<TlsInfo, TransportError> {
         // Take the socket out to upgrade it by value.
-        let Socket::Tcp(tcp) = std::mem::replace(&mut self.socket, Socket::Detached) else {
+        let Socket::Plain(tcp) = std::mem::replace(&mut self.socket, Socket::Detached) else {
             return Err(TransportError::TlsHandshake);
         };
         let name = tls::server_name(&self.domain)?;
@@ -228,6 +242,8 @@ pub enum AfterCommand {
 /// What the layer above does with session events and its own commands.
 pub trait Handler {
     type Command;
+    /// How a connection ended, as the layer above sees it.
+    type Outcome;
     /// Handles an event; may queue stanzas on `session`.
     fn on_event(&mut self, session: &mut Session, now: std::time::Instant, event: SessionEvent);
     /// Handles a command and says what the connection does next.
@@ -250,19 +266,22 @@ pub trait Handler {
     }
     /// Called when [`Handler::deadline`] has passed.
     fn on_deadline(&mut self, _session: &mut Session, _now: std::time::Instant) {}
+    /// The connection ended: what it came to. `commands_open` is false
+    /// when the command sender was dropped; `failure` is set when the
+    /// transport failed before the session could tell (a failed STARTTLS
+    /// upgrade: the handler saw no `Disconnected`).
+    fn outcome(&mut self, commands_open: bool, failure: Option<TransportError>) -> Self::Outcome;
 }
 
 /// Runs one connection until the session reports `Disconnected` (which the
-/// handler has seen). Returns `Ok(false)` when the command sender was
-/// dropped, `Ok(true)` otherwise, and `Err` when a STARTTLS upgrade failed
-/// (then the handler saw no `Disconnected`; the error is the outcome).
+/// handler has seen), and returns what the handler makes of the end.
 pub async fn drive<H: Handler>(
     mut conn: Connection,
     session: &mut Session,
     nonce: String,
     handler: &mut H,
     commands: &mut mpsc::UnboundedReceiver<H::Command>,
-) -> Result<bool, TransportError> {
+) -> H::Outcome {
     let tls = conn.direct_tls_info.take();
     session.handle_input(std::time::Instant::now(), Input::Connected { tls, nonce });
     let mut buf = vec![0u8; READ_BUFFER];
@@ -283,7 +302,7 @@ pub async fn drive<H: Handler>(
                     match conn.upgrade_tls().await {
                         Ok(info) => session
                             .handle_input(std::time::Instant::now(), Input::TlsEstablished(info)),
-                        Err(err) => return Err(err),
+                        Err(err) => return handler.outcome(commands_open, Some(err)),
                     }
                 }
                 Output::Event(event) => {
@@ -307,7 +326,7 @@ pub async fn drive<H: Handler>(
             }
         }
         if finished {
-            return Ok(commands_open);
+            return handler.outcome(commands_open, None);
         }
         if flush(&mut conn.socket, &mut out).await.is_err() {
             session.handle_input(std::time::Instant::now(), Input::Disconnected);
@@ -390,7 +409,7 @@ mod tests {
             .await
             .unwrap();
         let (_silent_peer, _) = listener.accept().await.unwrap();
-        let mut socket = Socket::Tcp(client);
+        let mut socket = Socket::Plain(Box::new(client));
         let big = vec![b'x'; 64 << 20];
         let written = tokio::time::timeout(
             Duration::from_secs(20),
