@@ -45,9 +45,13 @@ pub(crate) enum Routed {
 
 /// Sorts a message stanza. `may_see_presence` says whether a bare JID may
 /// learn we are online (it decides receipts: XEP-0184 §8).
+/// `trust_stanza_ids`: our server stamps stanza-ids (XEP-0359 §6: only
+/// then has it removed any a sender forged); otherwise a live message's
+/// stanza-id is ignored (archive results carry the archive's own id).
 pub(crate) fn route(
     element: &Element,
     own: &BareJid,
+    trust_stanza_ids: bool,
     may_see_presence: impl Fn(&str) -> bool,
 ) -> Routed {
     let encrypted_copy =
@@ -61,8 +65,11 @@ pub(crate) fn route(
         // Copies are stored, but receipts are the receiving device's job.
         Carbon::Received(inner) | Carbon::Sent(inner) => {
             return match forwarded_message(&inner, own, None, None) {
-                Some(message) => Routed::Live {
-                    message,
+                Some(mut message) => Routed::Live {
+                    message: IncomingMessage {
+                        stanza_id: message.stanza_id.take().filter(|_| trust_stanza_ids),
+                        ..message
+                    },
                     receipt: None,
                     encrypted: encrypted_copy(&inner),
                 },
@@ -109,7 +116,7 @@ pub(crate) fn route(
                     sender: chat.from.to_string(),
                     body: chat.body,
                     origin_id: chat.origin_id,
-                    stanza_id: chat.stanza_id,
+                    stanza_id: chat.stanza_id.filter(|_| trust_stanza_ids),
                     remote_id: chat.id,
                     timestamp_ms: chat.delayed_ms.unwrap_or_else(now_ms),
                     position: Position::Append,

@@ -15,7 +15,12 @@ use crate::client::events::ClientEvent;
 use crate::client::{random_id, ClientError};
 use crate::features::roster::{self, RosterChange};
 use crate::features::{disco, stanza};
-use crate::ns::{NS_CLIENT, NS_DISCO_INFO, NS_PING, NS_ROSTER, NS_STANZAS};
+use crate::ns::{NS_CLIENT, NS_DISCO_INFO, NS_PING, NS_ROSTER, NS_SID, NS_STANZAS};
+
+/// Account value: "1" when our server stamps stanza-ids (it advertises
+/// `urn:xmpp:sid:0` on our account), "0" when it does not; absent until it
+/// has answered once.
+pub(crate) const SERVER_STANZA_IDS_KEY: &str = "server_stanza_ids";
 
 /// Reply to an IQ the app is waiting for.
 pub(crate) type IqReply = oneshot::Sender<Result<Element, ClientError>>;
@@ -27,6 +32,8 @@ pub(crate) enum Answered {
     Roster,
     /// The ping sent after resuming: the server's backlog is through.
     ResumeBarrier,
+    /// What our server supports; `stanza_ids`: it stamps stanza-ids.
+    ServerInfo { stanza_ids: bool },
     /// An IQ the app sent (its caller has the answer).
     App,
     /// Nothing we asked.
@@ -38,6 +45,7 @@ pub(crate) struct Requests {
     app: HashMap<String, IqReply>,
     roster: Option<String>,
     resume_barrier: Option<String>,
+    server_info: Option<String>,
 }
 
 impl Requests {
@@ -63,6 +71,15 @@ impl Requests {
         request
     }
 
+    /// Asks what our account on the server supports (XEP-0313 §7 and
+    /// XEP-0359 §6 features are advertised there).
+    pub fn discover_server(&mut self, shared: &Shared) -> Element {
+        let id = random_id();
+        let query = disco::info_query(&id, shared.own.as_str());
+        self.server_info = Some(id);
+        query
+    }
+
     /// A ping whose answer follows the backlog a resumed stream re-sends
     /// (the server answers in order).
     pub fn resume_barrier(&mut self) -> Element {
@@ -82,6 +99,23 @@ impl Requests {
         if self.resume_barrier.as_deref() == Some(id) {
             self.resume_barrier = None;
             return Answered::ResumeBarrier;
+        }
+        if self.server_info.as_deref() == Some(id) {
+            self.server_info = None;
+            // No answer we can read tells nothing: keep what we knew.
+            let Some(features) = disco::result_features(&answer) else {
+                return Answered::Unknown;
+            };
+            let stanza_ids = features.contains(NS_SID);
+            let flag = if stanza_ids { "1" } else { "0" };
+            let written = shared
+                .store()
+                .set_account_value(SERVER_STANZA_IDS_KEY, Some(flag));
+            if let Err(err) = written {
+                // Asked again on the next fresh session.
+                tracing::warn!(%err, "cannot record what the server supports");
+            }
+            return Answered::ServerInfo { stanza_ids };
         }
         if self.roster.as_deref() == Some(id) {
             self.roster = None;
@@ -119,6 +153,7 @@ impl Requests {
         }
         self.roster = None;
         self.resume_barrier = None;
+        self.server_info = None;
     }
 }
 

@@ -103,6 +103,11 @@ pub(crate) struct ConnectionHandler {
     store_failure: Option<StoreError>,
     /// What the app asked that ends the connection without an error.
     stop_request: Option<Outcome>,
+    /// Live messages' stanza-ids are our server's (see [`inbound::route`]).
+    /// Until the server first answers disco#info this stays true, as
+    /// before stanza-ids were checked (a stamping server, like Prosody's
+    /// mod_mam, strips forged ones anyway).
+    trust_stanza_ids: bool,
 }
 
 impl ConnectionHandler {
@@ -133,6 +138,7 @@ impl ConnectionHandler {
             ended: None,
             store_failure: None,
             stop_request: None,
+            trust_stanza_ids: true,
         }
     }
 
@@ -262,6 +268,13 @@ impl ConnectionHandler {
         account::pin_no_plain(&self.shared, mechanism);
         self.load_omemo();
         self.catchup.on_online(&self.shared);
+        let known = self
+            .shared
+            .store()
+            .account_value(iq::SERVER_STANZA_IDS_KEY)
+            .ok()
+            .flatten();
+        self.trust_stanza_ids = known.as_deref() != Some("0");
         self.outbox
             .on_online(&self.shared, stream_management, &resent_ids);
         if resumed {
@@ -283,6 +296,8 @@ impl ConnectionHandler {
         self.send(session, now, &fetch);
         let own_presence = self.presences.own_presence(&self.shared);
         self.send(session, now, &own_presence);
+        let discover = self.requests.discover_server(&self.shared);
+        self.send(session, now, &discover);
         if !carbons_enabled {
             self.send(session, now, &carbons::enable(&random_id()));
         }
@@ -316,7 +331,7 @@ impl ConnectionHandler {
                 return;
             }
         }
-        let routed = inbound::route(&element, &self.shared.own, |jid| {
+        let routed = inbound::route(&element, &self.shared.own, self.trust_stanza_ids, |jid| {
             self.shared.may_see_presence(jid)
         });
         match routed {
@@ -433,8 +448,10 @@ impl ConnectionHandler {
             self.flush_inbound(session, now);
             return self.on_catchup_page(session, now, &element);
         }
-        if self.requests.on_answer(&self.shared, element) == Answered::ResumeBarrier {
-            self.emit(ClientEvent::CaughtUp);
+        match self.requests.on_answer(&self.shared, element) {
+            Answered::ResumeBarrier => self.emit(ClientEvent::CaughtUp),
+            Answered::ServerInfo { stanza_ids } => self.trust_stanza_ids = stanza_ids,
+            Answered::Roster | Answered::App | Answered::Unknown => {}
         }
     }
 }

@@ -117,14 +117,14 @@ fn incoming(peer: &str, body: &str, stanza_id: &str) -> IncomingMessage {
 fn receipts_go_only_to_those_who_may_see_our_presence() {
     let f = Fixture::new();
     let own = f.shared.own.clone();
-    let friend = route(&live("bob@localhost", "m1", "hi"), &own, |j| {
+    let friend = route(&live("bob@localhost", "m1", "hi"), &own, true, |j| {
         j == "bob@localhost"
     });
     let Routed::Live { receipt, .. } = friend else {
         panic!("a chat message is stored: {friend:?}")
     };
     assert_eq!(receipt, Some(("bob@localhost/phone".into(), "m1".into())));
-    let stranger = route(&live("mallory@evil", "m2", "hi"), &own, |j| {
+    let stranger = route(&live("mallory@evil", "m2", "hi"), &own, true, |j| {
         j == "bob@localhost"
     });
     let Routed::Live { receipt, .. } = stranger else {
@@ -143,7 +143,7 @@ fn forged_carbons_and_foreign_archive_results_are_dropped() {
          <body>fake</body></message></forwarded></received></message>",
     );
     assert!(matches!(
-        route(&forged_carbon, &own, |_| true),
+        route(&forged_carbon, &own, true, |_| true),
         Routed::Dropped { why: Some(_) }
     ));
     let foreign_result = xml(
@@ -153,7 +153,7 @@ fn forged_carbons_and_foreign_archive_results_are_dropped() {
          <body>fake</body></message></forwarded></result></message>",
     );
     assert!(matches!(
-        route(&foreign_result, &own, |_| true),
+        route(&foreign_result, &own, true, |_| true),
         Routed::Dropped { why: Some(_) }
     ));
 }
@@ -185,6 +185,52 @@ fn a_batch_is_stored_once_duplicates_are_not_told_but_get_their_receipt() {
     assert_eq!(flushed.newest_archive_id.as_deref(), Some("s2"));
     assert_eq!(f.history("bob@localhost"), ["one", "two"]);
     assert!(inbound.is_empty());
+}
+
+/// Issue 12, defect 18: a stanza-id counts only when our server stamps
+/// them (it then strips any a sender put in with our JID).
+#[test]
+fn stanza_ids_count_only_when_the_server_says_it_stamps_them() {
+    let f = Fixture::new();
+    let stamped = xml(
+        "<message xmlns='jabber:client' from='bob@localhost/phone' to='alice@localhost/a' type='chat' id='m1'>\
+         <body>hi</body><stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='s-1'/></message>",
+    );
+    let stanza_id = |routed: Routed| match routed {
+        Routed::Live { message, .. } => message.stanza_id,
+        other => panic!("a chat message is stored: {other:?}"),
+    };
+    assert_eq!(
+        stanza_id(route(&stamped, &f.shared.own, true, |_| true)).as_deref(),
+        Some("s-1")
+    );
+    assert_eq!(
+        stanza_id(route(&stamped, &f.shared.own, false, |_| true)),
+        None
+    );
+    // The server's disco#info answer decides, and is remembered.
+    let mut requests = Requests::default();
+    for (features, trusted) in [("", false), ("<feature var='urn:xmpp:sid:0'/>", true)] {
+        let query = requests.discover_server(&f.shared);
+        assert_eq!(query.attr("to"), Some("alice@localhost"));
+        let answer = xml(&format!(
+            "<iq xmlns='jabber:client' type='result' id='{}'><query xmlns='http://jabber.org/protocol/disco#info'>\
+             <feature var='urn:xmpp:mam:2'/>{features}</query></iq>",
+            query.attr("id").unwrap()
+        ));
+        assert_eq!(
+            requests.on_answer(&f.shared, answer),
+            Answered::ServerInfo {
+                stanza_ids: trusted
+            }
+        );
+        let stored = f
+            .shared
+            .store()
+            .account_value(super::iq::SERVER_STANZA_IDS_KEY)
+            .unwrap();
+        assert_eq!(stored.as_deref(), Some(if trusted { "1" } else { "0" }));
+    }
 }
 
 // ---- outbox ----
