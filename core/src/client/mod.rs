@@ -74,6 +74,12 @@ const RESOURCE_KEY: &str = "resource";
 /// XEP-0388 user-agent id of this installation.
 const CLIENT_ID_KEY: &str = "client_id";
 
+/// How long [`Client::login`] waits for the first attempt to come online
+/// or fail: every step below it is bounded too (connect 10 s, TLS 10 s,
+/// negotiation), but a push handler holding the session lock, or a bug,
+/// must not leave the app's call hanging.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Ceiling of the reconnect delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const IQ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -148,8 +154,16 @@ impl Client {
     /// Connects and keeps the connection up. Returns once the first attempt
     /// is online (`Ok(full JID)`) or has failed; after a network failure the
     /// client keeps retrying in the background, after an authentication or
-    /// certificate failure it stops.
+    /// certificate failure it stops. After [`LOGIN_TIMEOUT`] it returns
+    /// [`ClientError::Timeout`] and keeps trying in the background (watch
+    /// the connection events; `logout` stops it).
     pub async fn login(&self) -> Result<String, ClientError> {
+        tokio::time::timeout(LOGIN_TIMEOUT, self.login_unbounded())
+            .await
+            .unwrap_or(Err(ClientError::Timeout))
+    }
+
+    async fn login_unbounded(&self) -> Result<String, ClientError> {
         if let ConnectionState::Online { jid, .. } = self.connection_state() {
             return Ok(jid);
         }
@@ -677,6 +691,45 @@ pub(crate) fn decode_presence(saved: Option<&str>) -> (Availability, Option<Stri
         _ => Availability::Available,
     };
     (availability, value["status"].as_str().map(str::to_owned))
+}
+
+#[cfg(test)]
+mod login_tests {
+    use super::*;
+
+    struct Silent;
+    impl EventListener for Silent {
+        fn on_event(&self, _: ClientEvent) {}
+    }
+
+    /// Issue 12, defect 14: a login that cannot get going (here another
+    /// process holds the session lock and never lets go) returns a typed
+    /// timeout instead of hanging the app's call.
+    #[tokio::test(start_paused = true)]
+    async fn a_login_that_cannot_start_times_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ClientConfig {
+            jid: "alice@localhost".into(),
+            password: "pw".into(),
+            resource: None,
+            connect: ConnectOptions {
+                server: Some(("127.0.0.1".into(), 9)),
+                direct_tls: true,
+                extra_ca_pem: None,
+            },
+            store_dir: dir.path().into(),
+            store_key: StoreKey::from_bytes([3; 32]),
+            initial_backoff: Duration::from_secs(1),
+            sasl2: true,
+        };
+        let client = Client::open(config, Arc::new(Silent)).unwrap();
+        let _other_process = lock::SessionLock::try_acquire(dir.path()).unwrap().unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(matches!(client.login().await, Err(ClientError::Timeout)));
+        assert_eq!(started.elapsed().as_secs(), LOGIN_TIMEOUT.as_secs());
+        assert_eq!(client.connection_state(), ConnectionState::Connecting);
+        client.logout().await;
+    }
 }
 
 #[cfg(test)]
