@@ -42,6 +42,11 @@ const ARCHIVE_PAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// for the next connection.
 const MAX_CATCHUP_PAGES: u32 = 2_000;
 
+/// Live messages whose events wait for the archive, at most: past this, a
+/// catch-up that crawls while messages pour in tells them at once (they
+/// are stored, in order; only the events come before the older history).
+pub(crate) const MAX_HELD_EVENTS: usize = 1_000;
+
 /// Progress of a new installation's first sync.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Backfill {
@@ -191,15 +196,18 @@ impl CatchUp {
     }
 
     /// Holds a stored live message's event until the catch-up ends; gives
-    /// it back when none is running.
-    pub fn hold(&mut self, message: StoredMessage) -> Option<StoredMessage> {
-        match &mut self.in_flight {
-            Some(c) => {
-                c.held_events.push(message);
-                None
-            }
-            None => Some(message),
+    /// back what to tell now: nothing while held, the message itself when
+    /// no catch-up runs, everything held once [`MAX_HELD_EVENTS`] are.
+    pub fn hold(&mut self, message: StoredMessage) -> Vec<StoredMessage> {
+        let Some(c) = &mut self.in_flight else {
+            return vec![message];
+        };
+        c.held_events.push(message);
+        if c.held_events.len() < MAX_HELD_EVENTS {
+            return Vec::new();
         }
+        tracing::info!("the archive is slow; telling held-back live messages now");
+        std::mem::take(&mut c.held_events)
     }
 
     /// Live messages carried archive id `newest`: the next catch-up starts

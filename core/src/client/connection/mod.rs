@@ -378,7 +378,7 @@ impl ConnectionHandler {
                     .on_live_stored(&self.shared, flushed.newest_archive_id.as_deref());
                 for message in flushed.new_messages {
                     // Told after the archive, to keep the order.
-                    if let Some(message) = self.catchup.hold(message) {
+                    for message in self.catchup.hold(message) {
                         self.emit(ClientEvent::MessageReceived(message));
                     }
                 }

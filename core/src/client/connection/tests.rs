@@ -325,7 +325,7 @@ fn a_forward_catch_up_stores_pages_moves_the_cursor_and_releases_held_live_messa
     let flushed = inbound.flush(&f.shared, None, true).unwrap();
     catchup.on_live_stored(&f.shared, flushed.newest_archive_id.as_deref());
     for m in flushed.new_messages {
-        assert!(catchup.hold(m).is_none(), "held while the archive comes");
+        assert!(catchup.hold(m).is_empty(), "held while the archive comes");
     }
     let end = catchup.on_page_end(&f.shared, None, now, &fin(&iq_id, true, "s1", "s2"));
     assert!(end.committed && end.next_query.is_none());
@@ -342,6 +342,32 @@ fn a_forward_catch_up_stores_pages_moves_the_cursor_and_releases_held_live_messa
     assert_eq!(store.account_value("mam_pending").unwrap(), None);
     drop(store);
     assert!(!catchup.live_is_ahead_of_archive());
+}
+
+/// Issue 12, defect 15: held-back events are bounded; past the bound
+/// they are told at once (the messages themselves are stored in order).
+#[test]
+fn held_back_live_messages_are_bounded() {
+    let f = Fixture::new();
+    let mut catchup = CatchUp::default();
+    catchup.start(&f.shared, Instant::now(), Vec::new(), 0);
+    let mut inbound = Inbound::default();
+    for i in 0..super::catchup::MAX_HELD_EVENTS + 5 {
+        inbound.push(
+            incoming("bob@localhost", &format!("m{i}"), &format!("s{i}")),
+            None,
+            None,
+        );
+    }
+    let flushed = inbound.flush(&f.shared, None, true).unwrap();
+    let told: Vec<_> = flushed
+        .new_messages
+        .into_iter()
+        .flat_map(|m| catchup.hold(m))
+        .collect();
+    assert_eq!(told.len(), super::catchup::MAX_HELD_EVENTS);
+    assert_eq!(told[0].body, "m0", "in order");
+    assert_eq!(catchup.on_disconnected().len(), 5);
 }
 
 #[test]
