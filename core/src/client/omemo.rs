@@ -15,6 +15,7 @@
 //! wait for a decision and get no keys.
 
 use crate::ns::NS_EME;
+use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 
 use jid::BareJid;
@@ -61,6 +62,12 @@ fn scheme(version: OmemoVersion) -> EncryptionScheme {
     }
 }
 
+/// Account value: a digest of the bundle the server last accepted for
+/// `version`.
+fn published_bundle_key(version: OmemoVersion) -> String {
+    format!("omemo_published_bundle_{}", version.label())
+}
+
 /// A request of ours in flight.
 #[derive(Debug, Clone)]
 enum Pending {
@@ -73,7 +80,12 @@ enum Pending {
         device: u32,
         version: OmemoVersion,
     },
-    Publish,
+    /// Our bundle for `version`, whose content has this digest (recorded
+    /// once the server accepts it).
+    Publish {
+        version: OmemoVersion,
+        digest: String,
+    },
     /// Our device list with our device added: once accepted, our device
     /// counts as published for that version.
     PublishDeviceList {
@@ -280,7 +292,7 @@ impl Omemo {
     /// was used.
     pub(crate) fn after_commit(&mut self, store: &Store) -> Vec<Element> {
         if std::mem::take(&mut self.republish) {
-            self.publish_bundles(store)
+            self.publish_bundles(store, &OmemoVersion::ALL, false)
         } else {
             Vec::new()
         }
@@ -313,7 +325,7 @@ impl Omemo {
                 |id| pep::fetch_device_list(id, &own, version),
             ));
         }
-        out.extend(self.publish_bundles(store));
+        out.extend(self.publish_bundles(store, &OmemoVersion::ALL, false));
         out
     }
 
@@ -337,7 +349,18 @@ impl Omemo {
         }
     }
 
-    fn publish_bundles(&mut self, store: &Store) -> Vec<Element> {
+    /// Publishes our bundle for `versions` — only what differs from the
+    /// bundle the server last accepted, unless `force` (our device went
+    /// missing from our list, so its bundle may be gone too). Prosody's
+    /// file storage rewrites the whole OMEMO 2 bundles node on each publish,
+    /// so republishing an unchanged bundle on every login costs every
+    /// client of the server (issue 12, performance).
+    fn publish_bundles(
+        &mut self,
+        store: &Store,
+        versions: &[OmemoVersion],
+        force: bool,
+    ) -> Vec<Element> {
         let (Ok(Some(own)), Ok(signed), Ok(pre_keys)) = (
             store.omemo_own(),
             store.omemo_signed_pre_keys(),
@@ -363,14 +386,25 @@ impl Omemo {
             pre_keys: &pre_keys,
         };
         let device_id = self.device_id;
-        let elements: Vec<(OmemoVersion, Element)> = OmemoVersion::ALL
-            .into_iter()
-            .map(|v| (v, elements::bundle_element(v, &bundle)))
+        let changed: Vec<(OmemoVersion, Element, String)> = versions
+            .iter()
+            .map(|&version| {
+                let element = elements::bundle_element(version, &bundle);
+                let digest = hex::encode(Sha256::digest(String::from(&element).as_bytes()));
+                (version, element, digest)
+            })
+            .filter(|(version, _, digest)| {
+                let published = store
+                    .account_value(&published_bundle_key(*version))
+                    .ok()
+                    .flatten();
+                force || published.as_deref() != Some(digest.as_str())
+            })
             .collect();
-        elements
+        changed
             .into_iter()
-            .map(|(version, element)| {
-                self.request(Pending::Publish, |id| {
+            .map(|(version, element, digest)| {
+                self.request(Pending::Publish { version, digest }, |id| {
                     pep::publish_bundle(id, version, device_id, element)
                 })
             })
@@ -401,36 +435,35 @@ impl Omemo {
             return Some(Vec::new());
         };
         let ids = elements::parse_device_list(version, payload).unwrap_or_default();
-        let out = self
-            .learn_device_list(store, &jid, version, ids)
-            .into_iter()
-            .collect();
-        Some(out)
+        Some(self.learn_device_list(store, &jid, version, ids))
     }
 
     /// Records `jid`'s device list; when it is ours and we are missing from
-    /// it, returns the request that puts us back.
+    /// it, returns the requests that put us (and our bundle) back.
     fn learn_device_list(
         &mut self,
         store: &mut Store,
         jid: &str,
         version: OmemoVersion,
         ids: Vec<u32>,
-    ) -> Option<Element> {
+    ) -> Vec<Element> {
         if let Err(err) = self.record_device_list(store, jid, version, &ids) {
             tracing::warn!(error = %err, "cannot store a device list");
         }
         if jid != self.own.as_str() || ids.contains(&self.device_id) {
-            return None;
+            return Vec::new();
         }
         let mut ids = ids;
         ids.push(self.device_id);
         let list = elements::device_list_element(version, &ids);
-        Some(
+        let mut out = vec![
             self.request(Pending::PublishDeviceList { version, ids }, |id| {
                 pep::publish_device_list(id, version, list)
             }),
-        )
+        ];
+        // Whoever dropped us from the list may have deleted our bundle.
+        out.extend(self.publish_bundles(store, &[version], true));
+        out
     }
 
     /// Whether an IQ answer is one of ours.
@@ -452,9 +485,14 @@ impl Omemo {
         tracing::debug!(?pending, ok, "OMEMO request answered");
         let mut out = Vec::new();
         match pending {
-            Pending::Publish => {
+            Pending::Publish { version, digest } => {
                 if !ok {
                     tracing::warn!("publishing OMEMO data was refused");
+                } else if let Err(err) =
+                    store.set_account_value(&published_bundle_key(version), Some(&digest))
+                {
+                    // The next login publishes the same bundle again.
+                    tracing::warn!(%err, "cannot record our published bundle");
                 }
             }
             Pending::PublishDeviceList { version, ids } => {
@@ -506,7 +544,7 @@ impl Omemo {
             .values()
             .filter_map(|p| match p {
                 Pending::DeviceList { jid, .. } | Pending::Bundle { jid, .. } => Some(jid.clone()),
-                Pending::Publish | Pending::PublishDeviceList { .. } => None,
+                Pending::Publish { .. } | Pending::PublishDeviceList { .. } => None,
             })
             .collect();
         let own = self.own.to_string();

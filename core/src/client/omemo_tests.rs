@@ -299,6 +299,53 @@ fn a_used_prekey_is_replaced_and_the_bundle_republished_after_commit() {
     );
 }
 
+/// Issue 12, performance: a login republished both bundles (100 prekeys
+/// each) every time; now only a bundle that changed since the server last
+/// accepted it goes out.
+#[test]
+fn a_bundle_is_published_only_when_it_changed() {
+    let mut f = fixture();
+    let publishes = |out: &[Element]| {
+        out.iter()
+            .filter(|e| {
+                e.get_child("pubsub", "http://jabber.org/protocol/pubsub")
+                    .and_then(|p| p.get_child("publish", "http://jabber.org/protocol/pubsub"))
+                    .and_then(|p| p.attr("node"))
+                    .is_some_and(|node| node.contains("bundle"))
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let now = now_ms();
+    let first = publishes(&f.omemo.on_online(&mut f.store, now));
+    assert_eq!(first.len(), 2, "both versions' bundles at first");
+    let accepted = |f: &mut Fixture, sent: &[Element]| {
+        for request in sent {
+            let id = request.attr("id").unwrap();
+            let result: Element = format!("<iq xmlns='jabber:client' type='result' id='{id}'/>")
+                .parse()
+                .unwrap();
+            f.omemo.on_iq_result(&mut f.store, &result);
+        }
+    };
+    accepted(&mut f, &first);
+    assert!(
+        publishes(&f.omemo.on_online(&mut f.store, now)).is_empty(),
+        "unchanged: nothing published on the next login"
+    );
+    // A refused publish is tried again next time.
+    let mut bob = Bob::new(&f, OmemoVersion::V2);
+    let device = f.omemo.device_id();
+    receive(&mut f, &bob.message("uses a prekey", device, BOB));
+    let republished = publishes(&f.omemo.after_commit(&f.store));
+    assert_eq!(republished.len(), 2, "a used prekey changes both bundles");
+    assert_eq!(
+        publishes(&f.omemo.on_online(&mut f.store, now)).len(),
+        2,
+        "not yet accepted"
+    );
+}
+
 #[test]
 fn the_signed_prekey_rotates_weekly_and_the_previous_one_still_works() {
     let mut f = fixture();

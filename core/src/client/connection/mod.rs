@@ -301,11 +301,6 @@ impl ConnectionHandler {
         if !carbons_enabled {
             self.send(session, now, &carbons::enable(&random_id()));
         }
-        let publish = match self.omemo.as_mut() {
-            Some(omemo) => omemo.on_online(&mut self.shared.store(), super::now_ms()),
-            None => Vec::new(),
-        };
-        self.send_all(session, now, &publish);
         // Prosody ties push to the session that sent <enable/> (it decides
         // pushes for a hibernated session's queue): every fresh session
         // registers again, with the same key, so pushes keep coming.
@@ -320,6 +315,13 @@ impl ConnectionHandler {
         }
         self.start_catchup(session, now);
         self.flush_outbox(session, now);
+        // OMEMO upkeep last: our device lists, and our bundle only when it
+        // changed (the user's history and messages go first).
+        let upkeep = match self.omemo.as_mut() {
+            Some(omemo) => omemo.on_online(&mut self.shared.store(), super::now_ms()),
+            None => Vec::new(),
+        };
+        self.send_all(session, now, &upkeep);
     }
 
     fn on_message(&mut self, element: Element) {
