@@ -228,8 +228,12 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(running) = running {
+            // The sender stays open until the task ends: dropping it would
+            // tell the task the client is gone, and it would drop the socket
+            // at once instead of waiting for the server's `</stream:stream>`
+            // (RFC 6120 §4.4), leaving the server mid-close while the next
+            // login starts.
             let _ = running.commands.send(how);
-            drop(running.commands);
             let mut task = running.task;
             if tokio::time::timeout(Duration::from_secs(10), &mut task)
                 .await
@@ -237,6 +241,7 @@ impl Client {
             {
                 task.abort();
             }
+            drop(running.commands);
         }
         self.state.send_replace(ConnectionState::Disconnected {
             error: None,

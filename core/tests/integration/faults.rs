@@ -144,6 +144,41 @@ async fn serve_login<S: AsyncReadExt + AsyncWriteExt + Unpin>(s: &mut S, seen: &
     serve_bind(s, seen).await;
 }
 
+/// Issue 12 (performance): logout dropped the socket right after its own
+/// `</stream:stream>`, so the server was still closing (and finishing what
+/// the session started) when the next login came. Now logout waits,
+/// bounded, for the server's `</stream:stream>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_waits_for_the_server_to_close_the_stream() {
+    let (_certs, ca, tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        let mut s = accept_tls(&listener, &tls).await;
+        let mut seen = String::new();
+        serve_login(&mut s, &mut seen).await;
+        read_until(&mut s, &mut seen, "</stream:stream>").await;
+        // A server busy finishing the session answers a little later.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        s.write_all(b"</stream:stream>").await.unwrap();
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    });
+    let store = tempfile::tempdir().unwrap();
+    let config = scripted_config(port, Some(ca), store.path(), Duration::from_secs(30));
+    let (client, _events) = open_client(config);
+    client.login().await.unwrap();
+    let started = std::time::Instant::now();
+    client.logout().await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500),
+        "logout returned after {waited:?}, before the server closed"
+    );
+    assert!(waited < Duration::from_secs(10), "bounded: {waited:?}");
+    server.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn network_failures_are_retried_with_backoff_until_online() {
     let (_certs, ca, tls) = certs();
