@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use waxwing_core::store::StoreKey;
+use waxwing_core::store::{Store, StoreKey};
 use waxwing_core::ConnectOptions;
 use waxwing_core::{Client, ClientConfig, ClientEvent, ConnectionState, EventListener};
 
@@ -61,10 +61,15 @@ async fn main() {
         if mode == "fast" || mode == "resume" {
             let client = Client::open(config(&store), Arc::new(Quiet)).expect("open");
             client.login().await.expect("setup login");
+            // Suspending keeps the token (logout erases it).
+            client.suspend().await;
+            drop(client);
             if mode == "fast" {
-                client.logout().await;
-            } else {
-                client.suspend().await;
+                // FAST alone: forget the stream so nothing is resumed.
+                Store::open(&store, &config(&store).store_key)
+                    .expect("open the store")
+                    .set_account_value("sm_state", None)
+                    .expect("forget the stream");
             }
         }
         let client = Client::open(config(&store), Arc::new(Quiet)).expect("open");

@@ -28,7 +28,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use connection::account::{WrittenSession, NO_PLAIN_KEY, PRESENCE_KEY};
+use connection::account::{usable_fast_token, WrittenSession, NO_PLAIN_KEY, PRESENCE_KEY};
 use connection::{Command, ConnectionHandler, Outcome};
 pub use encryption::OmemoDevice;
 pub use error::ClientError;
@@ -480,7 +480,7 @@ async fn connection_task(
     session_config.sasl2 = config.sasl2;
     session_config.refuse_plain = refuse_plain;
     let mut session = Session::new(session_config);
-    session.set_fast_token(fast_token);
+    session.set_fast_token(usable_fast_token(fast_token, now_ms()));
     if let Some(sm) = saved_sm {
         session.restore_stream_management(sm);
     }
@@ -493,6 +493,12 @@ async fn connection_task(
             state.send_replace(connecting.clone());
             listener.on_event(ClientEvent::ConnectionChanged(connecting));
         }
+        // A token may expire while the process lives (days in the
+        // background between connections).
+        let token = session.fast_token().cloned();
+        if token.is_some() && usable_fast_token(token, now_ms()).is_none() {
+            session.set_fast_token(None);
+        }
         if held_session_lock.is_none() {
             held_session_lock = take_session_lock(&config.store_dir).await;
             // While we waited, a push handler may have resumed the session
@@ -502,7 +508,7 @@ async fn connection_task(
             let stored = handler.stored_session();
             let (fast_token, saved_sm) = parse_session(&stored);
             if stored.fast_token != handler.written.fast_token {
-                session.set_fast_token(fast_token);
+                session.set_fast_token(usable_fast_token(fast_token, now_ms()));
             }
             if stored.stream_management != handler.written.stream_management {
                 session.reload_stream_management(saved_sm);

@@ -33,18 +33,36 @@ async fn sasl2_login_binds_inline_gets_a_fast_token_and_the_next_login_spends_it
     assert_eq!(mechanism, "SCRAM-SHA-1-PLUS");
     // header, starttls, header, authenticate, SCRAM response (bound inline).
     assert_eq!(trips, 5);
-    client.logout().await;
+    // Suspended (the app went to the background): the token stays. The
+    // stream state is forgotten here so that the next login is FAST alone.
+    client.suspend().await;
     drop(client);
+    let key = waxwing_core::store::StoreKey::from_bytes([7u8; 32]);
+    waxwing_core::store::Store::open(store.path(), &key)
+        .unwrap()
+        .set_account_value("sm_state", None)
+        .unwrap();
 
     // The token was stored; the next process spends it, over direct TLS.
-    let mut config = server.config("alice", "pw-a", store.path().into());
-    config.connect = server.connect_options(true);
-    let (client, events) = open_client(config);
+    let direct = |store: &std::path::Path| {
+        let mut config = server.config("alice", "pw-a", store.into());
+        config.connect = server.connect_options(true);
+        config
+    };
+    let (client, events) = open_client(direct(store.path()));
     let again = client.login().await.expect("FAST login");
     assert_eq!(again, jid, "the same resource for the same installation");
     let (trips, mechanism) = online_facts(&events).await;
     assert_eq!(mechanism, "HT-SHA-256-EXPR", "a channel-bound FAST token");
     assert_eq!(trips, 2, "header, authenticate: one round trip to log in");
+    // Logging out erases the token (it stands in for the password): the
+    // next login is a password login again.
+    client.logout().await;
+    drop(client);
+    let (client, events) = open_client(direct(store.path()));
+    client.login().await.expect("password login");
+    let (_, mechanism) = online_facts(&events).await;
+    assert!(mechanism.starts_with("SCRAM-"), "{mechanism}");
     client.logout().await;
 }
 

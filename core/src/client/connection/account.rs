@@ -62,6 +62,24 @@ impl WrittenSession {
     }
 }
 
+/// The stored token, unless it has expired (XEP-0484 §3.3: the server
+/// says until when it accepts it; using it later only costs a failed
+/// round trip and a password login).
+pub(crate) fn usable_fast_token(token: Option<FastToken>, now_ms: i64) -> Option<FastToken> {
+    let token = token?;
+    let expiry = token
+        .expiry
+        .as_deref()
+        .and_then(crate::features::messages::parse_xep0082_ms);
+    match expiry {
+        Some(expiry) if expiry <= now_ms => {
+            tracing::info!("the FAST token has expired; logging in with the password");
+            None
+        }
+        _ => Some(token),
+    }
+}
+
 /// From now on PLAIN is a downgrade for this account (a login with
 /// `mechanism` worked).
 pub(crate) fn pin_no_plain(shared: &Shared, mechanism: &str) {

@@ -485,6 +485,12 @@ impl Handler for ConnectionHandler {
                 }
                 self.written
                     .persist_stream_management(&self.shared, session);
+                if error.is_none() {
+                    // Logged out: the token stands in for the password, so
+                    // it does not stay behind on the device.
+                    session.set_fast_token(None);
+                    self.written.persist_fast_token(&self.shared, None);
+                }
                 self.presences.on_disconnected(error.is_none());
                 self.requests.on_disconnected();
                 self.ended = Some(error);

@@ -500,3 +500,60 @@ fn the_app_gets_the_answer_to_its_iq_and_a_typed_error_when_the_connection_ends(
     assert_eq!(requests.on_answer(&f.shared, stray), Answered::Unknown);
     assert!(f.received().is_empty());
 }
+
+// ---- account state ----
+
+fn token(expiry: Option<&str>) -> crate::proto::fast::FastToken {
+    crate::proto::fast::FastToken {
+        mechanism: crate::proto::fast::FastMechanism::HtSha256None,
+        secret: "s3cret".into(),
+        expiry: expiry.map(str::to_owned),
+        count: 1,
+    }
+}
+
+/// Issue 12, defect 18: an expired FAST token is not offered.
+#[test]
+fn an_expired_fast_token_is_not_used() {
+    use super::account::usable_fast_token;
+    let now = crate::features::messages::parse_xep0082_ms("2026-11-29T12:00:00Z").unwrap();
+    assert!(usable_fast_token(Some(token(Some("2026-11-29T11:59:59Z"))), now).is_none());
+    assert!(usable_fast_token(Some(token(Some("2026-12-29T12:00:00Z"))), now).is_some());
+    // No expiry, or one we cannot read: the server decides.
+    assert!(usable_fast_token(Some(token(None)), now).is_some());
+    assert!(usable_fast_token(Some(token(Some("soon"))), now).is_some());
+}
+
+/// Issue 12, defect 18: logging out erases the FAST token (it stands in for
+/// the password); a dropped connection keeps it for the next login.
+#[test]
+fn logout_erases_the_fast_token_and_a_drop_keeps_it() {
+    use crate::proto::{Session, SessionConfig, SessionError, SessionEvent};
+    use crate::transport::Handler;
+    let f = Fixture::new();
+    let (state, _) = tokio::sync::watch::channel(crate::client::ConnectionState::Connecting);
+    let mut handler = super::ConnectionHandler::new(
+        f.shared.store.clone(),
+        f.events.clone(),
+        f.shared.own.clone(),
+        state,
+        Arc::default(),
+    );
+    let own = f.shared.own.clone();
+    let mut session = Session::new(SessionConfig::new(own, "pw".into(), "r".into()));
+    let stored = |f: &Fixture| f.shared.store().account_value("fast_token").unwrap();
+    for (error, kept) in [(Some(SessionError::ConnectionLost), true), (None, false)] {
+        session.set_fast_token(Some(token(None)));
+        handler
+            .written
+            .persist_fast_token(&f.shared, session.fast_token());
+        assert!(stored(&f).is_some());
+        handler.on_event(
+            &mut session,
+            Instant::now(),
+            SessionEvent::Disconnected { error },
+        );
+        assert_eq!(stored(&f).is_some(), kept);
+        assert_eq!(session.fast_token().is_some(), kept);
+    }
+}
