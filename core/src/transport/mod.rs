@@ -9,6 +9,7 @@
 pub mod dns;
 pub mod tls;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -166,10 +167,13 @@ async fn connect_target(
     target: &Target,
     tls_config: Arc<ClientConfig>,
 ) -> Result<Connection, TransportError> {
-    let tcp = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        TcpStream::connect((target.host.as_str(), target.port)),
-    )
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        let addresses: Vec<SocketAddr> =
+            tokio::net::lookup_host((target.host.as_str(), target.port))
+                .await?
+                .collect();
+        happy_eyeballs(addresses, TcpStream::connect).await
+    })
     .await
     .map_err(|_| TransportError::Network(std::io::ErrorKind::TimedOut))?
     .map_err(|e| TransportError::Network(e.kind()))?;
@@ -182,6 +186,60 @@ async fn connect_target(
         conn.direct_tls_info = Some(info);
     }
     Ok(conn)
+}
+
+/// How long an attempt has before the next address is tried beside it
+/// (RFC 8305 §5 recommends 250 ms).
+const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// Connects to the first address that answers (RFC 8305, "Happy
+/// Eyeballs"): IPv6 and IPv4 addresses interleaved, a new attempt every
+/// [`ATTEMPT_DELAY`] or as soon as one fails, the first success wins. An
+/// address family whose route swallows packets then costs 250 ms, not the
+/// whole connect budget.
+async fn happy_eyeballs<S, F, Fut>(addresses: Vec<SocketAddr>, connect: F) -> std::io::Result<S>
+where
+    S: Send + 'static,
+    F: Fn(SocketAddr) -> Fut,
+    Fut: std::future::Future<Output = std::io::Result<S>> + Send + 'static,
+{
+    let (v6, v4): (Vec<_>, Vec<_>) = addresses.into_iter().partition(SocketAddr::is_ipv6);
+    let mut queue = Vec::with_capacity(v6.len() + v4.len());
+    let (mut v6, mut v4) = (v6.into_iter(), v4.into_iter());
+    loop {
+        match (v6.next(), v4.next()) {
+            (None, None) => break,
+            (a, b) => queue.extend(a.into_iter().chain(b)),
+        }
+    }
+    let mut queue = queue.into_iter();
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut last_error = std::io::Error::from(std::io::ErrorKind::NotFound);
+    let mut start_next = true;
+    loop {
+        if start_next {
+            if let Some(address) = queue.next() {
+                attempts.spawn(connect(address));
+            }
+        }
+        if attempts.is_empty() {
+            return Err(last_error);
+        }
+        let more_to_try = queue.len() > 0;
+        tokio::select! {
+            done = attempts.join_next() => {
+                match done {
+                    // The others are aborted when `attempts` drops.
+                    Some(Ok(Ok(stream))) => return Ok(stream),
+                    Some(Ok(Err(err))) => last_error = err,
+                    Some(Err(join)) => last_error = std::io::Error::other(join),
+                    None => {}
+                }
+                start_next = true;
+            }
+            _ = tokio::time::sleep(ATTEMPT_DELAY), if more_to_try => start_next = true,
+        }
+    }
 }
 
 impl Connection {
@@ -398,6 +456,44 @@ async fn sleep_or_forever(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 12, defect 18: an address whose route swallows packets costs
+    /// one attempt delay, not the connect budget; families interleave.
+    #[tokio::test(start_paused = true)]
+    async fn a_blackholed_address_does_not_eat_the_connect_budget() {
+        let v6: SocketAddr = "[2001:db8::1]:5222".parse().unwrap();
+        let v4: SocketAddr = "192.0.2.1:5222".parse().unwrap();
+        let tried = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = tried.clone();
+        let started = tokio::time::Instant::now();
+        let connected = happy_eyeballs(
+            vec![v6, "[2001:db8::2]:5222".parse().unwrap(), v4],
+            move |a| {
+                log.lock().unwrap().push(a);
+                async move {
+                    if a.is_ipv6() {
+                        // Blackholed: never answers.
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(a)
+                }
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(connected, v4);
+        assert_eq!(started.elapsed(), ATTEMPT_DELAY, "one delay, then IPv4");
+        assert_eq!(tried.lock().unwrap()[..2], [v6, v4], "families interleaved");
+        // Every address failing fast gives the last error, at once.
+        let refused = happy_eyeballs(vec![v6, v4], |_| async {
+            Err::<(), _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+        })
+        .await;
+        assert_eq!(
+            refused.unwrap_err().kind(),
+            std::io::ErrorKind::ConnectionRefused
+        );
+    }
 
     /// Issue 12, defect 11: a server that stops reading fills the socket
     /// buffers; the write then fails after its limit instead of hanging the
