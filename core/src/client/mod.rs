@@ -28,7 +28,7 @@ use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use connection::account::{usable_fast_token, WrittenSession, NO_PLAIN_KEY, PRESENCE_KEY};
+use connection::account::{usable_fast_token, AccountState, SavedPresence};
 use connection::{Command, ConnectionHandler, Outcome};
 pub use encryption::OmemoDevice;
 pub use error::ClientError;
@@ -69,10 +69,6 @@ impl Drop for ClientConfig {
         zeroize::Zeroize::zeroize(&mut self.password);
     }
 }
-
-const RESOURCE_KEY: &str = "resource";
-/// XEP-0388 user-agent id of this installation.
-const CLIENT_ID_KEY: &str = "client_id";
 
 /// How long [`Client::login`] waits for the first attempt to come online
 /// or fail: every step below it is bounded too (connect 10 s, TLS 10 s,
@@ -307,9 +303,8 @@ impl Client {
         availability: Availability,
         status: Option<String>,
     ) -> Result<(), ClientError> {
-        let encoded = encode_presence(availability, status.as_deref());
-        self.store()
-            .set_account_value(PRESENCE_KEY, Some(&encoded))?;
+        let saved = encode_presence(availability, status.as_deref());
+        self.store().put(AccountState::PRESENCE, Some(&saved))?;
         if let Some(commands) = self.commands() {
             let _ = commands.send(Command::Send(presence::own_presence(
                 availability,
@@ -446,25 +441,28 @@ async fn connection_task(
         // view of "this device" survive restarts.
         let resource = match (
             &config.resource,
-            store.account_value(RESOURCE_KEY).ok().flatten(),
+            store.get(AccountState::RESOURCE).ok().flatten(),
         ) {
             (Some(r), _) => r.clone(),
             (None, Some(saved)) => saved,
             (None, None) => {
                 let fresh = format!("waxwing-{}", &random_id()[..8]);
-                let _ = store.set_account_value(RESOURCE_KEY, Some(&fresh));
+                // If lost, the next start picks another: the server sees a
+                // new device once, nothing more.
+                let _ = store.put(AccountState::RESOURCE, Some(&fresh));
                 fresh
             }
         };
-        let client_id = match store.account_value(CLIENT_ID_KEY).ok().flatten() {
+        let client_id = match store.get(AccountState::CLIENT_ID).ok().flatten() {
             Some(id) => id,
             None => {
                 let fresh = random_id();
-                let _ = store.set_account_value(CLIENT_ID_KEY, Some(&fresh));
+                // As above: a lost id only makes Bind2 derive a new resource.
+                let _ = store.put(AccountState::CLIENT_ID, Some(&fresh));
                 fresh
             }
         };
-        let refuse_plain = store.account_value(NO_PLAIN_KEY).ok().flatten().is_some();
+        let refuse_plain = store.get(AccountState::NO_PLAIN).ok().flatten() == Some(true);
         (resource, client_id, refuse_plain)
     };
     let mut handler = ConnectionHandler::new(
@@ -474,7 +472,7 @@ async fn connection_task(
         state.clone(),
         presences,
     );
-    let (fast_token, saved_sm) = parse_session(&handler.written);
+    let (fast_token, saved_sm) = handler.written.parse();
     let mut session_config = SessionConfig::new(own.clone(), config.password.clone(), resource);
     session_config.client_id = client_id;
     session_config.sasl2 = config.sasl2;
@@ -506,7 +504,7 @@ async fn connection_task(
             // we hold ourselves stays when the store has nothing newer
             // (our own last write may have failed).
             let stored = handler.stored_session();
-            let (fast_token, saved_sm) = parse_session(&stored);
+            let (fast_token, saved_sm) = stored.parse();
             if stored.fast_token != handler.written.fast_token {
                 session.set_fast_token(usable_fast_token(fast_token, now_ms()));
             }
@@ -641,26 +639,6 @@ async fn take_session_lock(store_dir: &std::path::Path) -> Option<lock::SessionL
     }
 }
 
-/// The FAST token and the resumable stream-management state, parsed from
-/// their stored form.
-fn parse_session(
-    stored: &WrittenSession,
-) -> (
-    Option<crate::proto::fast::FastToken>,
-    Option<crate::proto::SmState>,
-) {
-    (
-        stored
-            .fast_token
-            .as_deref()
-            .and_then(|json| serde_json::from_str(json).ok()),
-        stored
-            .stream_management
-            .as_deref()
-            .and_then(|json| serde_json::from_str(json).ok()),
-    )
-}
-
 fn session_was_online(state: &watch::Sender<ConnectionState>) -> bool {
     matches!(*state.borrow(), ConnectionState::Online { .. })
 }
@@ -677,7 +655,7 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn encode_presence(availability: Availability, status: Option<&str>) -> String {
+fn encode_presence(availability: Availability, status: Option<&str>) -> SavedPresence {
     let code = match availability {
         Availability::Available => "available",
         Availability::Chat => "chat",
@@ -686,22 +664,25 @@ fn encode_presence(availability: Availability, status: Option<&str>) -> String {
         Availability::DoNotDisturb => "dnd",
         Availability::Unavailable => "unavailable",
     };
-    serde_json::json!({ "availability": code, "status": status }).to_string()
+    SavedPresence {
+        availability: code.to_owned(),
+        status: status.map(str::to_owned),
+    }
 }
 
-pub(crate) fn decode_presence(saved: Option<&str>) -> (Availability, Option<String>) {
-    let Some(value) = saved.and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()) else {
+pub(crate) fn decode_presence(saved: Option<SavedPresence>) -> (Availability, Option<String>) {
+    let Some(saved) = saved else {
         return (Availability::Available, None);
     };
-    let availability = match value["availability"].as_str() {
-        Some("chat") => Availability::Chat,
-        Some("away") => Availability::Away,
-        Some("xa") => Availability::ExtendedAway,
-        Some("dnd") => Availability::DoNotDisturb,
-        Some("unavailable") => Availability::Unavailable,
+    let availability = match saved.availability.as_str() {
+        "chat" => Availability::Chat,
+        "away" => Availability::Away,
+        "xa" => Availability::ExtendedAway,
+        "dnd" => Availability::DoNotDisturb,
+        "unavailable" => Availability::Unavailable,
         _ => Availability::Available,
     };
-    (availability, value["status"].as_str().map(str::to_owned))
+    (availability, saved.status)
 }
 
 #[cfg(test)]

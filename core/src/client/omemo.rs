@@ -14,7 +14,9 @@
 //! trusted until the user verifies one of them; after that, new devices
 //! wait for a decision and get no keys.
 
+use crate::client::connection::account::AccountState;
 use crate::ns::NS_EME;
+use crate::store::Field;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
 
@@ -62,10 +64,13 @@ fn scheme(version: OmemoVersion) -> EncryptionScheme {
     }
 }
 
-/// Account value: a digest of the bundle the server last accepted for
-/// `version`.
-fn published_bundle_key(version: OmemoVersion) -> String {
-    format!("omemo_published_bundle_{}", version.label())
+/// Where the digest of the bundle the server last accepted for `version`
+/// is kept.
+fn published_bundle(version: OmemoVersion) -> Field<String> {
+    match version {
+        OmemoVersion::V2 => AccountState::OMEMO2_BUNDLE,
+        OmemoVersion::V0_3 => AccountState::OMEMO03_BUNDLE,
+    }
 }
 
 /// A request of ours in flight.
@@ -394,10 +399,7 @@ impl Omemo {
                 (version, element, digest)
             })
             .filter(|(version, _, digest)| {
-                let published = store
-                    .account_value(&published_bundle_key(*version))
-                    .ok()
-                    .flatten();
+                let published = store.get(published_bundle(*version)).ok().flatten();
                 force || published.as_deref() != Some(digest.as_str())
             })
             .collect();
@@ -488,9 +490,7 @@ impl Omemo {
             Pending::Publish { version, digest } => {
                 if !ok {
                     tracing::warn!("publishing OMEMO data was refused");
-                } else if let Err(err) =
-                    store.set_account_value(&published_bundle_key(version), Some(&digest))
-                {
+                } else if let Err(err) = store.put(published_bundle(version), Some(&digest)) {
                     // The next login publishes the same bundle again.
                     tracing::warn!(%err, "cannot record our published bundle");
                 }
@@ -903,6 +903,8 @@ impl Omemo {
                 ));
             }
         };
+        // Only the staleness clock: a lost write makes the device look
+        // quieter than it is, nothing more.
         let _ = store.omemo_touch_device(sender, device, now_ms());
         let Some(ciphertext) = &parsed.payload else {
             return Some((Received::KeyTransport, out));
@@ -973,12 +975,17 @@ impl Omemo {
                 }
             }
             self.stage_session(sender, device, code, &responded.session);
-            let _ = store.omemo_set_identity(
+            let pinned = store.omemo_set_identity(
                 sender,
                 device,
                 &identity.curve25519(),
                 identity.ed25519().as_ref(),
             );
+            if let Err(err) = pinned {
+                // The session still carries the key; the next key exchange
+                // from this device pins it.
+                tracing::warn!(%err, "cannot record a device's identity key");
+            }
             if let Some(used) = responded.used_pre_key_id {
                 self.replace_pre_key(store, used);
             }

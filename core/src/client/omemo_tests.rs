@@ -131,7 +131,9 @@ fn receive(f: &mut Fixture, message: &Element) -> Received {
         .decrypt(&mut f.store, BOB, message)
         .expect("an encrypted message");
     let writes = f.omemo.take_writes();
-    f.store.insert_incoming_batch_with(&[], &writes).unwrap();
+    f.store
+        .insert_incoming_batch_with(&[], &writes, &[])
+        .unwrap();
     received
 }
 
@@ -281,7 +283,9 @@ fn a_used_prekey_is_replaced_and_the_bundle_republished_after_commit() {
     assert_eq!(f.store.omemo_pre_keys().unwrap().len(), before.len());
     assert!(f.store.omemo_session(BOB, BOB_DEVICE, 2).unwrap().is_none());
     let writes = f.omemo.take_writes();
-    f.store.insert_incoming_batch_with(&[], &writes).unwrap();
+    f.store
+        .insert_incoming_batch_with(&[], &writes, &[])
+        .unwrap();
     let after: Vec<u32> = f
         .store
         .omemo_pre_keys()

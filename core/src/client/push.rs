@@ -5,10 +5,9 @@
 
 use jid::Jid;
 
+use super::connection::account::AccountState;
 use super::{random_id, Client, ClientError};
 use crate::features::push::{self, PushRegistration};
-
-pub(crate) const PUSH_KEY: &str = "push";
 
 impl Client {
     /// Asks our server to push to `service` for `node`, with the app
@@ -33,9 +32,7 @@ impl Client {
         self.iq(push::enable(&random_id(), &registration, secret))
             .await?;
         // Only once the server has it: a push that arrives must decrypt.
-        let json =
-            serde_json::to_string(&registration).map_err(|e| ClientError::Config(e.to_string()))?;
-        self.store().set_account_value(PUSH_KEY, Some(&json))?;
+        self.store().put(AccountState::PUSH, Some(&registration))?;
         Ok(())
     }
 
@@ -45,7 +42,7 @@ impl Client {
             return Ok(());
         };
         self.iq(push::disable(&random_id(), &registration)).await?;
-        self.store().set_account_value(PUSH_KEY, None)?;
+        self.store().put(AccountState::PUSH, None)?;
         Ok(())
     }
 
@@ -58,7 +55,5 @@ impl Client {
 pub(crate) fn load_registration(
     store: &crate::store::Store,
 ) -> Result<Option<PushRegistration>, ClientError> {
-    Ok(store
-        .account_value(PUSH_KEY)?
-        .and_then(|json| serde_json::from_str(&json).ok()))
+    Ok(store.get(AccountState::PUSH)?)
 }

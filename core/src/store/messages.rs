@@ -7,7 +7,7 @@
 //! once.
 
 use super::omemo::{DeviceTrust, EncryptionScheme, MessageSecurity, OmemoWrites};
-use super::{Store, StoreError};
+use super::{AccountWrite, Store, StoreError};
 use rusqlite::{params, OptionalExtension, Row};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -234,18 +234,23 @@ impl Store {
         &mut self,
         messages: &[IncomingMessage],
     ) -> Result<Vec<Option<StoredMessage>>, StoreError> {
-        self.insert_incoming_batch_with(messages, &OmemoWrites::default())
+        self.insert_incoming_batch_with(messages, &OmemoWrites::default(), &[])
     }
 
     /// [`Store::insert_incoming_batch`], also writing the OMEMO session and
-    /// prekey changes made by decrypting these messages, atomically.
+    /// prekey changes made by decrypting these messages and the account
+    /// state that goes with them (the archive cursor), atomically.
     pub fn insert_incoming_batch_with(
         &mut self,
         messages: &[IncomingMessage],
         omemo: &OmemoWrites,
+        account: &[AccountWrite],
     ) -> Result<Vec<Option<StoredMessage>>, StoreError> {
         let tx = self.conn.transaction()?;
         omemo.apply(&tx)?;
+        for write in account {
+            write.apply(&tx)?;
+        }
         let mut stored = Vec::with_capacity(messages.len());
         for m in messages {
             let conversation = Self::conversation_id(&tx, &m.peer)?;

@@ -122,6 +122,12 @@ const MIGRATIONS: &[&str] = &[
         FROM messages;
     UPDATE messages SET seq = (SELECT rn * 1024.0 FROM seq_ranking WHERE seq_ranking.id = messages.id);
     DROP TABLE seq_ranking;",
+    // 6: every account value is JSON of its typed field (store::account):
+    // plain strings are quoted, "1"/"0" flags become booleans.
+    "UPDATE account_state SET value = json_quote(value)
+        WHERE key IN ('resource', 'client_id', 'mam_last', 'roster_ver');
+    UPDATE account_state SET value = CASE value WHEN '0' THEN 'false' ELSE 'true' END
+        WHERE key IN ('sasl_no_plain', 'mam_pending', 'server_stanza_ids');",
 ];
 
 /// The schema version this build writes.

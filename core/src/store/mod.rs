@@ -14,12 +14,15 @@
 //! short. Bursts (MAM pages, offline messages) go through batch methods that
 //! write in one transaction.
 
+mod account;
 mod error;
 mod messages;
 mod migrations;
 mod omemo;
 mod roster;
 
+pub(crate) use account::StoreFields;
+pub use account::{AccountWrite, Field};
 pub use error::{OpenStoreError, StoreError};
 pub use messages::{
     ArchiveCopy, ConversationSummary, Direction, HistoryCursor, IncomingMessage, MessageState,
@@ -139,7 +142,9 @@ impl Store {
         &self.dir
     }
 
-    /// Reads a value of the account's key/value state (roster version, SM state…).
+    /// Raw access to the account state by key, for tests and tools; the
+    /// library reads and writes typed [`Field`]s.
+    #[doc(hidden)]
     pub fn account_value(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn
@@ -151,7 +156,8 @@ impl Store {
             .optional()?)
     }
 
-    /// Writes (or with `None`, deletes) a value of the account's state.
+    /// Raw write (or with `None`, delete) by key, for tests and tools.
+    #[doc(hidden)]
     pub fn set_account_value(&self, key: &str, value: Option<&str>) -> Result<(), StoreError> {
         match value {
             Some(v) => self.conn.execute(

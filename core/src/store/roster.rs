@@ -1,6 +1,6 @@
 //! The roster as last seen from the server, with its version (XEP-0237).
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, StoreFields};
 use rusqlite::params;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -42,8 +42,6 @@ pub struct RosterEntry {
     pub pending_out: bool,
     pub groups: Vec<String>,
 }
-
-const ROSTER_VERSION_KEY: &str = "roster_ver";
 
 impl Store {
     /// Replaces the whole roster (a full roster result) and its version.
@@ -97,24 +95,15 @@ impl Store {
     fn write_roster_version(
         tx: &rusqlite::Connection,
         version: Option<&str>,
-    ) -> rusqlite::Result<()> {
-        match version {
-            Some(v) => tx.execute(
-                "INSERT INTO account_state(key, value) VALUES (?1, ?2)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                [ROSTER_VERSION_KEY, v],
-            )?,
-            None => tx.execute(
-                "DELETE FROM account_state WHERE key = ?1",
-                [ROSTER_VERSION_KEY],
-            )?,
-        };
-        Ok(())
+    ) -> Result<(), StoreError> {
+        StoreFields::ROSTER_VERSION
+            .write(version.map(str::to_owned).as_ref())
+            .apply(tx)
     }
 
     /// The roster version to offer the server on the next fetch.
     pub fn roster_version(&self) -> Result<Option<String>, StoreError> {
-        self.account_value(ROSTER_VERSION_KEY)
+        self.get(StoreFields::ROSTER_VERSION)
     }
 
     /// The stored roster, by JID.

@@ -586,7 +586,8 @@ async fn an_expired_archive_cursor_falls_back_to_paging_back_from_the_newest() {
     let key = StoreKey::from_bytes([1; 32]);
     waxwing_core::store::Store::open(store.path(), &key)
         .unwrap()
-        .set_account_value("mam_last", Some("expired-archive-id"))
+        // Account values are JSON (store::account).
+        .set_account_value("mam_last", Some("\"expired-archive-id\""))
         .unwrap();
     let config = scripted_config(port, Some(ca), store.path(), Duration::from_secs(60));
     let (client, events) = open_client(config);
@@ -613,7 +614,7 @@ fn client_with_cursor(
     let key = StoreKey::from_bytes([1; 32]);
     waxwing_core::store::Store::open(store, &key)
         .unwrap()
-        .set_account_value("mam_last", Some(cursor))
+        .set_account_value("mam_last", Some(&serde_json::to_string(cursor).unwrap()))
         .unwrap();
     scripted_config(port, Some(ca), store, Duration::from_secs(60))
 }
@@ -874,7 +875,7 @@ async fn plain_is_refused_once_scram_has_worked() {
     let store = tempfile::tempdir().unwrap();
     waxwing_core::store::Store::open(store.path(), &StoreKey::from_bytes([1; 32]))
         .unwrap()
-        .set_account_value("sasl_no_plain", Some("1"))
+        .set_account_value("sasl_no_plain", Some("true"))
         .unwrap();
     let (client, _events) = open_client(scripted_config(
         port,

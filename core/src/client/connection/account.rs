@@ -1,18 +1,60 @@
-//! The session state a connection keeps in the store between processes:
-//! the XEP-0484 FAST token, the XEP-0198 resumable state and the PLAIN
-//! pin, with what this client last wrote (to notice another process's
-//! writes).
+//! The account state a client keeps in the store between connections and
+//! processes, as typed fields ([`AccountState`]), and the session state's
+//! persistence: the XEP-0484 FAST token, the XEP-0198 resumable state and
+//! the PLAIN pin, with what this client last wrote (to notice another
+//! process's writes).
 
+use crate::client::connection::catchup::Backfill;
 use crate::client::connection::shared::Shared;
+use crate::features::push::PushRegistration;
 use crate::proto::fast::FastToken;
-use crate::proto::Session;
+use crate::proto::{Session, SmState};
+use crate::store::Field;
 
-pub(crate) const PRESENCE_KEY: &str = "presence";
-pub(crate) const FAST_TOKEN_KEY: &str = "fast_token";
-/// Set once a login with something stronger than PLAIN worked.
-pub(crate) const NO_PLAIN_KEY: &str = "sasl_no_plain";
-/// Account value holding the persisted [`crate::proto::SmState`] (JSON).
-pub(crate) const SM_STATE_KEY: &str = "sm_state";
+/// Every value the client keeps about the account (the store's own, the
+/// roster version, is `store::StoreFields`; OMEMO keys have their tables).
+pub(crate) struct AccountState;
+
+impl AccountState {
+    /// The resource asked for on servers without Bind2, stable per
+    /// installation.
+    pub const RESOURCE: Field<String> = Field::new("resource");
+    /// XEP-0388 user-agent id of this installation.
+    pub const CLIENT_ID: Field<String> = Field::new("client_id");
+    /// XEP-0484 token (it stands in for the password).
+    pub const FAST_TOKEN: Field<FastToken> = Field::new("fast_token");
+    /// XEP-0198 state of the last stream, to resume it.
+    pub const STREAM_MANAGEMENT: Field<SmState> = Field::new("sm_state");
+    /// A login with something stronger than PLAIN worked: PLAIN is refused.
+    pub const NO_PLAIN: Field<bool> = Field::new("sasl_no_plain");
+    /// Our presence as the app last set it.
+    pub const PRESENCE: Field<SavedPresence> = Field::new("presence");
+    /// This device's push registration (XEP-0357) with its payload key.
+    pub const PUSH: Field<PushRegistration> = Field::new("push");
+    /// Archive id of the newest message we have (the MAM cursor).
+    pub const ARCHIVE_CURSOR: Field<String> = Field::new("mam_last");
+    /// An archive catch-up is unfinished. A resumed stream re-sends the
+    /// results of a query whose process died, and nobody waits for them any
+    /// more; the marker makes the resumed session query again.
+    pub const CATCHUP_PENDING: Field<bool> = Field::new("mam_pending");
+    /// A new installation's first sync, paging back from the newest
+    /// message; kept so that a killed process continues where it stopped.
+    pub const BACKFILL: Field<Backfill> = Field::new("mam_backfill");
+    /// Our server stamps stanza-ids (it lists `urn:xmpp:sid:0`).
+    pub const SERVER_STANZA_IDS: Field<bool> = Field::new("server_stanza_ids");
+    /// Digest of the OMEMO 2 bundle the server last accepted.
+    pub const OMEMO2_BUNDLE: Field<String> = Field::new("omemo_bundle_omemo2");
+    /// Digest of the OMEMO 0.3 bundle the server last accepted.
+    pub const OMEMO03_BUNDLE: Field<String> = Field::new("omemo_bundle_omemo0.3");
+}
+
+/// Our presence as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct SavedPresence {
+    /// "available", "chat", "away", "xa", "dnd" or "unavailable".
+    pub availability: String,
+    pub status: Option<String>,
+}
 
 /// The stored form (JSON) of the session state a client last wrote.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -26,19 +68,31 @@ impl WrittenSession {
     pub fn read(shared: &Shared) -> WrittenSession {
         let store = shared.store();
         WrittenSession {
-            fast_token: store.account_value(FAST_TOKEN_KEY).ok().flatten(),
-            stream_management: store.account_value(SM_STATE_KEY).ok().flatten(),
+            fast_token: store.get_json(AccountState::FAST_TOKEN).ok().flatten(),
+            stream_management: store
+                .get_json(AccountState::STREAM_MANAGEMENT)
+                .ok()
+                .flatten(),
         }
+    }
+
+    /// The FAST token and the resumable state, read from what was stored.
+    pub fn parse(&self) -> (Option<FastToken>, Option<SmState>) {
+        (
+            self.fast_token
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok()),
+            self.stream_management
+                .as_deref()
+                .and_then(|json| serde_json::from_str(json).ok()),
+        )
     }
 
     /// Keeps the XEP-0484 token (or its absence) in the encrypted store.
     pub fn persist_fast_token(&mut self, shared: &Shared, token: Option<&FastToken>) {
-        let json = token.and_then(|t| serde_json::to_string(t).ok());
-        let result = shared
-            .store()
-            .set_account_value(FAST_TOKEN_KEY, json.as_deref());
+        let result = shared.store().put(AccountState::FAST_TOKEN, token);
         match result {
-            Ok(()) => self.fast_token = json,
+            Ok(()) => self.fast_token = token.and_then(|t| serde_json::to_string(t).ok()),
             Err(err) => tracing::warn!(%err, "could not store the FAST token"),
         }
     }
@@ -49,14 +103,10 @@ impl WrittenSession {
         if !session.take_sm_changed() {
             return;
         }
-        let json = session
-            .resumable_state()
-            .and_then(|sm| serde_json::to_string(sm).ok());
-        let result = shared
-            .store()
-            .set_account_value(SM_STATE_KEY, json.as_deref());
+        let state = session.resumable_state();
+        let result = shared.store().put(AccountState::STREAM_MANAGEMENT, state);
         match result {
-            Ok(()) => self.stream_management = json,
+            Ok(()) => self.stream_management = state.and_then(|sm| serde_json::to_string(sm).ok()),
             Err(err) => tracing::warn!(error = %err, "cannot persist stream management state"),
         }
     }
@@ -87,8 +137,8 @@ pub(crate) fn pin_no_plain(shared: &Shared, mechanism: &str) {
         return;
     }
     let store = shared.store();
-    if store.account_value(NO_PLAIN_KEY).ok().flatten().is_none() {
-        if let Err(err) = store.set_account_value(NO_PLAIN_KEY, Some("1")) {
+    if store.get(AccountState::NO_PLAIN).ok().flatten() != Some(true) {
+        if let Err(err) = store.put(AccountState::NO_PLAIN, Some(&true)) {
             // The next login still prefers SCRAM; only the pin waits.
             tracing::warn!(%err, "cannot record that SCRAM works");
         }

@@ -11,23 +11,15 @@ use std::time::{Duration, Instant};
 
 use minidom::Element;
 
+use crate::client::connection::account::AccountState;
 use crate::client::connection::inbound::decrypt_batch;
 use crate::client::connection::shared::Shared;
 use crate::client::omemo::Omemo;
 use crate::client::{ordering, random_id};
 use crate::features::mam;
 use crate::ns::NS_CLIENT;
-use crate::store::{IncomingMessage, StoreError, StoredMessage};
+use crate::store::{AccountWrite, IncomingMessage, StoredMessage};
 
-/// Account value: archive id of the newest message we have (MAM cursor).
-const MAM_LAST_KEY: &str = "mam_last";
-/// Set while an archive catch-up is unfinished. A resumed stream re-sends
-/// the results of a query whose process died, and nobody is waiting for
-/// them any more; the marker makes the resumed session query again.
-const MAM_PENDING_KEY: &str = "mam_pending";
-/// A new installation's first sync, paging back from the newest message;
-/// kept so that a killed process continues where it stopped.
-const MAM_BACKFILL_KEY: &str = "mam_backfill";
 /// How much history a new installation fetches before it only moves
 /// forward (older messages stay on the server).
 const INITIAL_HISTORY_LIMIT: u32 = 5_000;
@@ -49,7 +41,7 @@ pub(crate) const MAX_HELD_EVENTS: usize = 1_000;
 
 /// Progress of a new installation's first sync.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct Backfill {
+pub(crate) struct Backfill {
     /// The newest archive id when the sync began: forward catch-ups start
     /// there once the backfill is done.
     newest: String,
@@ -112,7 +104,7 @@ impl CatchUp {
     /// counts as pending: marking live messages ahead of the archive is
     /// always safe, skipping a gap is not.
     pub fn on_online(&mut self, shared: &Shared) {
-        let marker = shared.store().account_value(MAM_PENDING_KEY);
+        let marker = shared.store().get(AccountState::CATCHUP_PENDING);
         self.pending = marker.map_or(true, |v| v.is_some());
     }
 
@@ -147,14 +139,13 @@ impl CatchUp {
             let store = shared.store();
             // If this write fails, the next connection does not know the
             // catch-up was cut short; it starts one anyway when fresh.
-            let _ = store.set_account_value(MAM_PENDING_KEY, Some("1"));
+            let _ = store.put(AccountState::CATCHUP_PENDING, Some(&true));
             (
-                store.account_value(MAM_LAST_KEY).ok().flatten(),
-                store.account_value(MAM_BACKFILL_KEY).ok().flatten(),
+                store.get(AccountState::ARCHIVE_CURSOR).ok().flatten(),
+                store.get(AccountState::BACKFILL).ok().flatten(),
             )
         };
         self.pending = true;
-        let backfill = backfill.and_then(|json| serde_json::from_str::<Backfill>(&json).ok());
         let page = match (last, &backfill) {
             (Some(id), _) => mam::Page::After(id),
             (None, Some(backfill)) => mam::Page::Before(backfill.before.clone()),
@@ -210,17 +201,14 @@ impl CatchUp {
         std::mem::take(&mut c.held_events)
     }
 
-    /// Live messages carried archive id `newest`: the next catch-up starts
-    /// after it — unless a catch-up is unfinished, whose gap the cursor
-    /// must not skip.
-    pub fn on_live_stored(&self, shared: &Shared, newest: Option<&str>) {
+    /// The cursor write that goes with live messages carrying archive id
+    /// `newest`: the next catch-up starts after it — unless a catch-up is
+    /// unfinished, whose gap the cursor must not skip.
+    pub fn live_cursor(&self, newest: Option<&String>) -> Option<AccountWrite> {
         if self.live_is_ahead_of_archive() {
-            return;
+            return None;
         }
-        if let Some(last) = newest {
-            // A lost write only means the next catch-up refetches a page.
-            let _ = shared.store().set_account_value(MAM_LAST_KEY, Some(last));
-        }
+        newest.map(|last| AccountState::ARCHIVE_CURSOR.write(Some(last)))
     }
 
     /// The current page did not come in time: the catch-up ends as if the
@@ -246,8 +234,8 @@ impl CatchUp {
             .unwrap_or_default()
     }
 
-    /// The answer to the current page's query: store the page in one
-    /// transaction, move the cursor, and say what comes next.
+    /// The answer to the current page's query: store the page, the cursor
+    /// and the marker in one transaction, and say what comes next.
     pub fn on_page_end(
         &mut self,
         shared: &Shared,
@@ -265,25 +253,30 @@ impl CatchUp {
         let count = page.len() as u32;
         let (archived, omemo_stanzas) = decrypt_batch(shared, omemo.as_deref_mut(), page);
         let mut archived: Vec<IncomingMessage> = archived.into_iter().map(|(m, ())| m).collect();
-        let writes = omemo.map(Omemo::take_writes).unwrap_or_default();
-        let stored = {
-            let mut store = shared.store();
+        let omemo_writes = omemo.map(Omemo::take_writes).unwrap_or_default();
+        let fin = (iq.attr("type") == Some("result"))
+            .then(|| mam::parse_fin(iq))
+            .flatten();
+        let mut store = shared.store();
+        let placed = {
             let edges = catchup.backfill.as_ref().map(|b| &b.edges);
             ordering::place_archive_page(&mut store, &catchup.page, &mut archived, |peer| {
                 edges.and_then(|e| e.get(peer).cloned())
             })
-            .and_then(|oldest| {
-                let stored = store.insert_incoming_batch_with(&archived, &writes)?;
-                Ok::<_, StoreError>((oldest, stored))
-            })
         };
+        let stored = placed.and_then(|oldest| {
+            let next = next_step(&mut catchup, fin.as_ref(), iq, count, oldest);
+            let stored =
+                store.insert_incoming_batch_with(&archived, &omemo_writes, &next.writes)?;
+            Ok((next, stored))
+        });
         let mut end = PageEnd::default();
-        let oldest = match stored {
-            Ok((oldest, stored)) => {
+        let next = match stored {
+            Ok((next, stored)) => {
                 end.committed = true;
                 end.omemo_stanzas = omemo_stanzas;
                 end.stored = stored.into_iter().flatten().collect();
-                oldest
+                next
             }
             Err(err) => {
                 // Not stored: the cursor stays, the marker too, and the
@@ -293,123 +286,165 @@ impl CatchUp {
                 return end;
             }
         };
-        let fin = (iq.attr("type") == Some("result"))
-            .then(|| mam::parse_fin(iq))
-            .flatten();
-        let more = match (fin, &catchup.page) {
-            (Some(fin), mam::Page::After(cursor))
-                if !fin.complete
-                    && (fin.last.as_ref() == Some(cursor)
-                        || catchup.pages >= MAX_CATCHUP_PAGES) =>
-            {
-                // A page that does not move the cursor (or no end in
-                // sight): asking again would loop. Like a failed query.
-                tracing::warn!(
-                    pages = catchup.pages,
-                    "the archive does not advance; trying again on the next connection"
-                );
-                if let Some(last) = &fin.last {
-                    let _ = shared.store().set_account_value(MAM_LAST_KEY, Some(last));
-                }
-                end.released = Some(catchup.held_events);
-                return end;
+        if next.settle {
+            // Every live message that arrived before this answer was
+            // archived before it, so a page has held it.
+            if let Err(err) = store.settle_archive_all() {
+                tracing::warn!(%err, "cannot settle live messages");
             }
-            (Some(fin), mam::Page::After(_)) => {
-                let mut store = shared.store();
-                if let Some(last) = &fin.last {
-                    // If lost, the next catch-up fetches this page again
-                    // (and stores nothing twice).
-                    let _ = store.set_account_value(MAM_LAST_KEY, Some(last));
-                }
-                let more = !fin.complete && fin.last.is_some();
-                if !more {
-                    // Every live message that arrived before this answer
-                    // was archived before it, so a page has held it.
-                    if let Err(err) = store.settle_archive_all() {
-                        tracing::warn!(%err, "cannot settle live messages");
-                    }
-                }
-                more
-            }
-            (Some(fin), mam::Page::Latest | mam::Page::Before(_)) => {
-                let previous = catchup.backfill.take();
-                advance_backfill(shared, previous, &fin, count, oldest)
-            }
-            (None, mam::Page::After(_)) if error_condition(iq) == "item-not-found" => {
-                // XEP-0313 §4.3: the cursor is no longer in the archive
-                // (expired). Page back from the newest message instead,
-                // which fills the gap as far as a new installation would.
-                tracing::warn!("the archive cursor expired; paging back from the newest message");
-                let store = shared.store();
-                // If these writes fail the next session meets the same
-                // expired cursor and comes here again.
-                let _ = store.set_account_value(MAM_LAST_KEY, None);
-                let _ = store.set_account_value(MAM_BACKFILL_KEY, None);
-                true
-            }
-            (None, _) => {
-                // The catch-up stays pending: live messages keep being
-                // marked ahead of the archive and do not move the cursor
-                // past the gap; the next connection tries again.
-                tracing::warn!("the archive query failed; trying again on the next connection");
-                end.released = Some(catchup.held_events);
-                return end;
-            }
-        };
-        if more {
-            end.next_query = Some(self.start(shared, now, catchup.held_events, catchup.pages));
-            return end;
         }
-        let cleared = shared.store().set_account_value(MAM_PENDING_KEY, None);
-        match cleared {
-            Ok(()) => self.pending = false,
-            // Harmless: the next connection runs an empty catch-up.
-            Err(err) => tracing::warn!(%err, "cannot clear the catch-up marker"),
+        drop(store);
+        match next.step {
+            Step::More => {
+                end.next_query = Some(self.start(shared, now, catchup.held_events, catchup.pages));
+            }
+            Step::Done => {
+                self.pending = false;
+                end.released = Some(catchup.held_events);
+            }
+            Step::Later => end.released = Some(catchup.held_events),
         }
-        end.released = Some(catchup.held_events);
         end
     }
 }
 
+/// What a page leads to.
+enum Step {
+    /// Ask for the next page.
+    More,
+    /// The catch-up is complete.
+    Done,
+    /// It ends here and stays pending for the next connection.
+    Later,
+}
+
+/// A page's outcome and the account writes that go with it.
+struct Next {
+    step: Step,
+    /// Written in the page's transaction.
+    writes: Vec<AccountWrite>,
+    /// Live messages stored meanwhile are now in place.
+    settle: bool,
+}
+
+/// Decides, from the page's `<fin/>` (or error), what comes next.
+fn next_step(
+    catchup: &mut InFlight,
+    fin: Option<&mam::Fin>,
+    iq: &Element,
+    count: u32,
+    oldest: Vec<(String, String)>,
+) -> Next {
+    let cursor = |fin: &mam::Fin| {
+        fin.last
+            .as_ref()
+            .map(|last| AccountState::ARCHIVE_CURSOR.write(Some(last)))
+    };
+    let done = AccountState::CATCHUP_PENDING.write(None);
+    match (fin, &catchup.page) {
+        (Some(fin), mam::Page::After(current))
+            if !fin.complete
+                && (fin.last.as_ref() == Some(current) || catchup.pages >= MAX_CATCHUP_PAGES) =>
+        {
+            // A page that does not move the cursor (or no end in sight):
+            // asking again would loop. Like a failed query.
+            tracing::warn!(
+                pages = catchup.pages,
+                "the archive does not advance; trying again on the next connection"
+            );
+            Next {
+                step: Step::Later,
+                writes: cursor(fin).into_iter().collect(),
+                settle: false,
+            }
+        }
+        (Some(fin), mam::Page::After(_)) => {
+            let more = !fin.complete && fin.last.is_some();
+            let mut writes: Vec<_> = cursor(fin).into_iter().collect();
+            if !more {
+                writes.push(done);
+            }
+            Next {
+                step: if more { Step::More } else { Step::Done },
+                writes,
+                settle: !more,
+            }
+        }
+        (Some(fin), mam::Page::Latest | mam::Page::Before(_)) => {
+            let previous = catchup.backfill.take();
+            match advance_backfill(previous, fin, count, oldest) {
+                Some(writes) => Next {
+                    step: Step::More,
+                    writes,
+                    settle: false,
+                },
+                // An empty archive: nothing to anchor on yet.
+                None => Next {
+                    step: Step::Done,
+                    writes: vec![done],
+                    settle: false,
+                },
+            }
+        }
+        (None, mam::Page::After(_)) if error_condition(iq) == "item-not-found" => {
+            // XEP-0313 §4.3: the cursor is no longer in the archive
+            // (expired). Page back from the newest message instead, which
+            // fills the gap as far as a new installation would.
+            tracing::warn!("the archive cursor expired; paging back from the newest message");
+            Next {
+                step: Step::More,
+                writes: vec![
+                    AccountState::ARCHIVE_CURSOR.write(None),
+                    AccountState::BACKFILL.write(None),
+                ],
+                settle: false,
+            }
+        }
+        (None, _) => {
+            // The catch-up stays pending: live messages keep being marked
+            // ahead of the archive and do not move the cursor past the gap;
+            // the next connection tries again.
+            tracing::warn!("the archive query failed; trying again on the next connection");
+            Next {
+                step: Step::Later,
+                writes: Vec::new(),
+                settle: false,
+            }
+        }
+    }
+}
+
 /// Records a backfill page (and, per conversation, the archive id of its
-/// oldest received message); returns whether to query again (further back,
-/// or forward from the newest id once the backfill is done).
+/// oldest received message): the writes that go on (further back, or
+/// forward from the newest id once the backfill is done); `None` for an
+/// empty archive.
 fn advance_backfill(
-    shared: &Shared,
     previous: Option<Backfill>,
     fin: &mam::Fin,
     count: u32,
     oldest: Vec<(String, String)>,
-) -> bool {
-    let store = shared.store();
-    let Some(newest) = previous
+) -> Option<Vec<AccountWrite>> {
+    let newest = previous
         .as_ref()
         .map(|b| b.newest.clone())
-        .or_else(|| fin.last.clone())
-    else {
-        // An empty archive: nothing to anchor on yet.
-        return false;
-    };
+        .or_else(|| fin.last.clone())?;
     let (fetched, mut edges) = previous.map_or((0, HashMap::new()), |b| (b.fetched, b.edges));
     let fetched = fetched + count;
     edges.extend(oldest);
     let done = fin.complete || fin.first.is_none() || fetched >= INITIAL_HISTORY_LIMIT;
-    // Lost writes here repeat pages on the next connection; duplicates are
-    // not stored twice.
     if done {
-        let _ = store.set_account_value(MAM_LAST_KEY, Some(&newest));
-        let _ = store.set_account_value(MAM_BACKFILL_KEY, None);
-    } else {
-        let backfill = Backfill {
-            newest,
-            before: fin.first.clone().unwrap_or_default(),
-            fetched,
-            edges,
-        };
-        let json = serde_json::to_string(&backfill).unwrap_or_default();
-        let _ = store.set_account_value(MAM_BACKFILL_KEY, Some(&json));
+        return Some(vec![
+            AccountState::ARCHIVE_CURSOR.write(Some(&newest)),
+            AccountState::BACKFILL.write(None),
+        ]);
     }
-    true
+    let backfill = Backfill {
+        newest,
+        before: fin.first.clone().unwrap_or_default(),
+        fetched,
+        edges,
+    };
+    Some(vec![AccountState::BACKFILL.write(Some(&backfill))])
 }
 
 /// The defined condition of an error IQ (`undefined-condition` if none).

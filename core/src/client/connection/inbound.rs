@@ -14,7 +14,7 @@ use crate::features::mam::{self, MamMessage};
 use crate::features::messages::{self, IncomingMessageStanza};
 use crate::features::omemo::encrypted_child;
 use crate::ns::{NS_CLIENT, NS_SID};
-use crate::store::{Direction, IncomingMessage, Position, StoreError, StoredMessage};
+use crate::store::{AccountWrite, Direction, IncomingMessage, Position, StoreError, StoredMessage};
 
 /// A receipt to send once a message is stored: (to, message id).
 pub(crate) type Receipt = (String, String);
@@ -245,8 +245,6 @@ pub(crate) struct Flushed {
     pub receipts: Vec<Element>,
     /// What OMEMO wants sent after decrypting.
     pub omemo_stanzas: Vec<Element>,
-    /// The newest archive id among the batch (live messages carry it).
-    pub newest_archive_id: Option<String>,
 }
 
 impl Inbound {
@@ -269,14 +267,16 @@ impl Inbound {
         self.batch.clear();
     }
 
-    /// Decrypts and writes the turn's messages in one transaction.
-    /// `ahead_of_archive`: an archive catch-up is unfinished, so these go
-    /// above the pages still to come (see `client::ordering`).
+    /// Decrypts and writes the turn's messages in one transaction, with the
+    /// archive cursor `cursor` makes of their newest archive id (none while
+    /// a catch-up is unfinished). `ahead_of_archive`: such a catch-up runs,
+    /// so these go above the pages still to come (see `client::ordering`).
     pub fn flush(
         &mut self,
         shared: &Shared,
         mut omemo: Option<&mut Omemo>,
         ahead_of_archive: bool,
+        cursor: impl Fn(Option<&String>) -> Option<AccountWrite>,
     ) -> Result<Flushed, StoreError> {
         let batch = std::mem::take(&mut self.batch)
             .into_iter()
@@ -296,15 +296,15 @@ impl Inbound {
                 ..m.clone()
             })
             .collect();
+        let newest_archive_id = batch.iter().rev().find_map(|(m, _)| m.stanza_id.clone());
+        let cursor: Vec<AccountWrite> = cursor(newest_archive_id.as_ref()).into_iter().collect();
         let stored = shared
             .store()
-            .insert_incoming_batch_with(&messages, &writes)?;
-        let newest_archive_id = batch.iter().rev().find_map(|(m, _)| m.stanza_id.clone());
+            .insert_incoming_batch_with(&messages, &writes, &cursor)?;
         let mut flushed = Flushed {
             new_messages: Vec::new(),
             receipts: Vec::new(),
             omemo_stanzas,
-            newest_archive_id,
         };
         for (message, (_, receipt)) in stored.into_iter().zip(batch) {
             flushed.new_messages.extend(message);

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use minidom::Element;
 use tokio::sync::oneshot;
 
+use crate::client::connection::account::AccountState;
 use crate::client::connection::catchup::error_condition;
 use crate::client::connection::shared::Shared;
 use crate::client::events::ClientEvent;
@@ -16,11 +17,6 @@ use crate::client::{random_id, ClientError};
 use crate::features::roster::{self, RosterChange};
 use crate::features::{disco, stanza};
 use crate::ns::{NS_CLIENT, NS_DISCO_INFO, NS_PING, NS_ROSTER, NS_SID, NS_STANZAS};
-
-/// Account value: "1" when our server stamps stanza-ids (it advertises
-/// `urn:xmpp:sid:0` on our account), "0" when it does not; absent until it
-/// has answered once.
-pub(crate) const SERVER_STANZA_IDS_KEY: &str = "server_stanza_ids";
 
 /// Reply to an IQ the app is waiting for.
 pub(crate) type IqReply = oneshot::Sender<Result<Element, ClientError>>;
@@ -107,10 +103,9 @@ impl Requests {
                 return Answered::Unknown;
             };
             let stanza_ids = features.contains(NS_SID);
-            let flag = if stanza_ids { "1" } else { "0" };
             let written = shared
                 .store()
-                .set_account_value(SERVER_STANZA_IDS_KEY, Some(flag));
+                .put(AccountState::SERVER_STANZA_IDS, Some(&stanza_ids));
             if let Err(err) = written {
                 // Asked again on the next fresh session.
                 tracing::warn!(%err, "cannot record what the server supports");

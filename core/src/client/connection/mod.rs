@@ -271,10 +271,10 @@ impl ConnectionHandler {
         let known = self
             .shared
             .store()
-            .account_value(iq::SERVER_STANZA_IDS_KEY)
+            .get(account::AccountState::SERVER_STANZA_IDS)
             .ok()
             .flatten();
-        self.trust_stanza_ids = known.as_deref() != Some("0");
+        self.trust_stanza_ids = known != Some(false);
         self.outbox
             .on_online(&self.shared, stream_management, &resent_ids);
         if resumed {
@@ -372,12 +372,16 @@ impl ConnectionHandler {
             return;
         }
         let ahead = self.catchup.live_is_ahead_of_archive();
-        match self.inbound.flush(&self.shared, self.omemo.as_mut(), ahead) {
+        let catchup = &self.catchup;
+        let flushed = self
+            .inbound
+            .flush(&self.shared, self.omemo.as_mut(), ahead, |newest| {
+                catchup.live_cursor(newest)
+            });
+        match flushed {
             Ok(flushed) => {
                 self.omemo_outbox.extend(flushed.omemo_stanzas);
                 self.omemo_committed();
-                self.catchup
-                    .on_live_stored(&self.shared, flushed.newest_archive_id.as_deref());
                 for message in flushed.new_messages {
                     // Told after the archive, to keep the order.
                     for message in self.catchup.hold(message) {

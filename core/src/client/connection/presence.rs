@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use minidom::Element;
 
-use crate::client::connection::account::PRESENCE_KEY;
+use crate::client::connection::account::AccountState;
 use crate::client::connection::shared::Shared;
 use crate::client::events::ClientEvent;
 use crate::features::presence::{self, PresenceBook, PresenceUpdate, ResourcePresence};
@@ -27,8 +27,8 @@ impl Presences {
     /// Our presence as the app last set it (RFC 6121 §4.2: sent after the
     /// roster request on a fresh session).
     pub fn own_presence(&self, shared: &Shared) -> Element {
-        let saved = shared.store().account_value(PRESENCE_KEY).ok().flatten();
-        let (availability, status) = crate::client::decode_presence(saved.as_deref());
+        let saved = shared.store().get(AccountState::PRESENCE).ok().flatten();
+        let (availability, status) = crate::client::decode_presence(saved);
         presence::own_presence(availability, status.as_deref())
     }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use minidom::Element;
 
+use super::account::AccountState;
 use super::catchup::CatchUp;
 use super::inbound::{route, Inbound, Routed};
 use super::iq::{answer_request, Answered, Requests};
@@ -83,6 +84,18 @@ impl Fixture {
         let newest_first = store.history(peer, None, 100).unwrap();
         newest_first.into_iter().rev().map(|m| m.body).collect()
     }
+}
+
+fn cursor(f: &Fixture) -> Option<String> {
+    f.shared.store().get(AccountState::ARCHIVE_CURSOR).unwrap()
+}
+
+fn set_cursor(f: &Fixture, id: &str) {
+    let id = id.to_owned();
+    f.shared
+        .store()
+        .put(AccountState::ARCHIVE_CURSOR, Some(&id))
+        .unwrap();
 }
 
 fn xml(text: &str) -> Element {
@@ -170,7 +183,11 @@ fn a_batch_is_stored_once_duplicates_are_not_told_but_get_their_receipt() {
     );
     inbound.push(incoming("bob@localhost", "one", "s1"), receipt, None);
     inbound.push(incoming("bob@localhost", "two", "s2"), None, None);
-    let flushed = inbound.flush(&f.shared, None, false).unwrap();
+    let flushed = inbound
+        .flush(&f.shared, None, false, |newest| {
+            Some(AccountState::ARCHIVE_CURSOR.write(newest))
+        })
+        .unwrap();
     let told: Vec<_> = flushed
         .new_messages
         .iter()
@@ -182,7 +199,11 @@ fn a_batch_is_stored_once_duplicates_are_not_told_but_get_their_receipt() {
         2,
         "the duplicate is receipted again"
     );
-    assert_eq!(flushed.newest_archive_id.as_deref(), Some("s2"));
+    assert_eq!(
+        cursor(&f).as_deref(),
+        Some("s2"),
+        "the cursor, in the same transaction"
+    );
     assert_eq!(f.history("bob@localhost"), ["one", "two"]);
     assert!(inbound.is_empty());
 }
@@ -227,9 +248,9 @@ fn stanza_ids_count_only_when_the_server_says_it_stamps_them() {
         let stored = f
             .shared
             .store()
-            .account_value(super::iq::SERVER_STANZA_IDS_KEY)
+            .get(AccountState::SERVER_STANZA_IDS)
             .unwrap();
-        assert_eq!(stored.as_deref(), Some(if trusted { "1" } else { "0" }));
+        assert_eq!(stored, Some(trusted));
     }
 }
 
@@ -305,10 +326,7 @@ fn rsm(query: &Element, name: &str) -> Option<String> {
 #[test]
 fn a_forward_catch_up_stores_pages_moves_the_cursor_and_releases_held_live_messages_after() {
     let f = Fixture::new();
-    f.shared
-        .store()
-        .set_account_value("mam_last", Some("s0"))
-        .unwrap();
+    set_cursor(&f, "s0");
     let mut catchup = CatchUp::default();
     catchup.on_online(&f.shared);
     let now = Instant::now();
@@ -322,8 +340,14 @@ fn a_forward_catch_up_stores_pages_moves_the_cursor_and_releases_held_live_messa
     // A live message arrives meanwhile: stored, its event held back.
     let mut inbound = Inbound::default();
     inbound.push(incoming("bob@localhost", "live", "s3"), None, None);
-    let flushed = inbound.flush(&f.shared, None, true).unwrap();
-    catchup.on_live_stored(&f.shared, flushed.newest_archive_id.as_deref());
+    let flushed = inbound
+        .flush(&f.shared, None, true, |newest| catchup.live_cursor(newest))
+        .unwrap();
+    assert_eq!(
+        cursor(&f).as_deref(),
+        Some("s0"),
+        "live messages do not move it"
+    );
     for m in flushed.new_messages {
         assert!(catchup.hold(m).is_empty(), "held while the archive comes");
     }
@@ -334,13 +358,9 @@ fn a_forward_catch_up_stores_pages_moves_the_cursor_and_releases_held_live_messa
     let released: Vec<_> = end.released.unwrap().into_iter().map(|m| m.body).collect();
     assert_eq!(released, ["live"]);
     assert_eq!(f.history("bob@localhost"), ["old 1", "old 2", "live"]);
-    let store = f.shared.store();
-    assert_eq!(
-        store.account_value("mam_last").unwrap().as_deref(),
-        Some("s2")
-    );
-    assert_eq!(store.account_value("mam_pending").unwrap(), None);
-    drop(store);
+    assert_eq!(cursor(&f).as_deref(), Some("s2"));
+    let pending = f.shared.store().get(AccountState::CATCHUP_PENDING).unwrap();
+    assert_eq!(pending, None);
     assert!(!catchup.live_is_ahead_of_archive());
 }
 
@@ -359,7 +379,7 @@ fn held_back_live_messages_are_bounded() {
             None,
         );
     }
-    let flushed = inbound.flush(&f.shared, None, true).unwrap();
+    let flushed = inbound.flush(&f.shared, None, true, |_| None).unwrap();
     let told: Vec<_> = flushed
         .new_messages
         .into_iter()
@@ -373,10 +393,7 @@ fn held_back_live_messages_are_bounded() {
 #[test]
 fn an_expired_cursor_pages_back_from_the_newest_and_a_failed_query_stays_pending() {
     let f = Fixture::new();
-    f.shared
-        .store()
-        .set_account_value("mam_last", Some("gone"))
-        .unwrap();
+    set_cursor(&f, "gone");
     let mut catchup = CatchUp::default();
     let now = Instant::now();
     let (iq_id, _) = ids(&catchup.start(&f.shared, now, Vec::new(), 0));
@@ -405,10 +422,7 @@ fn an_expired_cursor_pages_back_from_the_newest_and_a_failed_query_stays_pending
 #[test]
 fn a_page_that_does_not_move_the_cursor_ends_the_catch_up_instead_of_looping() {
     let f = Fixture::new();
-    f.shared
-        .store()
-        .set_account_value("mam_last", Some("s5"))
-        .unwrap();
+    set_cursor(&f, "s5");
     let mut catchup = CatchUp::default();
     let now = Instant::now();
     let (iq_id, _) = ids(&catchup.start(&f.shared, now, Vec::new(), 0));
@@ -541,7 +555,7 @@ fn logout_erases_the_fast_token_and_a_drop_keeps_it() {
     );
     let own = f.shared.own.clone();
     let mut session = Session::new(SessionConfig::new(own, "pw".into(), "r".into()));
-    let stored = |f: &Fixture| f.shared.store().account_value("fast_token").unwrap();
+    let stored = |f: &Fixture| f.shared.store().get(AccountState::FAST_TOKEN).unwrap();
     for (error, kept) in [(Some(SessionError::ConnectionLost), true), (None, false)] {
         session.set_fast_token(Some(token(None)));
         handler
