@@ -181,7 +181,11 @@ enum Stage {
     Authenticated,
 }
 
+/// Where the stream stands. A handler takes it by value and returns the
+/// next one (see `Session::handle_element`), so no path can forget it.
 enum State {
+    /// No stream; also what `self.state` holds while a handler owns the
+    /// real state.
     Offline,
     AwaitFeatures(Stage),
     AwaitProceed,
@@ -212,6 +216,19 @@ enum State {
     Closing,
 }
 
+/// Whether there is a connection, and whether our side of the stream is
+/// still open on it: what ending the stream must still do. Independent of
+/// [`State`], which a handler owns while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// No connection, and `Disconnected` was reported for the last one.
+    Down,
+    /// Connected; our stream is open (a header went out, no close tag).
+    Open,
+    /// Connected; we sent `</stream:stream>` and wait for the server's.
+    Closed,
+}
+
 /// Named deadlines; the earliest one is reported in [`Output::Wait`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
@@ -231,6 +248,7 @@ const TIMERS: [Timer; 4] = [
 pub struct Session {
     config: SessionConfig,
     state: State,
+    link: Link,
     reader: StreamReader,
     tls: Option<TlsInfo>,
     nonce: String,
@@ -266,6 +284,7 @@ impl Session {
         Self {
             config,
             state: State::Offline,
+            link: Link::Down,
             reader,
             tls: None,
             nonce: String::new(),
@@ -373,18 +392,18 @@ impl Session {
                 } else {
                     Stage::Initial
                 };
-                self.open_stream(stage);
+                self.link = Link::Open;
+                self.state = self.open_stream(stage);
             }
             Input::TlsEstablished(info) => {
                 if matches!(self.state, State::AwaitTls) {
                     self.tls = Some(info);
-                    self.open_stream(Stage::Secured);
+                    self.state = self.open_stream(Stage::Secured);
                 }
             }
             Input::Received(bytes) => self.receive(now, bytes),
             Input::Timeout => self.handle_timeout(now),
             Input::Disconnected => match self.state {
-                State::Offline => {}
                 State::Closing => self.finish(None),
                 _ => self.finish(Some(SessionError::ConnectionLost)),
             },
@@ -444,19 +463,17 @@ impl Session {
     /// Starts a clean close: acknowledges what we handled, closes our side
     /// of the stream and waits (bounded) for the server's.
     pub fn close(&mut self, now: Instant) {
-        match self.state {
-            State::Offline | State::Closing => {}
-            _ => {
-                if let (State::Online, Some(sm)) = (&self.state, &self.sm) {
-                    let ack = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound_handled);
-                    self.transmit(ack);
-                }
-                self.transmit("</stream:stream>".to_owned());
-                self.state = State::Closing;
-                self.timers = [None; 4];
-                self.set_timer(Timer::Close, now + self.config.ping_timeout);
-            }
+        if self.link != Link::Open {
+            return;
         }
+        if let (State::Online, Some(sm)) = (&self.state, &self.sm) {
+            let ack = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound_handled);
+            self.transmit(ack);
+        }
+        self.close_our_stream();
+        self.state = State::Closing;
+        self.timers = [None; 4];
+        self.set_timer(Timer::Close, now + self.config.ping_timeout);
     }
 
     // ---- outputs ----
@@ -491,7 +508,8 @@ impl Session {
         format!("wx{}", self.next_id)
     }
 
-    fn open_stream(&mut self, stage: Stage) {
+    /// Sends a stream header; the server answers with its features.
+    fn open_stream(&mut self, stage: Stage) -> State {
         self.reader = StreamReader::new(self.config.max_element_bytes);
         let domain = xml::escape(self.config.jid.domain().as_str());
         // RFC 6120 §4.7.1: announce who we are only once the stream is
@@ -505,13 +523,15 @@ impl Session {
              to='{domain}'{from} version='1.0' xml:lang='en'>"
         ));
         self.round_trips += 1;
-        self.state = State::AwaitFeatures(stage);
+        State::AwaitFeatures(stage)
     }
 
+    /// Ends the connection and reports it, once per connection.
     fn finish(&mut self, error: Option<SessionError>) {
-        if matches!(self.state, State::Offline) {
+        if self.link == Link::Down {
             return;
         }
+        self.link = Link::Down;
         if let Some(err) = &error {
             tracing::info!(error = %err, "session ended");
         }
@@ -530,14 +550,20 @@ impl Session {
             .push_back(Output::Event(SessionEvent::Disconnected { error }));
     }
 
-    /// Ends a negotiation step whose state was already taken apart.
-    fn abort(&mut self, error: SessionError) {
-        self.state = State::Closing;
-        self.fail(error);
+    /// Sends our `</stream:stream>` unless it went out already.
+    fn close_our_stream(&mut self) {
+        if self.link == Link::Open {
+            self.transmit("</stream:stream>".to_owned());
+            self.link = Link::Closed;
+        }
     }
 
     /// Ends the stream because of what the server did.
     fn fail(&mut self, error: SessionError) {
+        if self.link != Link::Open {
+            // Our side is closed already: no stream error can follow.
+            return self.finish(Some(error));
+        }
         if let SessionError::StreamManagement(_) = error {
             self.transmit(
                 "<stream:error><handled-count-too-high xmlns='urn:xmpp:sm:3'/>\
@@ -549,9 +575,7 @@ impl Session {
                 "<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>".to_owned(),
             );
         }
-        if !matches!(self.state, State::Offline) {
-            self.transmit("</stream:stream>".to_owned());
-        }
+        self.close_our_stream();
         self.finish(Some(error));
     }
 
@@ -602,7 +626,7 @@ impl Session {
     }
 
     fn receive(&mut self, now: Instant, bytes: &[u8]) {
-        if matches!(self.state, State::Offline) {
+        if self.link == Link::Down {
             return;
         }
         if self.is_online() {
@@ -615,7 +639,7 @@ impl Session {
             Err(err) => return self.fail(err.into()),
         };
         for item in items {
-            if matches!(self.state, State::Offline) {
+            if self.link == Link::Down {
                 return;
             }
             match item {
@@ -624,7 +648,7 @@ impl Session {
                     if matches!(self.state, State::Closing) {
                         return self.finish(None);
                     }
-                    self.transmit("</stream:stream>".to_owned());
+                    self.close_our_stream();
                     return self.finish(Some(SessionError::ConnectionLost));
                 }
                 StreamItem::Element(element) => self.handle_element(now, element),
@@ -632,28 +656,32 @@ impl Session {
         }
     }
 
+    /// Hands the current state to the handler for its element; the handler
+    /// returns the next state, or an error that ends the stream.
     fn handle_element(&mut self, now: Instant, element: Element) {
         if element.is("error", NS_STREAM) {
             let condition = error_condition(&element);
             return self.fail(SessionError::StreamError { condition });
         }
         let state = std::mem::replace(&mut self.state, State::Offline);
+        match self.step(now, state, element) {
+            Ok(next) => self.state = next,
+            Err(err) => self.fail(err),
+        }
+    }
+
+    fn step(
+        &mut self,
+        now: Instant,
+        state: State,
+        element: Element,
+    ) -> Result<State, SessionError> {
         match state {
-            State::Offline => {}
-            State::AwaitFeatures(stage) => self.on_features(now, stage, element),
-            State::AwaitProceed => {
-                if element.is("proceed", NS_TLS) {
-                    self.state = State::AwaitTls;
-                    self.outputs.push_back(Output::StartTls);
-                } else {
-                    self.state = State::AwaitProceed;
-                    self.fail(SessionError::TlsRefused);
-                }
-            }
-            State::AwaitTls => {
-                self.state = State::AwaitTls;
-                self.fail(unexpected("the TLS handshake", &element));
-            }
+            // Not reached: nothing is read without a connection.
+            State::Offline => Ok(State::Offline),
+            State::AwaitFeatures(stage) => self.on_features(stage, element),
+            State::AwaitProceed => self.on_proceed(element),
+            State::AwaitTls => Err(unexpected("the TLS handshake", &element)),
             State::Authenticating {
                 client,
                 mechanism,
@@ -670,45 +698,40 @@ impl Session {
                 self.on_post_auth_features(now, online, early, element)
             }
             State::Online => {
-                self.state = State::Online;
-                self.on_online_element(element);
+                self.on_online_element(element)?;
+                Ok(State::Online)
             }
             State::Closing => {
-                self.state = State::Closing;
-                if element.is("a", NS_SM) || element.is("r", NS_SM) {
-                    return;
-                }
                 // Stanzas still arriving while we close are delivered.
                 if element.has_ns(NS_CLIENT) {
                     self.outputs
                         .push_back(Output::Event(SessionEvent::Stanza(element)));
                 }
+                Ok(State::Closing)
             }
         }
     }
 
-    fn on_features(&mut self, now: Instant, stage: Stage, element: Element) {
+    fn on_features(&mut self, stage: Stage, element: Element) -> Result<State, SessionError> {
         if !element.is("features", NS_STREAM) {
-            self.state = State::AwaitFeatures(stage);
-            return self.fail(unexpected("<stream:features/>", &element));
+            return Err(unexpected("<stream:features/>", &element));
         }
         let features = Features::parse(&element);
         match stage {
             Stage::Initial => {
                 if !features.starttls {
-                    self.state = State::AwaitFeatures(stage);
-                    return self.fail(SessionError::TlsUnavailable);
+                    return Err(SessionError::TlsUnavailable);
                 }
                 self.transmit(format!("<starttls xmlns='{NS_TLS}'/>"));
                 self.round_trips += 1;
-                self.state = State::AwaitProceed;
+                Ok(State::AwaitProceed)
             }
             Stage::Secured => {
                 self.features = features;
                 if self.config.sasl2 && self.features.sasl2.is_some() {
-                    self.start_sasl2(&[]);
+                    self.start_sasl2(&[])
                 } else {
-                    self.start_auth(&[]);
+                    self.start_auth(&[])
                 }
             }
             Stage::Authenticated => {
@@ -717,12 +740,10 @@ impl Session {
                 self.features.roster_versioning |= features.roster_versioning;
                 self.features.client_state_indication = features.client_state_indication;
                 if !features.bind {
-                    self.state = State::AwaitFeatures(stage);
-                    return self.fail(SessionError::BindFailed {
+                    return Err(SessionError::BindFailed {
                         condition: "not-offered".to_owned(),
                     });
                 }
-                let _ = now;
                 let use_sm = self.config.stream_management && features.stream_management;
                 if let Some(previous) = self.resume_from.take() {
                     if use_sm {
@@ -733,17 +754,24 @@ impl Session {
                             xml::escape(previous.resume_id.as_deref().unwrap_or_default())
                         ));
                         self.round_trips += 1;
-                        self.state = State::Resuming { previous };
-                        return;
+                        return Ok(State::Resuming { previous });
                     }
                     self.sm_changed = true;
                 }
-                self.start_bind();
+                Ok(self.start_bind())
             }
         }
     }
 
-    fn start_bind(&mut self) {
+    fn on_proceed(&mut self, element: Element) -> Result<State, SessionError> {
+        if !element.is("proceed", NS_TLS) {
+            return Err(SessionError::TlsRefused);
+        }
+        self.outputs.push_back(Output::StartTls);
+        Ok(State::AwaitTls)
+    }
+
+    fn start_bind(&mut self) -> State {
         let bind_id = self.next_id();
         self.transmit(format!(
             "<iq type='set' id='{bind_id}'><bind xmlns='{NS_BIND}'><resource>{}</resource></bind></iq>",
@@ -757,29 +785,29 @@ impl Session {
             self.transmit(format!("<enable xmlns='{NS_SM}' resume='true'/>"));
         }
         self.round_trips += 1;
-        self.state = State::Binding {
+        State::Binding {
             bind_id,
             bound: None,
             sm_pending,
-        };
+        }
     }
 
-    fn on_resuming(&mut self, now: Instant, previous: SmState, element: Element) {
+    fn on_resuming(
+        &mut self,
+        now: Instant,
+        previous: SmState,
+        element: Element,
+    ) -> Result<State, SessionError> {
         let h = element.attr("h").and_then(|h| h.parse::<u32>().ok());
         if element.is("resumed", NS_SM) {
-            match self.accept_resumption(previous, h) {
-                Ok((jid, resent_ids)) => {
-                    self.apply_client_state(true);
-                    self.go_online(now, jid, true, resent_ids, false)
-                }
-                Err(err) => self.abort(err),
-            }
+            let (jid, resent_ids) = self.accept_resumption(previous, h)?;
+            self.apply_client_state(true);
+            Ok(self.go_online(now, jid, true, resent_ids, false))
         } else if element.is("failed", NS_SM) {
             self.refuse_resumption(previous, h);
-            self.start_bind();
+            Ok(self.start_bind())
         } else {
-            self.state = State::Resuming { previous };
-            self.fail(unexpected("<resumed/> or <failed/>", &element));
+            Err(unexpected("<resumed/> or <failed/>", &element))
         }
     }
 
@@ -849,6 +877,8 @@ impl Session {
             .push_back(Output::Event(SessionEvent::Acked(elements)));
     }
 
+    /// Reports the session online and starts the keepalive; returns
+    /// [`State::Online`].
     fn go_online(
         &mut self,
         now: Instant,
@@ -856,12 +886,11 @@ impl Session {
         resumed: bool,
         resent_ids: Vec<String>,
         carbons_enabled: bool,
-    ) {
+    ) -> State {
         if let Some(sm) = &mut self.sm {
             sm.bound_jid = Some(jid.to_string());
             self.sm_changed = true;
         }
-        self.state = State::Online;
         self.stop_timer(Timer::Negotiation);
         self.set_timer(Timer::KeepAlive, now + self.config.ping_interval);
         self.outputs.push_back(Output::Event(SessionEvent::Online {
@@ -874,19 +903,18 @@ impl Session {
             resumed,
             resent_ids,
         }));
+        State::Online
     }
 
-    fn start_auth(&mut self, exclude: &[Mechanism]) {
+    fn start_auth(&mut self, exclude: &[Mechanism]) -> Result<State, SessionError> {
         let have_cb = self
             .tls
             .as_ref()
             .is_some_and(|t| t.channel_binding.is_some());
         let offered = self.features.mechanisms.clone();
         let exclude = self.excluded_mechanisms(exclude);
-        let Some(mechanism) = Mechanism::choose(&offered, have_cb, &exclude) else {
-            self.state = State::AwaitFeatures(Stage::Secured);
-            return self.fail(SessionError::NoCommonMechanism);
-        };
+        let mechanism = Mechanism::choose(&offered, have_cb, &exclude)
+            .ok_or(SessionError::NoCommonMechanism)?;
         let cb = self.tls.as_ref().and_then(|t| t.channel_binding.clone());
         let username = self
             .config
@@ -908,11 +936,11 @@ impl Session {
             mechanism.name()
         ));
         self.round_trips += 1;
-        self.state = State::Authenticating {
+        Ok(State::Authenticating {
             client,
             mechanism,
             offered,
-        };
+        })
     }
 
     fn on_sasl(
@@ -921,52 +949,37 @@ impl Session {
         mechanism: Mechanism,
         offered: Vec<String>,
         element: Element,
-    ) {
+    ) -> Result<State, SessionError> {
         use base64::Engine as _;
         let b64 = base64::engine::general_purpose::STANDARD;
-        let payload = element.text();
-        let decoded = match b64.decode(payload.trim()) {
-            Ok(d) => d,
-            Err(_) => {
-                self.state = State::Offline;
-                return self.fail(SessionError::Sasl(sasl::SaslError::MalformedChallenge));
-            }
+        let decode = |element: &Element| {
+            b64.decode(element.text().trim())
+                .map_err(|_| sasl::SaslError::MalformedChallenge)
         };
         if element.is("challenge", NS_SASL) {
-            match client.respond(&decoded) {
+            let challenge = decode(&element)?;
+            match client.respond(&challenge) {
                 Ok(reply) => {
                     self.transmit(format!(
                         "<response xmlns='{NS_SASL}'>{}</response>",
                         b64.encode(reply)
                     ));
                     self.round_trips += 1;
-                    self.state = State::Authenticating {
+                    Ok(State::Authenticating {
                         client,
                         mechanism,
                         offered,
-                    };
+                    })
                 }
                 Err(err) => {
                     self.transmit(format!("<abort xmlns='{NS_SASL}'/>"));
-                    self.state = State::Authenticating {
-                        client,
-                        mechanism,
-                        offered,
-                    };
-                    self.fail(err.into());
+                    Err(err.into())
                 }
             }
         } else if element.is("success", NS_SASL) {
-            if let Err(err) = client.verify_success(&decoded) {
-                self.state = State::Authenticating {
-                    client,
-                    mechanism,
-                    offered,
-                };
-                return self.fail(err.into());
-            }
+            client.verify_success(&decode(&element)?)?;
             self.authenticated_with = mechanism.name();
-            self.open_stream(Stage::Authenticated);
+            Ok(self.open_stream(Stage::Authenticated))
         } else if element.is("failure", NS_SASL) {
             let condition = error_condition(&element);
             if mechanism.uses_channel_binding()
@@ -983,19 +996,9 @@ impl Session {
                 self.features.mechanisms = offered;
                 return self.start_auth(&[Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus]);
             }
-            self.state = State::Authenticating {
-                client,
-                mechanism,
-                offered,
-            };
-            self.fail(SessionError::AuthFailed { condition });
+            Err(SessionError::AuthFailed { condition })
         } else {
-            self.state = State::Authenticating {
-                client,
-                mechanism,
-                offered,
-            };
-            self.fail(unexpected("a SASL reply", &element));
+            Err(unexpected("a SASL reply", &element))
         }
     }
 
@@ -1006,41 +1009,23 @@ impl Session {
         mut bound: Option<FullJid>,
         mut sm_pending: bool,
         element: Element,
-    ) {
+    ) -> Result<State, SessionError> {
         if element.is("iq", NS_CLIENT) && element.attr("id") == Some(bind_id.as_str()) {
-            match element.attr("type") {
-                Some("result") => {
-                    let jid = element
-                        .get_child("bind", NS_BIND)
-                        .and_then(|b| b.get_child("jid", NS_BIND))
-                        .and_then(|j| FullJid::from_str(j.text().trim()).ok());
-                    match jid {
-                        Some(jid) => bound = Some(jid),
-                        None => {
-                            self.state = State::Binding {
-                                bind_id,
-                                bound,
-                                sm_pending,
-                            };
-                            return self.fail(SessionError::BindFailed {
-                                condition: "bad-jid".to_owned(),
-                            });
-                        }
-                    }
-                }
-                _ => {
-                    let condition = element
-                        .get_child("error", NS_CLIENT)
-                        .map(error_condition)
-                        .unwrap_or_else(|| "undefined-condition".to_owned());
-                    self.state = State::Binding {
-                        bind_id,
-                        bound,
-                        sm_pending,
-                    };
-                    return self.fail(SessionError::BindFailed { condition });
-                }
+            if element.attr("type") != Some("result") {
+                let condition = element
+                    .get_child("error", NS_CLIENT)
+                    .map(error_condition)
+                    .unwrap_or_else(|| "undefined-condition".to_owned());
+                return Err(SessionError::BindFailed { condition });
             }
+            let jid = element
+                .get_child("bind", NS_BIND)
+                .and_then(|b| b.get_child("jid", NS_BIND))
+                .and_then(|j| FullJid::from_str(j.text().trim()).ok())
+                .ok_or_else(|| SessionError::BindFailed {
+                    condition: "bad-jid".to_owned(),
+                })?;
+            bound = Some(jid);
         } else if element.is("enabled", NS_SM) && sm_pending {
             sm_pending = false;
             self.sm = Some(SmState::enabled_by(&element));
@@ -1054,26 +1039,19 @@ impl Session {
             self.outputs
                 .push_back(Output::Event(SessionEvent::Stanza(element)));
         } else {
-            self.state = State::Binding {
-                bind_id,
-                bound,
-                sm_pending,
-            };
-            return self.fail(unexpected("the bind result", &element));
+            return Err(unexpected("the bind result", &element));
         }
-        match bound {
+        Ok(match bound {
             Some(jid) if !sm_pending => {
                 self.apply_client_state(false);
                 self.go_online(now, jid, false, Vec::new(), false)
             }
-            bound => {
-                self.state = State::Binding {
-                    bind_id,
-                    bound,
-                    sm_pending,
-                }
-            }
-        }
+            bound => State::Binding {
+                bind_id,
+                bound,
+                sm_pending,
+            },
+        })
     }
 
     /// A new stream starts active (XEP-0352 §4): tell the server if the
@@ -1090,7 +1068,8 @@ impl Session {
         }
     }
 
-    fn on_online_element(&mut self, element: Element) {
+    /// An element on the live stream (the state stays `Online`).
+    fn on_online_element(&mut self, element: Element) -> Result<(), SessionError> {
         if element.is("r", NS_SM) {
             if let Some(sm) = &self.sm {
                 if sm.inbound_unhandled == 0 {
@@ -1102,23 +1081,22 @@ impl Session {
                     self.ack_owed = true;
                 }
             }
-            return;
+            return Ok(());
         }
         if element.is("a", NS_SM) {
             let Some(h) = element.attr("h").and_then(|h| h.parse::<u32>().ok()) else {
-                return self.fail(unexpected("<a h='…'/>", &element));
+                return Err(unexpected("<a h='…'/>", &element));
             };
-            let Some(sm) = &mut self.sm else { return };
-            match sm.remote_acked(h) {
-                Ok(acked) => self.emit_acked(&acked),
-                Err(err) => self.fail(err.into()),
+            if let Some(sm) = &mut self.sm {
+                let acked = sm.remote_acked(h)?;
+                self.emit_acked(&acked);
             }
-            return;
+            return Ok(());
         }
         if !element.has_ns(NS_CLIENT) || !matches!(element.name(), "message" | "presence" | "iq") {
             // XEP-0198 counts only stanzas; unknown nonzas are dropped.
             tracing::debug!(name = element.name(), "dropping unknown top-level element");
-            return;
+            return Ok(());
         }
         if let Some(sm) = &mut self.sm {
             sm.record_received();
@@ -1128,7 +1106,7 @@ impl Session {
             let id = element.attr("id");
             if self.ping_id.is_some() && id == self.ping_id.as_deref() {
                 self.ping_id = None;
-                return;
+                return Ok(());
             }
             // Pings from our server are answered here; anyone else's go up
             // to the client, which answers only those allowed to see our
@@ -1139,11 +1117,12 @@ impl Session {
             {
                 let reply = ping_reply(&element);
                 self.transmit(reply);
-                return;
+                return Ok(());
             }
         }
         self.outputs
             .push_back(Output::Event(SessionEvent::Stanza(element)));
+        Ok(())
     }
 }
 
