@@ -1,6 +1,8 @@
 //! Engine tests against a scripted server, with simulated time.
 
 use super::*;
+use jid::BareJid;
+use std::time::Duration;
 
 mod sasl2;
 
