@@ -42,7 +42,7 @@ pub mod stream_features;
 mod stream_management;
 pub mod timer;
 
-use crate::ns::{NS_CLIENT, NS_CSI, NS_SM, NS_STREAM};
+use crate::ns::{NS_CLIENT, NS_CSI, NS_STREAM};
 use std::collections::VecDeque;
 use std::time::Instant;
 
@@ -290,7 +290,8 @@ impl Session {
         }
         let bytes = xml::to_bytes(stanza);
         if let Some(sm) = &mut self.sm {
-            sm.record_sent(String::from_utf8_lossy(&bytes).into_owned());
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            sm.record_sent(sm::Unacked::new(stanza, text));
             self.ack_request_due = true;
             self.sm_changed = true;
         }
@@ -326,8 +327,8 @@ impl Session {
             self.sm_changed = true;
         }
         if std::mem::take(&mut self.ack_owed) {
-            let ack = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound_handled);
-            self.transmit(ack);
+            let ack = sm.ack();
+            self.transmit(ack.to_string());
         }
     }
 
@@ -338,8 +339,8 @@ impl Session {
             return;
         }
         if let (State::Online, Some(sm)) = (&self.state, &self.sm) {
-            let ack = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound_handled);
-            self.transmit(ack);
+            let ack = sm.ack();
+            self.transmit(ack.to_string());
         }
         self.close_our_stream();
         self.state = State::Closing;
@@ -356,7 +357,7 @@ impl Session {
         }
         if self.ack_request_due {
             self.ack_request_due = false;
-            return Output::Transmit(format!("<r xmlns='{NS_SM}'/>").into_bytes());
+            return Output::Transmit(sm::R.to_string().into_bytes());
         }
         Output::Wait(self.timers.next_deadline())
     }

@@ -11,6 +11,7 @@ use jid::FullJid;
 use minidom::Element;
 
 use super::sasl::{self, Mechanism, SaslClient};
+use super::sm::{Enable, Enabled, Resume};
 use super::stream_features::*;
 use super::{
     unexpected, Output, Session, SessionError, SessionEvent, SmState, Stage, State, Timer,
@@ -77,11 +78,7 @@ impl Session {
                 if let Some(previous) = self.resume_from.take() {
                     if use_sm {
                         // XEP-0198 §5: resume instead of binding anew.
-                        self.transmit(format!(
-                            "<resume xmlns='{NS_SM}' h='{}' previd='{}'/>",
-                            previous.inbound_handled,
-                            xml::escape(previous.resume_id.as_deref().unwrap_or_default())
-                        ));
+                        self.transmit(Resume::of(&previous).to_string());
                         self.round_trips += 1;
                         return Ok(State::Resuming { previous });
                     }
@@ -111,7 +108,7 @@ impl Session {
         // after bind).
         let sm_pending = self.config.stream_management && self.features.stream_management;
         if sm_pending {
-            self.transmit(format!("<enable xmlns='{NS_SM}' resume='true'/>"));
+            self.transmit(Enable { resume: true }.to_string());
         }
         self.round_trips += 1;
         State::Binding {
@@ -271,9 +268,9 @@ impl Session {
                     condition: "bad-jid".to_owned(),
                 })?;
             bound = Some(jid);
-        } else if element.is("enabled", NS_SM) && sm_pending {
+        } else if let Some(enabled) = Enabled::parse(&element).filter(|_| sm_pending) {
             sm_pending = false;
-            self.sm = Some(SmState::enabled_by(&element));
+            self.sm = Some(SmState::enabled_by(&enabled));
         } else if element.is("failed", NS_SM) && sm_pending {
             tracing::info!("server refused stream management; continuing without");
             sm_pending = false;

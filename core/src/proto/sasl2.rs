@@ -16,6 +16,7 @@ use minidom::Element;
 
 use super::fast::{FastMechanism, FastToken, HtClient};
 use super::sasl::{Mechanism, SaslClient, SaslError};
+use super::sm::{Enable, Enabled, Resume, ResumeAnswer};
 use super::stream_features::*;
 use super::{Output, Session, SessionError, SessionEvent, SmState, Stage, State};
 use crate::xml;
@@ -133,18 +134,14 @@ impl Session {
             }
             None => None,
         };
-        let resume_element = resuming.as_ref().map_or(String::new(), |previous| {
-            format!(
-                "<resume xmlns='{NS_SM}' h='{}' previd='{}'/>",
-                previous.inbound_handled,
-                xml::escape(previous.resume_id.as_deref().unwrap_or_default())
-            )
-        });
+        let resume_element = resuming
+            .as_ref()
+            .map_or(String::new(), |previous| Resume::of(previous).to_string());
         let mut csi_inline = false;
         let bind_element = if offer.bind2.is_some() && self.resume_from.is_none() {
             let mut inline = String::new();
             if use_sm && offer.bind2_inline(NS_SM) {
-                inline.push_str(&format!("<enable xmlns='{NS_SM}' resume='true'/>"));
+                inline.push_str(&Enable { resume: true }.to_string());
             }
             if self.config.carbons && offer.bind2_inline(NS_CARBONS) {
                 inline.push_str(&format!("<enable xmlns='{NS_CARBONS}'/>"));
@@ -325,19 +322,23 @@ impl Session {
             .map(|i| i.text().trim().to_owned());
         let mut pending = None;
         if let Some(previous) = attempt.resuming {
-            let h = |e: &Element| e.attr("h").and_then(|h| h.parse::<u32>().ok());
-            if let Some(resumed) = element.get_child("resumed", NS_SM) {
-                let (jid, resent_ids) = self.accept_resumption(previous, h(resumed))?;
-                pending = Some(PendingOnline {
-                    jid,
-                    resumed: true,
-                    resent_ids,
-                    carbons_enabled: false,
-                    csi_inline: false,
-                });
-            } else {
-                let failed = element.get_child("failed", NS_SM);
-                self.refuse_resumption(previous, failed.and_then(h));
+            let answer = ["resumed", "failed"]
+                .into_iter()
+                .find_map(|name| element.get_child(name, NS_SM))
+                .and_then(ResumeAnswer::parse);
+            match answer {
+                Some(ResumeAnswer::Resumed { h }) => {
+                    let (jid, resent_ids) = self.accept_resumption(previous, h)?;
+                    pending = Some(PendingOnline {
+                        jid,
+                        resumed: true,
+                        resent_ids,
+                        carbons_enabled: false,
+                        csi_inline: false,
+                    });
+                }
+                Some(ResumeAnswer::Failed { h }) => self.refuse_resumption(previous, h),
+                None => self.refuse_resumption(previous, None),
             }
         }
         if pending.is_none() {
@@ -348,8 +349,8 @@ impl Session {
                     .ok_or_else(|| SessionError::BindFailed {
                         condition: "bad-jid".to_owned(),
                     })?;
-                if let Some(enabled) = bound.get_child("enabled", NS_SM) {
-                    self.sm = Some(SmState::enabled_by(enabled));
+                if let Some(enabled) = bound.get_child("enabled", NS_SM).and_then(Enabled::parse) {
+                    self.sm = Some(SmState::enabled_by(&enabled));
                     self.sm_changed = true;
                 }
                 pending = Some(PendingOnline {
@@ -405,7 +406,7 @@ impl Session {
             && self.config.stream_management
             && features.stream_management
         {
-            self.transmit(format!("<enable xmlns='{NS_SM}' resume='true'/>"));
+            self.transmit(Enable { resume: true }.to_string());
             self.round_trips += 1;
             let bind_id = self.next_id();
             for element in early {

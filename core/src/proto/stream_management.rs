@@ -9,8 +9,8 @@ use std::time::Instant;
 use jid::FullJid;
 use minidom::Element;
 
+use super::sm::{ResumeAnswer, Unacked, A};
 use super::{unexpected, Output, Session, SessionError, SessionEvent, SmState, State};
-use crate::ns::NS_SM;
 
 impl Session {
     /// The server asks what we handled. `h` must not cover a stanza the
@@ -19,8 +19,8 @@ impl Session {
     pub(super) fn on_ack_request(&mut self) {
         let Some(sm) = &self.sm else { return };
         if sm.inbound_unhandled == 0 {
-            let ack = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound_handled);
-            self.transmit(ack);
+            let ack = sm.ack();
+            self.transmit(ack.to_string());
         } else {
             self.ack_owed = true;
         }
@@ -28,12 +28,10 @@ impl Session {
 
     /// The server says how many of our stanzas it handled.
     pub(super) fn on_ack(&mut self, element: &Element) -> Result<(), SessionError> {
-        let Some(h) = element.attr("h").and_then(|h| h.parse::<u32>().ok()) else {
-            return Err(unexpected("<a h='…'/>", element));
-        };
+        let A { h } = A::parse(element).ok_or_else(|| unexpected("<a h='…'/>", element))?;
         if let Some(sm) = &mut self.sm {
             let acked = sm.remote_acked(h)?;
-            self.emit_acked(&acked);
+            self.emit_acked(acked);
         }
         Ok(())
     }
@@ -44,16 +42,17 @@ impl Session {
         previous: SmState,
         element: Element,
     ) -> Result<State, SessionError> {
-        let h = element.attr("h").and_then(|h| h.parse::<u32>().ok());
-        if element.is("resumed", NS_SM) {
-            let (jid, resent_ids) = self.accept_resumption(previous, h)?;
-            self.apply_client_state(true);
-            Ok(self.go_online(now, jid, true, resent_ids, false))
-        } else if element.is("failed", NS_SM) {
-            self.refuse_resumption(previous, h);
-            Ok(self.start_bind())
-        } else {
-            Err(unexpected("<resumed/> or <failed/>", &element))
+        match ResumeAnswer::parse(&element) {
+            Some(ResumeAnswer::Resumed { h }) => {
+                let (jid, resent_ids) = self.accept_resumption(previous, h)?;
+                self.apply_client_state(true);
+                Ok(self.go_online(now, jid, true, resent_ids, false))
+            }
+            Some(ResumeAnswer::Failed { h }) => {
+                self.refuse_resumption(previous, h);
+                Ok(self.start_bind())
+            }
+            None => Err(unexpected("<resumed/> or <failed/>", &element)),
         }
     }
 
@@ -73,7 +72,7 @@ impl Session {
             });
         };
         let acked = previous.remote_acked(h)?;
-        self.emit_acked(&acked);
+        self.emit_acked(acked);
         let jid = previous
             .bound_jid
             .as_deref()
@@ -84,13 +83,8 @@ impl Session {
         let mut resent_ids = Vec::new();
         for stanza in &previous.unacked {
             self.outputs
-                .push_back(Output::Transmit(stanza.clone().into_bytes()));
-            if let Some(id) = Element::from_str(stanza)
-                .ok()
-                .and_then(|e| e.attr("id").map(str::to_owned))
-            {
-                resent_ids.push(id);
-            }
+                .push_back(Output::Transmit(stanza.bytes.clone().into_bytes()));
+            resent_ids.extend(stanza.id.clone());
         }
         self.ack_request_due = !previous.unacked.is_empty();
         self.sm = Some(previous);
@@ -103,21 +97,22 @@ impl Session {
     pub(super) fn refuse_resumption(&mut self, mut previous: SmState, h: Option<u32>) {
         if let Some(h) = h {
             if let Ok(acked) = previous.remote_acked(h) {
-                self.emit_acked(&acked);
+                self.emit_acked(acked);
             }
         }
         tracing::info!("resumption refused; binding a new session");
         self.sm_changed = true;
     }
 
-    pub(super) fn emit_acked(&mut self, acked: &[String]) {
+    /// Tells the client the server holds these stanzas.
+    pub(super) fn emit_acked(&mut self, acked: Vec<Unacked>) {
         if acked.is_empty() {
             return;
         }
         self.sm_changed = true;
         let elements = acked
-            .iter()
-            .filter_map(|s| Element::from_str(s).ok())
+            .into_iter()
+            .filter_map(Unacked::into_element)
             .collect();
         self.outputs
             .push_back(Output::Event(SessionEvent::Acked(elements)));
