@@ -15,164 +15,49 @@
 //!
 //! One `Session` value can live across many connections: after
 //! [`SessionEvent::Disconnected`] it accepts [`Input::Connected`] again.
+//!
+//! # Layout
+//! - this file: the [`Session`] value, its calls, and the dispatch of each
+//!   received element to the handler for the current state — a handler
+//!   takes the state by value and returns the next one or the
+//!   [`SessionError`] that ends the stream (as rustls' `State::handle`);
+//! - [`io`]: the types at the boundary ([`Input`], [`Output`],
+//!   [`SessionEvent`], [`SessionConfig`]);
+//! - `negotiation`: stream features, STARTTLS, SASL and resource binding,
+//!   up to `Online`; [`sasl2`] for SASL2 + Bind2 + FAST;
+//! - `stream_management`: XEP-0198 acks and resumption on the stream;
+//!   [`sm`] holds the counters, the unacked queue and the wire elements;
+//! - `online`: the live stream (stanzas up, pings answered and sent);
+//! - [`timer`]: the named deadlines.
 
 pub mod error;
 pub mod fast;
+pub mod io;
+mod negotiation;
+mod online;
 pub mod sasl;
 pub mod sasl2;
 pub mod sm;
 pub mod stream_features;
+mod stream_management;
+pub mod timer;
 
-use crate::ns::{NS_BIND, NS_CLIENT, NS_CSI, NS_PING, NS_SASL, NS_SM, NS_STREAM, NS_TLS};
+use crate::ns::{NS_CLIENT, NS_CSI, NS_STREAM};
 use std::collections::VecDeque;
-use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use jid::{BareJid, FullJid};
+use jid::FullJid;
 use minidom::Element;
 
 pub use error::{CommandError, SessionError, TimeoutKind};
+pub use io::{Input, Output, SessionConfig, SessionEvent, TlsInfo};
 use sasl::{Mechanism, SaslClient};
 pub use sm::SmState;
 use stream_features::*;
+pub use timer::Timer;
+use timer::TimerTable;
 
 use crate::xml::{self, StreamItem, StreamReader};
-
-/// What the engine needs to know to log in.
-#[derive(Clone)]
-pub struct SessionConfig {
-    pub jid: BareJid,
-    pub password: String,
-    /// Resource to request; the server may change it.
-    pub resource: String,
-    /// Whether to enable XEP-0198.
-    pub stream_management: bool,
-    /// Idle time after which we check the connection is alive.
-    pub ping_interval: Duration,
-    /// How long a ping (or the close handshake) may go unanswered.
-    pub ping_timeout: Duration,
-    /// Upper bound for the whole negotiation.
-    pub negotiation_timeout: Duration,
-    pub max_element_bytes: usize,
-    /// XEP-0388 user-agent id: stable per installation, so the server can
-    /// tie FAST tokens and the Bind2 resource to this device.
-    pub client_id: String,
-    /// XEP-0388 user-agent software name, also the Bind2 resource tag.
-    pub software: String,
-    /// Use SASL2 when offered (off only to exercise the classic path).
-    pub sasl2: bool,
-    /// Enable XEP-0280 carbons inline with Bind2 when the server can.
-    pub carbons: bool,
-    /// A SCRAM (or FAST) login has worked with this account before: PLAIN,
-    /// which hands the server the password, is refused from now on (a
-    /// server or a man in the middle offering only PLAIN is a downgrade).
-    pub refuse_plain: bool,
-}
-
-impl Drop for SessionConfig {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.password);
-    }
-}
-
-impl std::fmt::Debug for SessionConfig {
-    // Never print the password.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionConfig")
-            .field("resource", &self.resource)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SessionConfig {
-    pub fn new(jid: BareJid, password: String, resource: String) -> Self {
-        Self {
-            jid,
-            password,
-            resource,
-            stream_management: true,
-            ping_interval: Duration::from_secs(120),
-            ping_timeout: Duration::from_secs(30),
-            negotiation_timeout: Duration::from_secs(30),
-            max_element_bytes: xml::DEFAULT_MAX_ELEMENT_BYTES,
-            client_id: String::new(),
-            software: "Waxwing".to_owned(),
-            sasl2: true,
-            carbons: true,
-            refuse_plain: false,
-        }
-    }
-}
-
-/// TLS facts the driver reports once the handshake is done.
-#[derive(Debug, Clone, Default)]
-pub struct TlsInfo {
-    /// RFC 9266 `tls-exporter` value; `None` below TLS 1.3.
-    pub channel_binding: Option<Vec<u8>>,
-}
-
-/// Something that happened outside the engine.
-pub enum Input<'a> {
-    /// The TCP connection is up; `tls` is set when it is direct TLS
-    /// (XEP-0368). `nonce` is fresh randomness for SASL.
-    Connected {
-        tls: Option<TlsInfo>,
-        nonce: String,
-    },
-    /// The STARTTLS handshake completed.
-    TlsEstablished(TlsInfo),
-    Received(&'a [u8]),
-    /// The deadline from the last [`Output::Wait`] passed.
-    Timeout,
-    /// The socket closed or failed.
-    Disconnected,
-}
-
-/// What the driver must do next.
-#[derive(Debug)]
-pub enum Output {
-    Transmit(Vec<u8>),
-    /// Upgrade the socket to TLS now, then report [`Input::TlsEstablished`].
-    StartTls,
-    Event(SessionEvent),
-    /// Close the socket (after writing everything transmitted so far).
-    CloseSocket,
-    /// Nothing more to do until input arrives or the instant passes.
-    Wait(Option<Instant>),
-}
-
-/// What the layers above learn from the engine.
-#[derive(Debug)]
-pub enum SessionEvent {
-    /// Negotiation finished; stanzas can flow.
-    Online {
-        jid: FullJid,
-        stream_management: bool,
-        roster_versioning: bool,
-        /// Request/response round trips from the stream header to here.
-        round_trips: u32,
-        /// The SASL mechanism that authenticated us, e.g. `SCRAM-SHA-256-PLUS`,
-        /// or `HT-SHA-256-EXPR` for a FAST token.
-        mechanism: &'static str,
-        /// Carbons (XEP-0280) were enabled inline (Bind2): no IQ needed.
-        carbons_enabled: bool,
-        /// The previous stream was resumed (XEP-0198 §5): presence, roster
-        /// and server state carried over.
-        resumed: bool,
-        /// Ids of stanzas the engine re-sent on resumption (they were not
-        /// acknowledged before): the client must not send them again.
-        resent_ids: Vec<String>,
-    },
-    /// A stanza (`message`, `presence`, `iq`) from the server.
-    Stanza(Element),
-    /// The server confirmed it holds these stanzas we sent (XEP-0198).
-    Acked(Vec<Element>),
-    /// The connection is gone; `error` is `None` after a clean close.
-    Disconnected { error: Option<SessionError> },
-    /// XEP-0484: the server issued a FAST token (`Some`, to persist) or
-    /// refused the one we had (`None`, to forget).
-    FastToken(Option<fast::FastToken>),
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -181,7 +66,11 @@ enum Stage {
     Authenticated,
 }
 
+/// Where the stream stands. A handler takes it by value and returns the
+/// next one (see `Session::handle_element`), so no path can forget it.
 enum State {
+    /// No stream; also what `self.state` holds while a handler owns the
+    /// real state.
     Offline,
     AwaitFeatures(Stage),
     AwaitProceed,
@@ -212,25 +101,24 @@ enum State {
     Closing,
 }
 
-/// Named deadlines; the earliest one is reported in [`Output::Wait`].
+/// Whether there is a connection, and whether our side of the stream is
+/// still open on it: what ending the stream must still do. Independent of
+/// [`State`], which a handler owns while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Timer {
-    Negotiation,
-    KeepAlive,
-    PingAnswer,
-    Close,
+enum Link {
+    /// No connection, and `Disconnected` was reported for the last one.
+    Down,
+    /// Connected; our stream is open (a header went out, no close tag).
+    Open,
+    /// Connected; we sent `</stream:stream>` and wait for the server's.
+    Closed,
 }
-const TIMERS: [Timer; 4] = [
-    Timer::Negotiation,
-    Timer::KeepAlive,
-    Timer::PingAnswer,
-    Timer::Close,
-];
 
 /// One XMPP client session; see the module docs for the calling contract.
 pub struct Session {
     config: SessionConfig,
     state: State,
+    link: Link,
     reader: StreamReader,
     tls: Option<TlsInfo>,
     nonce: String,
@@ -255,7 +143,7 @@ pub struct Session {
     resume_from: Option<SmState>,
     /// Whether the SM state changed since [`Session::take_sm_changed`].
     sm_changed: bool,
-    timers: [Option<Instant>; 4],
+    timers: TimerTable,
     last_timeout_reason: Option<Timer>,
     outputs: VecDeque<Output>,
 }
@@ -266,6 +154,7 @@ impl Session {
         Self {
             config,
             state: State::Offline,
+            link: Link::Down,
             reader,
             tls: None,
             nonce: String::new(),
@@ -282,7 +171,7 @@ impl Session {
             client_active: true,
             resume_from: None,
             sm_changed: false,
-            timers: [None; 4],
+            timers: TimerTable::default(),
             last_timeout_reason: None,
             outputs: VecDeque::new(),
         }
@@ -366,25 +255,26 @@ impl Session {
                     self.resume_from = Some(sm);
                 }
                 self.ack_owed = false;
-                self.timers = [None; 4];
-                self.set_timer(Timer::Negotiation, now + self.config.negotiation_timeout);
+                self.timers.clear();
+                self.timers
+                    .set(Timer::Negotiation, now + self.config.negotiation_timeout);
                 let stage = if self.tls.is_some() {
                     Stage::Secured
                 } else {
                     Stage::Initial
                 };
-                self.open_stream(stage);
+                self.link = Link::Open;
+                self.state = self.open_stream(stage);
             }
             Input::TlsEstablished(info) => {
                 if matches!(self.state, State::AwaitTls) {
                     self.tls = Some(info);
-                    self.open_stream(Stage::Secured);
+                    self.state = self.open_stream(Stage::Secured);
                 }
             }
             Input::Received(bytes) => self.receive(now, bytes),
             Input::Timeout => self.handle_timeout(now),
             Input::Disconnected => match self.state {
-                State::Offline => {}
                 State::Closing => self.finish(None),
                 _ => self.finish(Some(SessionError::ConnectionLost)),
             },
@@ -400,7 +290,8 @@ impl Session {
         }
         let bytes = xml::to_bytes(stanza);
         if let Some(sm) = &mut self.sm {
-            sm.record_sent(String::from_utf8_lossy(&bytes).into_owned());
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            sm.record_sent(sm::Unacked::new(stanza, text));
             self.ack_request_due = true;
             self.sm_changed = true;
         }
@@ -436,27 +327,26 @@ impl Session {
             self.sm_changed = true;
         }
         if std::mem::take(&mut self.ack_owed) {
-            let ack = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound_handled);
-            self.transmit(ack);
+            let ack = sm.ack();
+            self.transmit(ack.to_string());
         }
     }
 
     /// Starts a clean close: acknowledges what we handled, closes our side
     /// of the stream and waits (bounded) for the server's.
     pub fn close(&mut self, now: Instant) {
-        match self.state {
-            State::Offline | State::Closing => {}
-            _ => {
-                if let (State::Online, Some(sm)) = (&self.state, &self.sm) {
-                    let ack = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound_handled);
-                    self.transmit(ack);
-                }
-                self.transmit("</stream:stream>".to_owned());
-                self.state = State::Closing;
-                self.timers = [None; 4];
-                self.set_timer(Timer::Close, now + self.config.ping_timeout);
-            }
+        if self.link != Link::Open {
+            return;
         }
+        if let (State::Online, Some(sm)) = (&self.state, &self.sm) {
+            let ack = sm.ack();
+            self.transmit(ack.to_string());
+        }
+        self.close_our_stream();
+        self.state = State::Closing;
+        self.timers.clear();
+        self.timers
+            .set(Timer::Close, now + self.config.ping_timeout);
     }
 
     // ---- outputs ----
@@ -467,20 +357,12 @@ impl Session {
         }
         if self.ack_request_due {
             self.ack_request_due = false;
-            return Output::Transmit(format!("<r xmlns='{NS_SM}'/>").into_bytes());
+            return Output::Transmit(sm::R.to_string().into_bytes());
         }
-        Output::Wait(self.timers.iter().flatten().min().copied())
+        Output::Wait(self.timers.next_deadline())
     }
 
     // ---- internals ----
-
-    fn set_timer(&mut self, timer: Timer, at: Instant) {
-        self.timers[timer as usize] = Some(at);
-    }
-
-    fn stop_timer(&mut self, timer: Timer) {
-        self.timers[timer as usize] = None;
-    }
 
     fn transmit(&mut self, text: String) {
         self.outputs.push_back(Output::Transmit(text.into_bytes()));
@@ -491,27 +373,12 @@ impl Session {
         format!("wx{}", self.next_id)
     }
 
-    fn open_stream(&mut self, stage: Stage) {
-        self.reader = StreamReader::new(self.config.max_element_bytes);
-        let domain = xml::escape(self.config.jid.domain().as_str());
-        // RFC 6120 §4.7.1: announce who we are only once the stream is
-        // encrypted.
-        let from = match stage {
-            Stage::Initial => String::new(),
-            _ => format!(" from='{}'", xml::escape(self.config.jid.as_str())),
-        };
-        self.transmit(format!(
-            "<?xml version='1.0'?><stream:stream xmlns='{NS_CLIENT}' xmlns:stream='{NS_STREAM}' \
-             to='{domain}'{from} version='1.0' xml:lang='en'>"
-        ));
-        self.round_trips += 1;
-        self.state = State::AwaitFeatures(stage);
-    }
-
+    /// Ends the connection and reports it, once per connection.
     fn finish(&mut self, error: Option<SessionError>) {
-        if matches!(self.state, State::Offline) {
+        if self.link == Link::Down {
             return;
         }
+        self.link = Link::Down;
         if let Some(err) = &error {
             tracing::info!(error = %err, "session ended");
         }
@@ -522,7 +389,7 @@ impl Session {
             }
         }
         self.state = State::Offline;
-        self.timers = [None; 4];
+        self.timers.clear();
         self.ack_request_due = false;
         self.ping_id = None;
         self.outputs.push_back(Output::CloseSocket);
@@ -530,14 +397,20 @@ impl Session {
             .push_back(Output::Event(SessionEvent::Disconnected { error }));
     }
 
-    /// Ends a negotiation step whose state was already taken apart.
-    fn abort(&mut self, error: SessionError) {
-        self.state = State::Closing;
-        self.fail(error);
+    /// Sends our `</stream:stream>` unless it went out already.
+    fn close_our_stream(&mut self) {
+        if self.link == Link::Open {
+            self.transmit("</stream:stream>".to_owned());
+            self.link = Link::Closed;
+        }
     }
 
     /// Ends the stream because of what the server did.
     fn fail(&mut self, error: SessionError) {
+        if self.link != Link::Open {
+            // Our side is closed already: no stream error can follow.
+            return self.finish(Some(error));
+        }
         if let SessionError::StreamManagement(_) = error {
             self.transmit(
                 "<stream:error><handled-count-too-high xmlns='urn:xmpp:sm:3'/>\
@@ -549,21 +422,15 @@ impl Session {
                 "<stream:error><not-well-formed xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>".to_owned(),
             );
         }
-        if !matches!(self.state, State::Offline) {
-            self.transmit("</stream:stream>".to_owned());
-        }
+        self.close_our_stream();
         self.finish(Some(error));
     }
 
     fn handle_timeout(&mut self, now: Instant) {
-        for timer in TIMERS {
-            let Some(at) = self.timers[timer as usize] else {
-                continue;
-            };
-            if at > now {
+        for timer in Timer::ALL {
+            if !self.timers.expire(timer, now) {
                 continue;
             }
-            self.stop_timer(timer);
             self.last_timeout_reason = Some(timer);
             match timer {
                 Timer::Negotiation => {
@@ -584,38 +451,22 @@ impl Session {
         }
     }
 
-    fn send_ping(&mut self, now: Instant) {
-        if !self.is_online() {
-            return;
-        }
-        if self.sm.is_some() {
-            // An ack request is the cheapest liveness probe when SM is on.
-            self.ack_request_due = true;
-        } else {
-            let id = self.next_id();
-            self.transmit(format!(
-                "<iq type='get' id='{id}'><ping xmlns='{NS_PING}'/></iq>"
-            ));
-            self.ping_id = Some(id);
-        }
-        self.set_timer(Timer::PingAnswer, now + self.config.ping_timeout);
-    }
-
     fn receive(&mut self, now: Instant, bytes: &[u8]) {
-        if matches!(self.state, State::Offline) {
+        if self.link == Link::Down {
             return;
         }
         if self.is_online() {
             // Any traffic proves the connection alive.
-            self.stop_timer(Timer::PingAnswer);
-            self.set_timer(Timer::KeepAlive, now + self.config.ping_interval);
+            self.timers.stop(Timer::PingAnswer);
+            self.timers
+                .set(Timer::KeepAlive, now + self.config.ping_interval);
         }
         let items = match self.reader.feed(bytes) {
             Ok(items) => items,
             Err(err) => return self.fail(err.into()),
         };
         for item in items {
-            if matches!(self.state, State::Offline) {
+            if self.link == Link::Down {
                 return;
             }
             match item {
@@ -624,7 +475,7 @@ impl Session {
                     if matches!(self.state, State::Closing) {
                         return self.finish(None);
                     }
-                    self.transmit("</stream:stream>".to_owned());
+                    self.close_our_stream();
                     return self.finish(Some(SessionError::ConnectionLost));
                 }
                 StreamItem::Element(element) => self.handle_element(now, element),
@@ -632,28 +483,32 @@ impl Session {
         }
     }
 
+    /// Hands the current state to the handler for its element; the handler
+    /// returns the next state, or an error that ends the stream.
     fn handle_element(&mut self, now: Instant, element: Element) {
         if element.is("error", NS_STREAM) {
             let condition = error_condition(&element);
             return self.fail(SessionError::StreamError { condition });
         }
         let state = std::mem::replace(&mut self.state, State::Offline);
+        match self.step(now, state, element) {
+            Ok(next) => self.state = next,
+            Err(err) => self.fail(err),
+        }
+    }
+
+    fn step(
+        &mut self,
+        now: Instant,
+        state: State,
+        element: Element,
+    ) -> Result<State, SessionError> {
         match state {
-            State::Offline => {}
-            State::AwaitFeatures(stage) => self.on_features(now, stage, element),
-            State::AwaitProceed => {
-                if element.is("proceed", NS_TLS) {
-                    self.state = State::AwaitTls;
-                    self.outputs.push_back(Output::StartTls);
-                } else {
-                    self.state = State::AwaitProceed;
-                    self.fail(SessionError::TlsRefused);
-                }
-            }
-            State::AwaitTls => {
-                self.state = State::AwaitTls;
-                self.fail(unexpected("the TLS handshake", &element));
-            }
+            // Not reached: nothing is read without a connection.
+            State::Offline => Ok(State::Offline),
+            State::AwaitFeatures(stage) => self.on_features(stage, element),
+            State::AwaitProceed => self.on_proceed(element),
+            State::AwaitTls => Err(unexpected("the TLS handshake", &element)),
             State::Authenticating {
                 client,
                 mechanism,
@@ -670,480 +525,18 @@ impl Session {
                 self.on_post_auth_features(now, online, early, element)
             }
             State::Online => {
-                self.state = State::Online;
-                self.on_online_element(element);
+                self.on_online_element(element)?;
+                Ok(State::Online)
             }
             State::Closing => {
-                self.state = State::Closing;
-                if element.is("a", NS_SM) || element.is("r", NS_SM) {
-                    return;
-                }
                 // Stanzas still arriving while we close are delivered.
                 if element.has_ns(NS_CLIENT) {
                     self.outputs
                         .push_back(Output::Event(SessionEvent::Stanza(element)));
                 }
+                Ok(State::Closing)
             }
         }
-    }
-
-    fn on_features(&mut self, now: Instant, stage: Stage, element: Element) {
-        if !element.is("features", NS_STREAM) {
-            self.state = State::AwaitFeatures(stage);
-            return self.fail(unexpected("<stream:features/>", &element));
-        }
-        let features = Features::parse(&element);
-        match stage {
-            Stage::Initial => {
-                if !features.starttls {
-                    self.state = State::AwaitFeatures(stage);
-                    return self.fail(SessionError::TlsUnavailable);
-                }
-                self.transmit(format!("<starttls xmlns='{NS_TLS}'/>"));
-                self.round_trips += 1;
-                self.state = State::AwaitProceed;
-            }
-            Stage::Secured => {
-                self.features = features;
-                if self.config.sasl2 && self.features.sasl2.is_some() {
-                    self.start_sasl2(&[]);
-                } else {
-                    self.start_auth(&[]);
-                }
-            }
-            Stage::Authenticated => {
-                self.features.bind = features.bind;
-                self.features.stream_management = features.stream_management;
-                self.features.roster_versioning |= features.roster_versioning;
-                self.features.client_state_indication = features.client_state_indication;
-                if !features.bind {
-                    self.state = State::AwaitFeatures(stage);
-                    return self.fail(SessionError::BindFailed {
-                        condition: "not-offered".to_owned(),
-                    });
-                }
-                let _ = now;
-                let use_sm = self.config.stream_management && features.stream_management;
-                if let Some(previous) = self.resume_from.take() {
-                    if use_sm {
-                        // XEP-0198 §5: resume instead of binding anew.
-                        self.transmit(format!(
-                            "<resume xmlns='{NS_SM}' h='{}' previd='{}'/>",
-                            previous.inbound_handled,
-                            xml::escape(previous.resume_id.as_deref().unwrap_or_default())
-                        ));
-                        self.round_trips += 1;
-                        self.state = State::Resuming { previous };
-                        return;
-                    }
-                    self.sm_changed = true;
-                }
-                self.start_bind();
-            }
-        }
-    }
-
-    fn start_bind(&mut self) {
-        let bind_id = self.next_id();
-        self.transmit(format!(
-            "<iq type='set' id='{bind_id}'><bind xmlns='{NS_BIND}'><resource>{}</resource></bind></iq>",
-            xml::escape(&self.config.resource)
-        ));
-        // Pipelined with the bind request: servers handle them in order,
-        // which saves a round trip (XEP-0198 §3 only needs enable to come
-        // after bind).
-        let sm_pending = self.config.stream_management && self.features.stream_management;
-        if sm_pending {
-            self.transmit(format!("<enable xmlns='{NS_SM}' resume='true'/>"));
-        }
-        self.round_trips += 1;
-        self.state = State::Binding {
-            bind_id,
-            bound: None,
-            sm_pending,
-        };
-    }
-
-    fn on_resuming(&mut self, now: Instant, previous: SmState, element: Element) {
-        let h = element.attr("h").and_then(|h| h.parse::<u32>().ok());
-        if element.is("resumed", NS_SM) {
-            match self.accept_resumption(previous, h) {
-                Ok((jid, resent_ids)) => {
-                    self.apply_client_state(true);
-                    self.go_online(now, jid, true, resent_ids, false)
-                }
-                Err(err) => self.abort(err),
-            }
-        } else if element.is("failed", NS_SM) {
-            self.refuse_resumption(previous, h);
-            self.start_bind();
-        } else {
-            self.state = State::Resuming { previous };
-            self.fail(unexpected("<resumed/> or <failed/>", &element));
-        }
-    }
-
-    /// The server resumed `previous` and says it handled `h` of our
-    /// stanzas: whatever it did not get goes out again, in order, and stays
-    /// queued until acknowledged (XEP-0198 §5). Returns the stream's JID
-    /// and the ids of the re-sent stanzas.
-    fn accept_resumption(
-        &mut self,
-        mut previous: SmState,
-        h: Option<u32>,
-    ) -> Result<(FullJid, Vec<String>), SessionError> {
-        let Some(h) = h else {
-            return Err(SessionError::UnexpectedElement {
-                expected: "<resumed h='…'/>",
-                got: "resumed".to_owned(),
-            });
-        };
-        let acked = previous.remote_acked(h)?;
-        self.emit_acked(&acked);
-        let jid = previous
-            .bound_jid
-            .as_deref()
-            .and_then(|j| FullJid::from_str(j).ok())
-            .ok_or_else(|| SessionError::BindFailed {
-                condition: "no-previous-jid".to_owned(),
-            })?;
-        let mut resent_ids = Vec::new();
-        for stanza in &previous.unacked {
-            self.outputs
-                .push_back(Output::Transmit(stanza.clone().into_bytes()));
-            if let Some(id) = Element::from_str(stanza)
-                .ok()
-                .and_then(|e| e.attr("id").map(str::to_owned))
-            {
-                resent_ids.push(id);
-            }
-        }
-        self.ack_request_due = !previous.unacked.is_empty();
-        self.sm = Some(previous);
-        self.sm_changed = true;
-        Ok((jid, resent_ids))
-    }
-
-    /// The server could not resume `previous`; `h` (XEP-0198 §5, on
-    /// `<failed/>`) still tells which of its stanzas the old stream got.
-    fn refuse_resumption(&mut self, mut previous: SmState, h: Option<u32>) {
-        if let Some(h) = h {
-            if let Ok(acked) = previous.remote_acked(h) {
-                self.emit_acked(&acked);
-            }
-        }
-        tracing::info!("resumption refused; binding a new session");
-        self.sm_changed = true;
-    }
-
-    fn emit_acked(&mut self, acked: &[String]) {
-        if acked.is_empty() {
-            return;
-        }
-        self.sm_changed = true;
-        let elements = acked
-            .iter()
-            .filter_map(|s| Element::from_str(s).ok())
-            .collect();
-        self.outputs
-            .push_back(Output::Event(SessionEvent::Acked(elements)));
-    }
-
-    fn go_online(
-        &mut self,
-        now: Instant,
-        jid: FullJid,
-        resumed: bool,
-        resent_ids: Vec<String>,
-        carbons_enabled: bool,
-    ) {
-        if let Some(sm) = &mut self.sm {
-            sm.bound_jid = Some(jid.to_string());
-            self.sm_changed = true;
-        }
-        self.state = State::Online;
-        self.stop_timer(Timer::Negotiation);
-        self.set_timer(Timer::KeepAlive, now + self.config.ping_interval);
-        self.outputs.push_back(Output::Event(SessionEvent::Online {
-            jid,
-            stream_management: self.sm.is_some(),
-            roster_versioning: self.features.roster_versioning,
-            round_trips: self.round_trips,
-            mechanism: self.authenticated_with,
-            carbons_enabled,
-            resumed,
-            resent_ids,
-        }));
-    }
-
-    fn start_auth(&mut self, exclude: &[Mechanism]) {
-        let have_cb = self
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.channel_binding.is_some());
-        let offered = self.features.mechanisms.clone();
-        let exclude = self.excluded_mechanisms(exclude);
-        let Some(mechanism) = Mechanism::choose(&offered, have_cb, &exclude) else {
-            self.state = State::AwaitFeatures(Stage::Secured);
-            return self.fail(SessionError::NoCommonMechanism);
-        };
-        let cb = self.tls.as_ref().and_then(|t| t.channel_binding.clone());
-        let username = self
-            .config
-            .jid
-            .node()
-            .map(|n| n.as_str().to_owned())
-            .unwrap_or_default();
-        let (client, initial) = SaslClient::start(
-            mechanism,
-            &username,
-            &self.config.password,
-            &self.nonce,
-            cb.as_deref(),
-        );
-        use base64::Engine as _;
-        let initial = base64::engine::general_purpose::STANDARD.encode(initial);
-        self.transmit(format!(
-            "<auth xmlns='{NS_SASL}' mechanism='{}'>{initial}</auth>",
-            mechanism.name()
-        ));
-        self.round_trips += 1;
-        self.state = State::Authenticating {
-            client,
-            mechanism,
-            offered,
-        };
-    }
-
-    fn on_sasl(
-        &mut self,
-        mut client: SaslClient,
-        mechanism: Mechanism,
-        offered: Vec<String>,
-        element: Element,
-    ) {
-        use base64::Engine as _;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let payload = element.text();
-        let decoded = match b64.decode(payload.trim()) {
-            Ok(d) => d,
-            Err(_) => {
-                self.state = State::Offline;
-                return self.fail(SessionError::Sasl(sasl::SaslError::MalformedChallenge));
-            }
-        };
-        if element.is("challenge", NS_SASL) {
-            match client.respond(&decoded) {
-                Ok(reply) => {
-                    self.transmit(format!(
-                        "<response xmlns='{NS_SASL}'>{}</response>",
-                        b64.encode(reply)
-                    ));
-                    self.round_trips += 1;
-                    self.state = State::Authenticating {
-                        client,
-                        mechanism,
-                        offered,
-                    };
-                }
-                Err(err) => {
-                    self.transmit(format!("<abort xmlns='{NS_SASL}'/>"));
-                    self.state = State::Authenticating {
-                        client,
-                        mechanism,
-                        offered,
-                    };
-                    self.fail(err.into());
-                }
-            }
-        } else if element.is("success", NS_SASL) {
-            if let Err(err) = client.verify_success(&decoded) {
-                self.state = State::Authenticating {
-                    client,
-                    mechanism,
-                    offered,
-                };
-                return self.fail(err.into());
-            }
-            self.authenticated_with = mechanism.name();
-            self.open_stream(Stage::Authenticated);
-        } else if element.is("failure", NS_SASL) {
-            let condition = error_condition(&element);
-            if mechanism.uses_channel_binding()
-                && !self.rejected_channel_binding
-                && condition != "account-disabled"
-            {
-                // Some servers advertise -PLUS but reject tls-exporter
-                // (ejabberd 23.01): retry once, same hash, without binding.
-                tracing::info!(
-                    mechanism = mechanism.name(),
-                    "channel binding rejected, retrying without"
-                );
-                self.rejected_channel_binding = true;
-                self.features.mechanisms = offered;
-                return self.start_auth(&[Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus]);
-            }
-            self.state = State::Authenticating {
-                client,
-                mechanism,
-                offered,
-            };
-            self.fail(SessionError::AuthFailed { condition });
-        } else {
-            self.state = State::Authenticating {
-                client,
-                mechanism,
-                offered,
-            };
-            self.fail(unexpected("a SASL reply", &element));
-        }
-    }
-
-    fn on_binding(
-        &mut self,
-        now: Instant,
-        bind_id: String,
-        mut bound: Option<FullJid>,
-        mut sm_pending: bool,
-        element: Element,
-    ) {
-        if element.is("iq", NS_CLIENT) && element.attr("id") == Some(bind_id.as_str()) {
-            match element.attr("type") {
-                Some("result") => {
-                    let jid = element
-                        .get_child("bind", NS_BIND)
-                        .and_then(|b| b.get_child("jid", NS_BIND))
-                        .and_then(|j| FullJid::from_str(j.text().trim()).ok());
-                    match jid {
-                        Some(jid) => bound = Some(jid),
-                        None => {
-                            self.state = State::Binding {
-                                bind_id,
-                                bound,
-                                sm_pending,
-                            };
-                            return self.fail(SessionError::BindFailed {
-                                condition: "bad-jid".to_owned(),
-                            });
-                        }
-                    }
-                }
-                _ => {
-                    let condition = element
-                        .get_child("error", NS_CLIENT)
-                        .map(error_condition)
-                        .unwrap_or_else(|| "undefined-condition".to_owned());
-                    self.state = State::Binding {
-                        bind_id,
-                        bound,
-                        sm_pending,
-                    };
-                    return self.fail(SessionError::BindFailed { condition });
-                }
-            }
-        } else if element.is("enabled", NS_SM) && sm_pending {
-            sm_pending = false;
-            self.sm = Some(SmState::enabled_by(&element));
-        } else if element.is("failed", NS_SM) && sm_pending {
-            tracing::info!("server refused stream management; continuing without");
-            sm_pending = false;
-        } else if element.is("r", NS_SM) || element.is("a", NS_SM) {
-            // Nothing to ack before enabled; ignore.
-        } else if element.has_ns(NS_CLIENT) && bound.is_some() {
-            // A stanza can overtake <enabled/>; deliver it rather than drop.
-            self.outputs
-                .push_back(Output::Event(SessionEvent::Stanza(element)));
-        } else {
-            self.state = State::Binding {
-                bind_id,
-                bound,
-                sm_pending,
-            };
-            return self.fail(unexpected("the bind result", &element));
-        }
-        match bound {
-            Some(jid) if !sm_pending => {
-                self.apply_client_state(false);
-                self.go_online(now, jid, false, Vec::new(), false)
-            }
-            bound => {
-                self.state = State::Binding {
-                    bind_id,
-                    bound,
-                    sm_pending,
-                }
-            }
-        }
-    }
-
-    /// A new stream starts active (XEP-0352 §4): tell the server if the
-    /// app is in the background. A resumed one keeps the old stream's
-    /// state, which may be stale: say it either way.
-    fn apply_client_state(&mut self, resumed: bool) {
-        if !self.features.client_state_indication {
-            return;
-        }
-        if !self.client_active {
-            self.transmit(format!("<inactive xmlns='{NS_CSI}'/>"));
-        } else if resumed {
-            self.transmit(format!("<active xmlns='{NS_CSI}'/>"));
-        }
-    }
-
-    fn on_online_element(&mut self, element: Element) {
-        if element.is("r", NS_SM) {
-            if let Some(sm) = &self.sm {
-                if sm.inbound_unhandled == 0 {
-                    let ack = format!("<a xmlns='{NS_SM}' h='{}'/>", sm.inbound_handled);
-                    self.transmit(ack);
-                } else {
-                    // Answered by `mark_handled`: `h` must not cover a
-                    // stanza the client has not stored yet.
-                    self.ack_owed = true;
-                }
-            }
-            return;
-        }
-        if element.is("a", NS_SM) {
-            let Some(h) = element.attr("h").and_then(|h| h.parse::<u32>().ok()) else {
-                return self.fail(unexpected("<a h='…'/>", &element));
-            };
-            let Some(sm) = &mut self.sm else { return };
-            match sm.remote_acked(h) {
-                Ok(acked) => self.emit_acked(&acked),
-                Err(err) => self.fail(err.into()),
-            }
-            return;
-        }
-        if !element.has_ns(NS_CLIENT) || !matches!(element.name(), "message" | "presence" | "iq") {
-            // XEP-0198 counts only stanzas; unknown nonzas are dropped.
-            tracing::debug!(name = element.name(), "dropping unknown top-level element");
-            return;
-        }
-        if let Some(sm) = &mut self.sm {
-            sm.record_received();
-            self.sm_changed = true;
-        }
-        if element.name() == "iq" {
-            let id = element.attr("id");
-            if self.ping_id.is_some() && id == self.ping_id.as_deref() {
-                self.ping_id = None;
-                return;
-            }
-            // Pings from our server are answered here; anyone else's go up
-            // to the client, which answers only those allowed to see our
-            // presence (XEP-0199 §4.2).
-            if element.attr("type") == Some("get")
-                && element.has_child("ping", NS_PING)
-                && self.sent_by_our_server(&element)
-            {
-                let reply = ping_reply(&element);
-                self.transmit(reply);
-                return;
-            }
-        }
-        self.outputs
-            .push_back(Output::Event(SessionEvent::Stanza(element)));
     }
 }
 
@@ -1155,24 +548,6 @@ impl Session {
             excluded.push(Mechanism::Plain);
         }
         excluded
-    }
-
-    /// No `from`, our domain, or our own bare JID.
-    fn sent_by_our_server(&self, element: &Element) -> bool {
-        match element.attr("from") {
-            None => true,
-            Some(from) => {
-                from == self.config.jid.domain().as_str() || from == self.config.jid.as_str()
-            }
-        }
-    }
-}
-
-fn ping_reply(ping: &Element) -> String {
-    let id = xml::escape(ping.attr("id").unwrap_or(""));
-    match ping.attr("from") {
-        Some(from) => format!("<iq type='result' id='{id}' to='{}'/>", xml::escape(from)),
-        None => format!("<iq type='result' id='{id}'/>"),
     }
 }
 

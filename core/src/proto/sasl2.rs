@@ -16,6 +16,7 @@ use minidom::Element;
 
 use super::fast::{FastMechanism, FastToken, HtClient};
 use super::sasl::{Mechanism, SaslClient, SaslError};
+use super::sm::{Enable, Enabled, Resume, ResumeAnswer};
 use super::stream_features::*;
 use super::{Output, Session, SessionError, SessionEvent, SmState, Stage, State};
 use crate::xml;
@@ -56,10 +57,12 @@ impl Session {
     /// Sends `<authenticate/>`: with the FAST token if we hold one the
     /// server accepts, else with the best password mechanism not in
     /// `exclude`.
-    pub(super) fn start_sasl2(&mut self, exclude: &[Mechanism]) {
-        let Some(offer) = self.features.sasl2.clone() else {
-            return self.abort(SessionError::NoCommonMechanism);
-        };
+    pub(super) fn start_sasl2(&mut self, exclude: &[Mechanism]) -> Result<State, SessionError> {
+        let offer = self
+            .features
+            .sasl2
+            .clone()
+            .ok_or(SessionError::NoCommonMechanism)?;
         let cb = self.tls.as_ref().and_then(|t| t.channel_binding.clone());
         let username = self
             .config
@@ -89,10 +92,8 @@ impl Session {
             }
             None => {
                 let exclude = self.excluded_mechanisms(exclude);
-                let Some(mechanism) = Mechanism::choose(&offer.mechanisms, cb.is_some(), &exclude)
-                else {
-                    return self.abort(SessionError::NoCommonMechanism);
-                };
+                let mechanism = Mechanism::choose(&offer.mechanisms, cb.is_some(), &exclude)
+                    .ok_or(SessionError::NoCommonMechanism)?;
                 let (client, initial) = SaslClient::start(
                     mechanism,
                     &username,
@@ -133,18 +134,14 @@ impl Session {
             }
             None => None,
         };
-        let resume_element = resuming.as_ref().map_or(String::new(), |previous| {
-            format!(
-                "<resume xmlns='{NS_SM}' h='{}' previd='{}'/>",
-                previous.inbound_handled,
-                xml::escape(previous.resume_id.as_deref().unwrap_or_default())
-            )
-        });
+        let resume_element = resuming
+            .as_ref()
+            .map_or(String::new(), |previous| Resume::of(previous).to_string());
         let mut csi_inline = false;
         let bind_element = if offer.bind2.is_some() && self.resume_from.is_none() {
             let mut inline = String::new();
             if use_sm && offer.bind2_inline(NS_SM) {
-                inline.push_str(&format!("<enable xmlns='{NS_SM}' resume='true'/>"));
+                inline.push_str(&Enable { resume: true }.to_string());
             }
             if self.config.carbons && offer.bind2_inline(NS_CARBONS) {
                 inline.push_str(&format!("<enable xmlns='{NS_CARBONS}'/>"));
@@ -174,18 +171,22 @@ impl Session {
             xml::escape(&self.config.software),
         ));
         self.round_trips += 1;
-        self.state = State::Sasl2(Box::new(Attempt {
+        Ok(State::Sasl2(Box::new(Attempt {
             credential,
             resuming,
             token_requested,
             csi_inline,
-        }));
+        })))
     }
 
-    pub(super) fn on_sasl2(&mut self, mut attempt: Attempt, element: Element) {
+    pub(super) fn on_sasl2(
+        &mut self,
+        mut attempt: Attempt,
+        element: Element,
+    ) -> Result<State, SessionError> {
         if element.is("challenge", NS_SASL2) {
             let Credential::Password { client, .. } = &mut attempt.credential else {
-                return self.abort(unexpected_sasl2(&element));
+                return Err(unexpected_sasl2(&element));
             };
             let reply = B64
                 .decode(element.text().trim())
@@ -198,30 +199,34 @@ impl Session {
                         B64.encode(reply)
                     ));
                     self.round_trips += 1;
-                    self.state = State::Sasl2(Box::new(attempt));
+                    Ok(State::Sasl2(Box::new(attempt)))
                 }
                 Err(err) => {
                     self.transmit(format!("<abort xmlns='{NS_SASL2}'/>"));
-                    self.abort(err.into());
+                    Err(err.into())
                 }
             }
         } else if element.is("success", NS_SASL2) {
-            self.on_sasl2_success(attempt, element);
+            self.on_sasl2_success(attempt, element)
         } else if element.is("failure", NS_SASL2) {
-            self.on_sasl2_failure(attempt, &element);
+            self.on_sasl2_failure(attempt, &element)
         } else if element.is("continue", NS_SASL2) {
             // Second factors and upgrade tasks need the user; a chat core
             // cannot answer them here.
             self.transmit(format!("<abort xmlns='{NS_SASL2}'/>"));
-            self.abort(SessionError::AuthFailed {
+            Err(SessionError::AuthFailed {
                 condition: "task-required".to_owned(),
-            });
+            })
         } else {
-            self.abort(unexpected_sasl2(&element));
+            Err(unexpected_sasl2(&element))
         }
     }
 
-    fn on_sasl2_failure(&mut self, attempt: Attempt, element: &Element) {
+    fn on_sasl2_failure(
+        &mut self,
+        attempt: Attempt,
+        element: &Element,
+    ) -> Result<State, SessionError> {
         let condition = error_condition(element);
         // XEP-0388 §2.6.2: a failure leaves the stream as it was, so the
         // next attempt can follow on the same stream.
@@ -240,7 +245,7 @@ impl Session {
                 self.fast_token = None;
                 self.outputs
                     .push_back(Output::Event(SessionEvent::FastToken(None)));
-                self.start_sasl2(&[]);
+                self.start_sasl2(&[])
             }
             Credential::Password { mechanism, .. }
                 if mechanism.uses_channel_binding()
@@ -252,18 +257,22 @@ impl Session {
                     "channel binding rejected, retrying without"
                 );
                 self.rejected_channel_binding = true;
-                self.start_sasl2(&[Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus]);
+                self.start_sasl2(&[Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus])
             }
-            Credential::Password { .. } => self.abort(SessionError::AuthFailed { condition }),
+            Credential::Password { .. } => Err(SessionError::AuthFailed { condition }),
         }
     }
 
-    fn on_sasl2_success(&mut self, attempt: Attempt, element: Element) {
+    fn on_sasl2_success(
+        &mut self,
+        attempt: Attempt,
+        element: Element,
+    ) -> Result<State, SessionError> {
         let additional = match element.get_child("additional-data", NS_SASL2) {
-            Some(data) => match B64.decode(data.text().trim()) {
-                Ok(bytes) => Some(bytes),
-                Err(_) => return self.abort(SaslError::MalformedChallenge.into()),
-            },
+            Some(data) => Some(
+                B64.decode(data.text().trim())
+                    .map_err(|_| SaslError::MalformedChallenge)?,
+            ),
             None => None,
         };
         let (verified, name, spent_token) = match &attempt.credential {
@@ -287,9 +296,7 @@ impl Session {
                 Some(*mechanism),
             ),
         };
-        if let Err(err) = verified {
-            return self.abort(err);
-        }
+        verified?;
         self.authenticated_with = name;
 
         if let Some(token) = element.get_child("token", NS_FAST) {
@@ -315,34 +322,35 @@ impl Session {
             .map(|i| i.text().trim().to_owned());
         let mut pending = None;
         if let Some(previous) = attempt.resuming {
-            let h = |e: &Element| e.attr("h").and_then(|h| h.parse::<u32>().ok());
-            if let Some(resumed) = element.get_child("resumed", NS_SM) {
-                match self.accept_resumption(previous, h(resumed)) {
-                    Ok((jid, resent_ids)) => {
-                        pending = Some(PendingOnline {
-                            jid,
-                            resumed: true,
-                            resent_ids,
-                            carbons_enabled: false,
-                            csi_inline: false,
-                        })
-                    }
-                    Err(err) => return self.abort(err),
+            let answer = ["resumed", "failed"]
+                .into_iter()
+                .find_map(|name| element.get_child(name, NS_SM))
+                .and_then(ResumeAnswer::parse);
+            match answer {
+                Some(ResumeAnswer::Resumed { h }) => {
+                    let (jid, resent_ids) = self.accept_resumption(previous, h)?;
+                    pending = Some(PendingOnline {
+                        jid,
+                        resumed: true,
+                        resent_ids,
+                        carbons_enabled: false,
+                        csi_inline: false,
+                    });
                 }
-            } else {
-                let failed = element.get_child("failed", NS_SM);
-                self.refuse_resumption(previous, failed.and_then(h));
+                Some(ResumeAnswer::Failed { h }) => self.refuse_resumption(previous, h),
+                None => self.refuse_resumption(previous, None),
             }
         }
         if pending.is_none() {
             if let Some(bound) = element.get_child("bound", NS_BIND2) {
-                let Some(jid) = identity.as_deref().and_then(|i| FullJid::from_str(i).ok()) else {
-                    return self.abort(SessionError::BindFailed {
+                let jid = identity
+                    .as_deref()
+                    .and_then(|i| FullJid::from_str(i).ok())
+                    .ok_or_else(|| SessionError::BindFailed {
                         condition: "bad-jid".to_owned(),
-                    });
-                };
-                if let Some(enabled) = bound.get_child("enabled", NS_SM) {
-                    self.sm = Some(SmState::enabled_by(enabled));
+                    })?;
+                if let Some(enabled) = bound.get_child("enabled", NS_SM).and_then(Enabled::parse) {
+                    self.sm = Some(SmState::enabled_by(&enabled));
                     self.sm_changed = true;
                 }
                 pending = Some(PendingOnline {
@@ -357,10 +365,10 @@ impl Session {
                     .get_child("error", NS_CLIENT)
                     .map(error_condition)
                     .unwrap_or_else(|| "undefined-condition".to_owned());
-                return self.abort(SessionError::BindFailed { condition });
+                return Err(SessionError::BindFailed { condition });
             }
         }
-        self.state = match pending {
+        Ok(match pending {
             Some(online) => State::AwaitPostAuthFeatures {
                 online,
                 early: Vec::new(),
@@ -368,7 +376,7 @@ impl Session {
             // Authenticated only: the features lead to a classic bind or
             // resumption, as after a stream restart.
             None => State::AwaitFeatures(Stage::Authenticated),
-        };
+        })
     }
 
     pub(super) fn on_post_auth_features(
@@ -377,13 +385,12 @@ impl Session {
         online: PendingOnline,
         mut early: Vec<Element>,
         element: Element,
-    ) {
+    ) -> Result<State, SessionError> {
         if !element.is("features", NS_STREAM) {
             // With a resumption the server re-sends what we missed right
             // after <success/>, possibly before the features.
             early.push(element);
-            self.state = State::AwaitPostAuthFeatures { online, early };
-            return;
+            return Ok(State::AwaitPostAuthFeatures { online, early });
         }
         let features = Features::parse(&element);
         self.features.roster_versioning |= features.roster_versioning;
@@ -399,21 +406,20 @@ impl Session {
             && self.config.stream_management
             && features.stream_management
         {
-            self.transmit(format!("<enable xmlns='{NS_SM}' resume='true'/>"));
+            self.transmit(Enable { resume: true }.to_string());
             self.round_trips += 1;
             let bind_id = self.next_id();
-            self.state = State::Binding {
+            for element in early {
+                self.on_online_element(element)?;
+            }
+            return Ok(State::Binding {
                 // Nothing to wait for but <enabled/>: an id never sent.
                 bind_id,
                 bound: Some(online.jid),
                 sm_pending: true,
-            };
-            for element in early {
-                self.on_online_element(element);
-            }
-            return;
+            });
         }
-        self.go_online(
+        let online = self.go_online(
             now,
             online.jid,
             online.resumed,
@@ -421,8 +427,9 @@ impl Session {
             online.carbons_enabled,
         );
         for element in early {
-            self.on_online_element(element);
+            self.on_online_element(element)?;
         }
+        Ok(online)
     }
 }
 

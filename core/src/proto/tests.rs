@@ -1,6 +1,8 @@
 //! Engine tests against a scripted server, with simulated time.
 
 use super::*;
+use jid::BareJid;
+use std::time::Duration;
 
 mod sasl2;
 
@@ -683,4 +685,54 @@ fn plain_is_refused_once_scram_has_worked_for_the_account() {
         h.disconnected_error(),
         Some(Some(SessionError::NoCommonMechanism))
     );
+}
+
+/// Issue 12 (restructure): a `<challenge/>` or `<success/>` whose content
+/// is not base64 must end the stream the user can see ended — a typed SASL
+/// error in `Disconnected` and the socket closed — not leave `login()`
+/// waiting on a session that silently went offline.
+#[test]
+fn a_sasl_reply_that_is_not_base64_ends_the_stream_with_a_typed_error() {
+    for (mechanism, reply) in [
+        (
+            "SCRAM-SHA-1",
+            "<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>!!not base64!!</challenge>",
+        ),
+        (
+            "PLAIN",
+            "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>!!not base64!!</success>",
+        ),
+    ] {
+        let mut h = Harness::new();
+        h.input(Input::Connected {
+            tls: Some(TlsInfo::default()),
+            nonce: "n".into(),
+        });
+        h.recv(&format!(
+            "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+             <mechanism>{mechanism}</mechanism></mechanisms></stream:features>"
+        ));
+        assert!(h.take_sent().contains("<auth"));
+        h.recv(reply);
+        assert_eq!(
+            h.disconnected_error(),
+            Some(Some(SessionError::Sasl(
+                sasl::SaslError::MalformedChallenge
+            ))),
+            "{mechanism}"
+        );
+        assert!(h.socket_closed, "{mechanism}: the socket is closed");
+        assert!(
+            h.sent.ends_with("</stream:stream>"),
+            "{mechanism}: {}",
+            h.sent
+        );
+        assert!(!h.session.is_online());
+        // The session is reusable: a new connection starts a new stream.
+        h.input(Input::Connected {
+            tls: Some(TlsInfo::default()),
+            nonce: "n2".into(),
+        });
+        assert!(h.take_sent().contains("<stream:stream"));
+    }
 }

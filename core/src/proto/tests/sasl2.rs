@@ -364,3 +364,28 @@ fn bind2_without_inline_sm_enables_it_after_the_features() {
         Some("sm-late")
     );
 }
+
+/// Same as the classic path's test: bad base64 in a SASL2 `<challenge/>` or
+/// in `<success/>`'s additional data ends the stream visibly.
+#[test]
+fn a_sasl2_reply_that_is_not_base64_ends_the_stream_with_a_typed_error() {
+    for reply in [
+        "<challenge xmlns='urn:xmpp:sasl:2'>!!not base64!!</challenge>",
+        "<success xmlns='urn:xmpp:sasl:2'><additional-data>!!not base64!!</additional-data>\
+         <authorization-identifier>alice@example.org/phone</authorization-identifier></success>",
+    ] {
+        let mut h = Harness::new();
+        connect_direct_tls(&mut h);
+        assert!(h.take_sent().contains("<authenticate"));
+        h.recv(reply);
+        assert_eq!(
+            h.disconnected_error(),
+            Some(Some(SessionError::Sasl(
+                crate::proto::sasl::SaslError::MalformedChallenge
+            ))),
+            "{reply}"
+        );
+        assert!(h.socket_closed, "{reply}");
+        assert!(h.sent.ends_with("</stream:stream>"), "{}", h.sent);
+    }
+}
