@@ -141,6 +141,9 @@ pub struct Session {
     client_active: bool,
     /// State of a previous stream to resume on the next connection.
     resume_from: Option<SmState>,
+    /// Stanzas of a stream the server refused to resume, sent again once
+    /// the new session is online (see `refuse_resumption`).
+    resend_after_bind: Vec<Element>,
     /// Whether the SM state changed since [`Session::take_sm_changed`].
     sm_changed: bool,
     timers: TimerTable,
@@ -170,6 +173,7 @@ impl Session {
             fast_token: None,
             client_active: true,
             resume_from: None,
+            resend_after_bind: Vec::new(),
             sm_changed: false,
             timers: TimerTable::default(),
             last_timeout_reason: None,
@@ -288,6 +292,12 @@ impl Session {
         if !self.is_online() {
             return Err(CommandError::NotOnline);
         }
+        self.transmit_stanza(stanza);
+        Ok(())
+    }
+
+    /// Writes a stanza, counted by XEP-0198 when it is on.
+    fn transmit_stanza(&mut self, stanza: &Element) {
         let bytes = xml::to_bytes(stanza);
         if let Some(sm) = &mut self.sm {
             let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -296,7 +306,6 @@ impl Session {
             self.sm_changed = true;
         }
         self.outputs.push_back(Output::Transmit(bytes));
-        Ok(())
     }
 
     /// XEP-0352: tells the server whether the user is looking (active) or
@@ -381,6 +390,20 @@ impl Session {
         self.link = Link::Down;
         if let Some(err) = &error {
             tracing::info!(error = %err, "session ended");
+            // Cut off while resuming: the server still holds the session
+            // (XEP-0198 §5, until its timeout), so the next connection
+            // tries again instead of starting fresh.
+            let interrupted = match std::mem::replace(&mut self.state, State::Offline) {
+                State::Resuming { previous } => Some(previous),
+                State::Sasl2(attempt) => attempt.into_resuming(),
+                _ => None,
+            };
+            if let Some(previous) = interrupted {
+                if self.resume_from.is_none() && self.sm.is_none() {
+                    self.resume_from = Some(previous);
+                    self.sm_changed = true;
+                }
+            }
         }
         if error.is_none() {
             // A clean close ends the server's session: nothing to resume.
@@ -438,6 +461,7 @@ impl Session {
                         // A server that never answers the resume: start
                         // fresh next time rather than wait again.
                         tracing::info!("resumption timed out; the next connection starts fresh");
+                        self.state = State::Closing;
                         self.sm = None;
                         self.resume_from = None;
                         self.sm_changed = true;

@@ -135,6 +135,11 @@ impl Session {
         self.timers.stop(Timer::Negotiation);
         self.timers
             .set(Timer::KeepAlive, now + self.config.ping_interval);
+        for stanza in std::mem::take(&mut self.resend_after_bind) {
+            if !resumed {
+                self.transmit_stanza(&stanza);
+            }
+        }
         self.outputs.push_back(Output::Event(SessionEvent::Online {
             jid,
             stream_management: self.sm.is_some(),

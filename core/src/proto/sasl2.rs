@@ -44,6 +44,13 @@ pub(super) struct Attempt {
     csi_inline: bool,
 }
 
+impl Attempt {
+    /// The stream this attempt asked to resume, if any.
+    pub(super) fn into_resuming(self) -> Option<SmState> {
+        self.resuming
+    }
+}
+
 /// What becomes `Online` once the post-authentication features arrive.
 pub(super) struct PendingOnline {
     jid: FullJid,

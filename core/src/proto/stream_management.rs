@@ -11,6 +11,7 @@ use minidom::Element;
 
 use super::sm::{ResumeAnswer, Unacked, A};
 use super::{unexpected, Output, Session, SessionError, SessionEvent, SmState, State};
+use crate::ns::NS_CLIENT;
 
 impl Session {
     /// The server asks what we handled. `h` must not cover a stanza the
@@ -94,6 +95,11 @@ impl Session {
 
     /// The server could not resume `previous`; `h` (XEP-0198 §5, on
     /// `<failed/>`) still tells which of its stanzas the old stream got.
+    /// What it did not get goes out again on the new session when that is
+    /// safe to repeat: presence (subscription answers, our status) and
+    /// messages without a body (receipts). Chat messages are the client's
+    /// outbox's to resend; IQs are not repeated, their callers were told
+    /// the connection ended.
     pub(super) fn refuse_resumption(&mut self, mut previous: SmState, h: Option<u32>) {
         if let Some(h) = h {
             if let Ok(acked) = previous.remote_acked(h) {
@@ -101,6 +107,16 @@ impl Session {
             }
         }
         tracing::info!("resumption refused; binding a new session");
+        self.resend_after_bind = previous
+            .unacked
+            .drain(..)
+            .filter_map(Unacked::into_element)
+            .filter(|stanza| match stanza.name() {
+                "presence" => true,
+                "message" => !stanza.has_child("body", NS_CLIENT),
+                _ => false,
+            })
+            .collect();
         self.sm_changed = true;
     }
 

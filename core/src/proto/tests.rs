@@ -736,3 +736,62 @@ fn a_sasl_reply_that_is_not_base64_ends_the_stream_with_a_typed_error() {
         assert!(h.take_sent().contains("<stream:stream"));
     }
 }
+
+/// Issue 12, defect 5: a drop while waiting for `<resumed/>` used to
+/// forget the stream (the state holding it was dropped), so the next
+/// connection bound a fresh session and the server's queue was lost.
+#[test]
+fn a_drop_while_resuming_keeps_the_stream_resumable() {
+    let (mut h, _) = session_with_unacked_message();
+    reconnect_to_auth(&mut h);
+    assert!(h.take_sent().starts_with("<resume"));
+    h.input(Input::Disconnected);
+    let kept = h
+        .session
+        .resumable_state()
+        .cloned()
+        .expect("still resumable");
+    assert_eq!(kept.resume_id.as_deref(), Some("sm-1"));
+    assert_eq!(kept.unacked.len(), 2);
+    reconnect_to_auth(&mut h);
+    assert_eq!(
+        h.take_sent(),
+        "<resume xmlns='urn:xmpp:sm:3' h='1' previd='sm-1'/>"
+    );
+}
+
+/// Issue 12, defect 5: after `<failed/>`, stanzas the old stream never
+/// delivered are not silently lost: presence (a subscription approval) and
+/// body-less messages (receipts) go out again on the new session; chat
+/// messages are the outbox's, IQs were already reported failed.
+#[test]
+fn a_refused_resumption_resends_presence_and_receipts_but_not_iqs_or_chat() {
+    let (mut h, _) = session_with_unacked_message();
+    reconnect_to_auth(&mut h);
+    h.recv("<resumed xmlns='urn:xmpp:sm:3' h='2' previd='sm-1'/>");
+    for stanza in [
+        "<presence xmlns='jabber:client' to='carol@example.org' type='subscribed'/>",
+        "<message xmlns='jabber:client' to='bob@example.org/x' id='rcpt-1'><received xmlns='urn:xmpp:receipts' id='m1'/></message>",
+        "<iq xmlns='jabber:client' type='set' id='roster-1'><query xmlns='jabber:iq:roster'/></iq>",
+        "<message xmlns='jabber:client' to='bob@example.org' id='o3'><body>chat</body></message>",
+    ] {
+        let element: Element = stanza.parse().unwrap();
+        h.session.send_stanza(h.now, &element).unwrap();
+    }
+    h.drain();
+    h.input(Input::Disconnected);
+    reconnect_to_auth(&mut h);
+    h.take_sent();
+    h.recv("<failed xmlns='urn:xmpp:sm:3' h='2'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>");
+    h.take_sent();
+    h.recv("<iq type='result' id='wx2'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@example.org/phone2</jid></bind></iq>\
+            <enabled xmlns='urn:xmpp:sm:3' id='sm-2' resume='true'/>");
+    let sent = h.take_sent();
+    assert!(sent.contains("type='subscribed'"), "{sent}");
+    assert!(sent.contains("id='rcpt-1'"), "{sent}");
+    assert!(
+        !sent.contains("roster-1") && !sent.contains("id='o3'"),
+        "{sent}"
+    );
+    assert!(h.session.is_online());
+}
