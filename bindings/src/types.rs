@@ -54,6 +54,11 @@ pub enum WaxwingError {
     AuthenticationFailed,
     #[error("the server's certificate is not trusted")]
     UntrustedCertificate,
+    /// The server rejected our TLS channel binding where binding has
+    /// worked before: the password changed, or the connection is
+    /// intercepted. Not retried.
+    #[error("the secure connection could not be verified")]
+    ChannelBindingRejected,
     #[error("a secure connection could not be established")]
     Tls,
     #[error("network error")]
@@ -119,6 +124,7 @@ impl From<ClientError> for WaxwingError {
         match e {
             ClientError::AuthenticationFailed => WaxwingError::AuthenticationFailed,
             ClientError::UntrustedCertificate => WaxwingError::UntrustedCertificate,
+            ClientError::ChannelBindingRejected => WaxwingError::ChannelBindingRejected,
             ClientError::Tls => WaxwingError::Tls,
             ClientError::Network => WaxwingError::Network,
             ClientError::Protocol(detail) => WaxwingError::Protocol { detail },
@@ -147,6 +153,7 @@ impl From<uniffi::UnexpectedUniFFICallbackError> for WaxwingError {
 pub enum DisconnectReason {
     AuthenticationFailed,
     UntrustedCertificate,
+    ChannelBindingRejected,
     Tls,
     Network,
     Protocol,
@@ -160,6 +167,7 @@ impl From<&ClientError> for DisconnectReason {
         match e {
             ClientError::AuthenticationFailed => DisconnectReason::AuthenticationFailed,
             ClientError::UntrustedCertificate => DisconnectReason::UntrustedCertificate,
+            ClientError::ChannelBindingRejected => DisconnectReason::ChannelBindingRejected,
             ClientError::Tls => DisconnectReason::Tls,
             ClientError::Network | ClientError::NotConnected => DisconnectReason::Network,
             ClientError::Protocol(_) => DisconnectReason::Protocol,

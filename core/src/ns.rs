@@ -50,6 +50,8 @@ pub(crate) const NS_ROSTERVER: &str = "urn:xmpp:features:rosterver";
 pub(crate) const NS_RSM: &str = "http://jabber.org/protocol/rsm";
 /// RFC 6120 §6: SASL.
 pub(crate) const NS_SASL: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+/// XEP-0440: SASL channel-binding type capability.
+pub(crate) const NS_SASL_CB: &str = "urn:xmpp:sasl-cb:0";
 /// XEP-0388: extensible SASL profile (SASL2).
 pub(crate) const NS_SASL2: &str = "urn:xmpp:sasl:2";
 /// XEP-0420: stanza content encryption (OMEMO 2's envelope).

@@ -17,6 +17,12 @@ pub enum ClientError {
     /// with backoff, never downgraded.
     #[error("a secure connection could not be established")]
     Tls,
+    /// The server rejected our TLS channel binding for an account where
+    /// binding has worked (or it says it supports ours): the password
+    /// changed, or the connection is intercepted. Not retried, never
+    /// downgraded to an unbound login.
+    #[error("the secure connection could not be verified (channel binding rejected)")]
+    ChannelBindingRejected,
     /// Network trouble; the client retries with backoff.
     #[error("network error")]
     Network,
@@ -49,6 +55,7 @@ impl ClientError {
         matches!(
             self,
             ClientError::AuthenticationFailed
+                | ClientError::ChannelBindingRejected
                 | ClientError::UntrustedCertificate
                 | ClientError::Config(_)
                 | ClientError::InvalidJid
@@ -67,6 +74,7 @@ impl From<SessionError> for ClientError {
             SessionError::AuthFailed { .. }
             | SessionError::NoCommonMechanism
             | SessionError::Sasl(_) => ClientError::AuthenticationFailed,
+            SessionError::ChannelBindingRejected => ClientError::ChannelBindingRejected,
             SessionError::TlsUnavailable | SessionError::TlsRefused => ClientError::Tls,
             SessionError::ConnectionLost => ClientError::Network,
             SessionError::Timeout(_) => ClientError::Timeout,

@@ -435,7 +435,7 @@ async fn connection_task(
         Some(lock) => Some(lock),
         None => take_session_lock(&config.store_dir).await,
     };
-    let (resource, client_id, refuse_plain) = {
+    let (resource, client_id, (refuse_plain, binding_pinned, rejects_binding)) = {
         let store = store.lock().unwrap_or_else(|p| p.into_inner());
         // A stable resource per installation: resumption and the server's
         // view of "this device" survive restarts.
@@ -462,8 +462,13 @@ async fn connection_task(
                 fresh
             }
         };
-        let refuse_plain = store.get(AccountState::NO_PLAIN).ok().flatten() == Some(true);
-        (resource, client_id, refuse_plain)
+        let pinned = |field| store.get(field).ok().flatten() == Some(true);
+        let pins = (
+            pinned(AccountState::NO_PLAIN),
+            pinned(AccountState::CHANNEL_BINDING_PINNED),
+            pinned(AccountState::SERVER_REJECTS_BINDING),
+        );
+        (resource, client_id, pins)
     };
     let mut handler = ConnectionHandler::new(
         store.clone(),
@@ -477,6 +482,8 @@ async fn connection_task(
     session_config.client_id = client_id;
     session_config.sasl2 = config.sasl2;
     session_config.refuse_plain = refuse_plain;
+    session_config.channel_binding_pinned = binding_pinned;
+    session_config.server_rejects_binding = rejects_binding;
     let mut session = Session::new(session_config);
     session.set_fast_token(usable_fast_token(fast_token, now_ms()));
     if let Some(sm) = saved_sm {

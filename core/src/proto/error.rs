@@ -19,6 +19,12 @@ pub enum SessionError {
     NoCommonMechanism,
     #[error("authentication failed: <{condition}/>")]
     AuthFailed { condition: String },
+    /// The server refused our TLS channel binding although a bound login
+    /// worked with it before, or it says it supports our binding type
+    /// (XEP-0440): the TLS connection it sees is not ours — a possible man
+    /// in the middle. Never retried without binding.
+    #[error("the server rejected our TLS channel binding (possible interception)")]
+    ChannelBindingRejected,
     #[error("the server broke the SASL exchange: {0}")]
     Sasl(#[from] SaslError),
     #[error("resource binding failed: <{condition}/>")]
@@ -52,7 +58,9 @@ impl SessionError {
     pub fn is_permanent(&self) -> bool {
         match self {
             SessionError::AuthFailed { condition } => !is_transient_auth_failure(condition),
-            SessionError::NoCommonMechanism | SessionError::Sasl(_) => true,
+            SessionError::NoCommonMechanism
+            | SessionError::Sasl(_)
+            | SessionError::ChannelBindingRejected => true,
             _ => false,
         }
     }

@@ -39,6 +39,12 @@ pub struct SessionConfig {
     /// which hands the server the password, is refused from now on (a
     /// server or a man in the middle offering only PLAIN is a downgrade).
     pub refuse_plain: bool,
+    /// A channel-bound login (SCRAM -PLUS, FAST -EXPR) has worked with this
+    /// account: a rejected binding is then an error, never a retry without.
+    pub channel_binding_pinned: bool,
+    /// This server advertises -PLUS but rejected our binding once, and the
+    /// unbound retry worked (trust on first use): log in unbound at once.
+    pub server_rejects_binding: bool,
 }
 
 impl Drop for SessionConfig {
@@ -72,6 +78,8 @@ impl SessionConfig {
             sasl2: true,
             carbons: true,
             refuse_plain: false,
+            channel_binding_pinned: false,
+            server_rejects_binding: false,
         }
     }
 }
@@ -131,6 +139,9 @@ pub enum SessionEvent {
         /// The previous stream was resumed (XEP-0198 §5): presence, roster
         /// and server state carried over.
         resumed: bool,
+        /// This login retried without channel binding after the server
+        /// rejected it (to be remembered for this server).
+        binding_rejected: bool,
         /// Ids of stanzas the engine re-sent on resumption (they were not
         /// acknowledged before): the client must not send them again.
         resent_ids: Vec<String>,

@@ -571,8 +571,62 @@ impl Session {
         if self.config.refuse_plain {
             excluded.push(Mechanism::Plain);
         }
+        if self.config.server_rejects_binding && !self.config.channel_binding_pinned {
+            // Remembered from an earlier login: this server advertises
+            // -PLUS but rejects our binding; do not fail first every time.
+            excluded.extend([Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus]);
+        }
         excluded
     }
+
+    /// The SASL username: our JID's local part.
+    pub(crate) fn username(&self) -> String {
+        self.config
+            .jid
+            .node()
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// A login with `mechanism` failed with `condition`. `Ok(true)`: retry
+    /// once without channel binding (a server that advertises -PLUS but
+    /// rejects the binding, like ejabberd 23.01: trust on first use, the
+    /// client remembers it). `Err` when the rejection cannot be a server's
+    /// quirk — a bound login worked with this account before, or the server
+    /// says it supports tls-exporter (XEP-0440) — so the TLS connection it
+    /// sees may not be ours.
+    pub(crate) fn retry_without_binding(
+        &mut self,
+        mechanism: Mechanism,
+        condition: &str,
+    ) -> Result<bool, SessionError> {
+        if !mechanism.uses_channel_binding()
+            || self.rejected_channel_binding
+            || condition == "account-disabled"
+            || error::is_transient_auth_failure(condition)
+        {
+            return Ok(false);
+        }
+        let advertised = self
+            .features
+            .channel_bindings
+            .as_ref()
+            .is_some_and(|types| types.iter().any(|t| t == "tls-exporter"));
+        if self.config.channel_binding_pinned || advertised {
+            return Err(SessionError::ChannelBindingRejected);
+        }
+        tracing::info!(
+            mechanism = mechanism.name(),
+            "channel binding rejected, retrying without"
+        );
+        self.rejected_channel_binding = true;
+        Ok(true)
+    }
+}
+
+/// Whether the server offers a channel-bound SCRAM mechanism.
+fn offers_plus(offered: &[String]) -> bool {
+    offered.iter().any(|m| m.ends_with("-PLUS"))
 }
 
 fn unexpected(expected: &'static str, got: &Element) -> SessionError {

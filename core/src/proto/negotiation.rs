@@ -149,6 +149,7 @@ impl Session {
             carbons_enabled,
             resumed,
             resent_ids,
+            binding_rejected: self.rejected_channel_binding,
         }));
         State::Online
     }
@@ -163,18 +164,14 @@ impl Session {
         let mechanism = Mechanism::choose(&offered, have_cb, &exclude)
             .ok_or(SessionError::NoCommonMechanism)?;
         let cb = self.tls.as_ref().and_then(|t| t.channel_binding.clone());
-        let username = self
-            .config
-            .jid
-            .node()
-            .map(|n| n.as_str().to_owned())
-            .unwrap_or_default();
+        let username = self.username();
         let (client, initial) = SaslClient::start(
             mechanism,
             &username,
             &self.config.password,
             &self.nonce,
             cb.as_deref(),
+            super::offers_plus(&offered),
         );
         use base64::Engine as _;
         let initial = base64::engine::general_purpose::STANDARD.encode(initial);
@@ -229,17 +226,8 @@ impl Session {
             Ok(self.open_stream(Stage::Authenticated))
         } else if element.is("failure", NS_SASL) {
             let condition = error_condition(&element);
-            if mechanism.uses_channel_binding()
-                && !self.rejected_channel_binding
-                && condition != "account-disabled"
-            {
-                // Some servers advertise -PLUS but reject tls-exporter
-                // (ejabberd 23.01): retry once, same hash, without binding.
-                tracing::info!(
-                    mechanism = mechanism.name(),
-                    "channel binding rejected, retrying without"
-                );
-                self.rejected_channel_binding = true;
+            if self.retry_without_binding(mechanism, &condition)? {
+                // Same hash, without binding.
                 self.features.mechanisms = offered;
                 return self.start_auth(&[Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus]);
             }

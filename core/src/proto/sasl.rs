@@ -148,6 +148,7 @@ impl SaslClient {
         password: &str,
         nonce: &str,
         channel_binding: Option<&[u8]>,
+        server_offers_plus: bool,
     ) -> (SaslClient, Vec<u8>) {
         match mechanism.hash() {
             None => {
@@ -159,14 +160,18 @@ impl SaslClient {
                 (SaslClient::Plain, initial)
             }
             Some(hash) => {
-                // "n": no binding. We never send "y" (RFC 5802 §6): after a
-                // server rejected -PLUS we fall back deliberately, and "y"
-                // would make a server that advertises -PLUS abort.
-                let gs2_header = if mechanism.uses_channel_binding() && channel_binding.is_some() {
-                    "p=tls-exporter,,".to_owned()
-                } else {
-                    "n,,".to_owned()
-                };
+                // RFC 5802 §6: "p" binds; "y" says we could bind but the
+                // server offers no -PLUS (a man in the middle who stripped
+                // -PLUS from the list is caught by a server that has it);
+                // "n" when we cannot bind, or deliberately do not (a server
+                // that advertises -PLUS but rejected our binding: "y" would
+                // make it abort).
+                let gs2_header = match (mechanism.uses_channel_binding(), channel_binding) {
+                    (true, Some(_)) => "p=tls-exporter,,",
+                    (false, Some(_)) if !server_offers_plus => "y,,",
+                    _ => "n,,",
+                }
+                .to_owned();
                 let client_first_bare = format!("n={},r={}", sasl_name(username), nonce);
                 let message = format!("{gs2_header}{client_first_bare}").into_bytes();
                 let cbind_input = {
@@ -310,6 +315,7 @@ mod tests {
             "pencil",
             "rOprNGfwEbeRWgbNEkqO",
             None,
+            false,
         );
         assert_eq!(first, b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
         let server_first = b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
@@ -336,6 +342,7 @@ mod tests {
             "pencil",
             "fyko+d2lbbFgONRv9qkxdawL",
             None,
+            false,
         );
         let final_msg = client
             .respond(b"r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096")
@@ -351,7 +358,7 @@ mod tests {
 
     #[test]
     fn hostile_challenges_are_refused() {
-        let start = || SaslClient::start(Mechanism::ScramSha256, "u", "p", "abc", None).0;
+        let start = || SaslClient::start(Mechanism::ScramSha256, "u", "p", "abc", None, false).0;
         assert_eq!(
             start().respond(b"r=xyz123,s=AAAA,i=4096").unwrap_err(),
             SaslError::NonceMismatch
@@ -373,6 +380,23 @@ mod tests {
     }
 
     #[test]
+    fn the_gs2_flag_says_whether_we_could_bind() {
+        let flag = |mechanism, cb: Option<&[u8]>, plus_offered| {
+            let (_, first) = SaslClient::start(mechanism, "u", "p", "abc", cb, plus_offered);
+            String::from_utf8(first).unwrap()[..2].to_owned()
+        };
+        // We could bind, the server offers no -PLUS: "y" (RFC 5802 §6), so
+        // a server whose -PLUS a man in the middle stripped notices.
+        assert_eq!(flag(Mechanism::ScramSha256, Some(b"X"), false), "y,");
+        // It offers -PLUS but we do not use it (it rejected our binding
+        // before): "n", or it would abort.
+        assert_eq!(flag(Mechanism::ScramSha256, Some(b"X"), true), "n,");
+        // Nothing to bind with (TLS 1.2): "n".
+        assert_eq!(flag(Mechanism::ScramSha256, None, false), "n,");
+        assert_eq!(flag(Mechanism::ScramSha256Plus, Some(b"X"), true), "p=");
+    }
+
+    #[test]
     fn channel_binding_goes_into_the_gs2_header_and_the_proof() {
         let (mut client, first) = SaslClient::start(
             Mechanism::ScramSha256Plus,
@@ -380,6 +404,7 @@ mod tests {
             "p",
             "abc",
             Some(b"EXPORTED"),
+            true,
         );
         assert!(first.starts_with(b"p=tls-exporter,,n=u,r=abc"));
         let reply = String::from_utf8(client.respond(b"r=abcdef,s=AAAA,i=4096").unwrap()).unwrap();

@@ -71,12 +71,7 @@ impl Session {
             .clone()
             .ok_or(SessionError::NoCommonMechanism)?;
         let cb = self.tls.as_ref().and_then(|t| t.channel_binding.clone());
-        let username = self
-            .config
-            .jid
-            .node()
-            .map(|n| n.as_str().to_owned())
-            .unwrap_or_default();
+        let username = self.username();
         let usable_token = self.fast_token.as_mut().filter(|t| {
             offer
                 .fast_mechanisms
@@ -107,6 +102,7 @@ impl Session {
                     &self.config.password,
                     &self.nonce,
                     cb.as_deref(),
+                    super::offers_plus(&offer.mechanisms),
                 );
                 let requested = FastMechanism::choose(&offer.fast_mechanisms, cb.is_some());
                 let element = requested
@@ -254,19 +250,14 @@ impl Session {
                     .push_back(Output::Event(SessionEvent::FastToken(None)));
                 self.start_sasl2(&[])
             }
-            Credential::Password { mechanism, .. }
-                if mechanism.uses_channel_binding()
-                    && !self.rejected_channel_binding
-                    && condition != "account-disabled" =>
-            {
-                tracing::info!(
-                    mechanism = mechanism.name(),
-                    "channel binding rejected, retrying without"
-                );
-                self.rejected_channel_binding = true;
-                self.start_sasl2(&[Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus])
+            Credential::Password { mechanism, .. } => {
+                if self.retry_without_binding(mechanism, &condition)? {
+                    // Same hash, without binding.
+                    return self
+                        .start_sasl2(&[Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus]);
+                }
+                Err(SessionError::AuthFailed { condition })
             }
-            Credential::Password { .. } => Err(SessionError::AuthFailed { condition }),
         }
     }
 

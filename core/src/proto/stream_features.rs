@@ -1,7 +1,7 @@
 //! Reading `<stream:features/>` (RFC 6120 §4.3.2) into what negotiation needs.
 
 use crate::ns::{
-    NS_BIND, NS_BIND2, NS_CSI, NS_FAST, NS_ROSTERVER, NS_SASL, NS_SASL2, NS_SM, NS_TLS,
+    NS_BIND, NS_BIND2, NS_CSI, NS_FAST, NS_ROSTERVER, NS_SASL, NS_SASL2, NS_SASL_CB, NS_SM, NS_TLS,
 };
 use minidom::Element;
 
@@ -17,6 +17,9 @@ pub struct Features {
     pub client_state_indication: bool,
     /// XEP-0388 SASL2, with what can be done inline.
     pub sasl2: Option<Sasl2Offer>,
+    /// XEP-0440: the channel-binding types the server supports, when it
+    /// says.
+    pub channel_bindings: Option<Vec<String>>,
 }
 
 /// What `<authentication xmlns='urn:xmpp:sasl:2'/>` offers.
@@ -97,6 +100,14 @@ impl Features {
                 features.client_state_indication = true;
             } else if child.is("authentication", NS_SASL2) {
                 features.sasl2 = Some(Sasl2Offer::parse(child));
+            } else if child.is("sasl-channel-binding", NS_SASL_CB) {
+                features.channel_bindings = Some(
+                    child
+                        .children()
+                        .filter(|c| c.name() == "channel-binding")
+                        .filter_map(|c| c.attr("type").map(str::to_owned))
+                        .collect(),
+                );
             }
         }
         features

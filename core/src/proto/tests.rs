@@ -795,3 +795,137 @@ fn a_refused_resumption_resends_presence_and_receipts_but_not_iqs_or_chat() {
     );
     assert!(h.session.is_online());
 }
+
+/// A SCRAM-SHA-1-PLUS attempt over a TLS 1.3 connection (binding data
+/// present), with `extra` features; returns the harness after the failure.
+fn plus_rejected(configure: impl FnOnce(&mut SessionConfig), extra: &str) -> Harness {
+    let mut h = Harness::new();
+    configure(&mut h.session.config);
+    h.input(Input::Connected {
+        tls: Some(TlsInfo {
+            channel_binding: Some(b"exported".to_vec()),
+        }),
+        nonce: "abc".into(),
+    });
+    h.recv(&format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism>\
+         <mechanism>PLAIN</mechanism></mechanisms>{extra}</stream:features>"
+    ));
+    assert!(h.take_sent().contains("mechanism='SCRAM-SHA-1-PLUS'"));
+    h.recv("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>");
+    h
+}
+
+/// Issue 12, defect 6: once a channel-bound login worked for the account,
+/// a rejected binding is a hard, typed error — never an unbound retry that
+/// a man in the middle could be waiting for.
+#[test]
+fn a_rejected_binding_after_a_bound_login_worked_is_an_error_not_a_downgrade() {
+    let mut h = plus_rejected(|c| c.channel_binding_pinned = true, "");
+    assert_eq!(
+        h.disconnected_error(),
+        Some(Some(SessionError::ChannelBindingRejected))
+    );
+    assert!(!h.take_sent().contains("<auth"), "no second attempt");
+    assert!(SessionError::ChannelBindingRejected.is_permanent());
+}
+
+/// Issue 12, defect 6: a server that says it supports tls-exporter
+/// (XEP-0440) and then rejects it is not a quirky server.
+#[test]
+fn a_server_advertising_tls_exporter_that_rejects_it_gets_no_unbound_retry() {
+    let h = plus_rejected(
+        |_| {},
+        "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding>",
+    );
+    assert_eq!(
+        h.disconnected_error(),
+        Some(Some(SessionError::ChannelBindingRejected))
+    );
+}
+
+/// Issue 12, defect 6: the first time (no pin, no XEP-0440) the unbound
+/// retry is allowed — the server advertises -PLUS but rejects the binding,
+/// as ejabberd 23.01 does — and the login says so, for the client to
+/// remember; the retry uses gs2 "n" (the server offers -PLUS).
+#[test]
+fn the_first_rejected_binding_retries_unbound_and_the_login_reports_it() {
+    let mut h = plus_rejected(|_| {}, "");
+    let retry = h.take_sent();
+    assert!(retry.contains("mechanism='SCRAM-SHA-1'"), "{retry}");
+    let first = retry.split('>').nth(1).unwrap().split('<').next().unwrap();
+    let first = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, first).unwrap();
+    assert!(
+        first.starts_with(b"n,,"),
+        "{:?}",
+        String::from_utf8_lossy(&first)
+    );
+    assert!(h.disconnected_error().is_none());
+}
+
+/// Issue 12, defect 6: remembered, later logins do not fail first.
+#[test]
+fn a_remembered_rejection_logs_in_unbound_at_once() {
+    let mut h = Harness::new();
+    h.session.config.server_rejects_binding = true;
+    h.input(Input::Connected {
+        tls: Some(TlsInfo {
+            channel_binding: Some(b"exported".to_vec()),
+        }),
+        nonce: "abc".into(),
+    });
+    h.recv(&format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism></mechanisms></stream:features>"
+    ));
+    assert!(h.take_sent().contains("mechanism='SCRAM-SHA-1'"));
+    // A pin wins over the remembered rejection.
+    let mut h = Harness::new();
+    h.session.config.server_rejects_binding = true;
+    h.session.config.channel_binding_pinned = true;
+    h.input(Input::Connected {
+        tls: Some(TlsInfo {
+            channel_binding: Some(b"exported".to_vec()),
+        }),
+        nonce: "abc".into(),
+    });
+    h.recv(&format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism></mechanisms></stream:features>"
+    ));
+    assert!(h.take_sent().contains("mechanism='SCRAM-SHA-1-PLUS'"));
+}
+
+/// The unbound retry that works is reported on `Online`.
+#[test]
+fn an_unbound_retry_that_works_is_reported_online() {
+    let mut h = Harness::new();
+    h.input(Input::Connected {
+        tls: Some(TlsInfo {
+            channel_binding: Some(b"exported".to_vec()),
+        }),
+        nonce: "abc".into(),
+    });
+    h.recv(&format!(
+        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
+         <mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
+    ));
+    h.recv("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>");
+    assert!(h.take_sent().contains("mechanism='PLAIN'"));
+    h.recv("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+    h.recv(&format!(
+        "{HEADER}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
+    ));
+    h.recv(
+        "<iq type='result' id='wx1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+         <jid>alice@example.org/phone</jid></bind></iq>",
+    );
+    let reported = h.events.iter().find_map(|e| match e {
+        SessionEvent::Online {
+            binding_rejected, ..
+        } => Some(*binding_rejected),
+        _ => None,
+    });
+    assert_eq!(reported, Some(true));
+}

@@ -27,6 +27,12 @@ impl AccountState {
     pub const STREAM_MANAGEMENT: Field<SmState> = Field::new("sm_state");
     /// A login with something stronger than PLAIN worked: PLAIN is refused.
     pub const NO_PLAIN: Field<bool> = Field::new("sasl_no_plain");
+    /// A channel-bound login (SCRAM -PLUS, FAST -EXPR) has worked: a
+    /// rejected binding is from now on an error, never an unbound retry.
+    pub const CHANNEL_BINDING_PINNED: Field<bool> = Field::new("channel_binding_pinned");
+    /// The server advertises -PLUS but rejected our binding and the unbound
+    /// retry worked (trust on first use): later logins go unbound at once.
+    pub const SERVER_REJECTS_BINDING: Field<bool> = Field::new("server_rejects_binding");
     /// Our presence as the app last set it.
     pub const PRESENCE: Field<SavedPresence> = Field::new("presence");
     /// This device's push registration (XEP-0357) with its payload key.
@@ -130,17 +136,26 @@ pub(crate) fn usable_fast_token(token: Option<FastToken>, now_ms: i64) -> Option
     }
 }
 
-/// From now on PLAIN is a downgrade for this account (a login with
-/// `mechanism` worked).
-pub(crate) fn pin_no_plain(shared: &Shared, mechanism: &str) {
-    if mechanism == "PLAIN" {
-        return;
-    }
+/// Pins the strongest authentication that worked, so later logins refuse
+/// anything weaker: no PLAIN after SCRAM or FAST; no unbound retry after
+/// a channel-bound login; and remembers a server that rejected our
+/// binding when the unbound retry worked (trust on first use).
+pub(crate) fn pin_authentication(shared: &Shared, mechanism: &str, binding_rejected: bool) {
+    let bound = mechanism.ends_with("-PLUS") || mechanism.ends_with("-EXPR");
+    let pins = [
+        (AccountState::NO_PLAIN, mechanism != "PLAIN"),
+        (AccountState::CHANNEL_BINDING_PINNED, bound),
+        (AccountState::SERVER_REJECTS_BINDING, binding_rejected),
+    ];
     let store = shared.store();
-    if store.get(AccountState::NO_PLAIN).ok().flatten() != Some(true) {
-        if let Err(err) = store.put(AccountState::NO_PLAIN, Some(&true)) {
-            // The next login still prefers SCRAM; only the pin waits.
-            tracing::warn!(%err, "cannot record that SCRAM works");
+    for (field, holds) in pins {
+        if !holds || store.get(field).ok().flatten() == Some(true) {
+            continue;
+        }
+        if let Err(err) = store.put(field, Some(&true)) {
+            // The next login still prefers the strong way; only the pin
+            // waits for a later login.
+            tracing::warn!(%err, field = field.name(), "cannot record how we logged in");
         }
     }
 }

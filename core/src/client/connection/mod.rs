@@ -249,6 +249,7 @@ impl ConnectionHandler {
             carbons_enabled,
             resumed,
             resent_ids,
+            binding_rejected,
         } = event
         else {
             return;
@@ -265,7 +266,7 @@ impl ConnectionHandler {
         // Its use count went up; a replayed login must not reuse it.
         self.written
             .persist_fast_token(&self.shared, session.fast_token());
-        account::pin_no_plain(&self.shared, mechanism);
+        account::pin_authentication(&self.shared, mechanism, binding_rejected);
         self.load_omemo();
         self.catchup.on_online(&self.shared);
         let known = self

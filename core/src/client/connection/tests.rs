@@ -571,3 +571,19 @@ fn logout_erases_the_fast_token_and_a_drop_keeps_it() {
         assert_eq!(session.fast_token().is_some(), kept);
     }
 }
+
+/// Issue 12, defect 6: what a login proves is remembered for the next.
+#[test]
+fn a_bound_login_pins_binding_and_an_unbound_retry_is_remembered() {
+    use super::account::pin_authentication;
+    let f = Fixture::new();
+    let flag = |field| f.shared.store().get(field).unwrap();
+    pin_authentication(&f.shared, "PLAIN", false);
+    assert_eq!(flag(AccountState::NO_PLAIN), None, "PLAIN proves nothing");
+    pin_authentication(&f.shared, "SCRAM-SHA-1", true);
+    assert_eq!(flag(AccountState::NO_PLAIN), Some(true));
+    assert_eq!(flag(AccountState::SERVER_REJECTS_BINDING), Some(true));
+    assert_eq!(flag(AccountState::CHANNEL_BINDING_PINNED), None);
+    pin_authentication(&f.shared, "HT-SHA-256-EXPR", false);
+    assert_eq!(flag(AccountState::CHANNEL_BINDING_PINNED), Some(true));
+}
