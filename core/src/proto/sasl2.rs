@@ -33,6 +33,9 @@ enum Credential {
     },
 }
 
+/// Stanzas held while waiting for the post-authentication features.
+pub(super) const MAX_EARLY_STANZAS: usize = 500;
+
 /// One `<authenticate/>` in flight.
 pub(super) struct Attempt {
     credential: Credential,
@@ -386,7 +389,11 @@ impl Session {
     ) -> Result<State, SessionError> {
         if !element.is("features", NS_STREAM) {
             // With a resumption the server re-sends what we missed right
-            // after <success/>, possibly before the features.
+            // after <success/>, possibly before the features — a few, not
+            // a flood we would have to hold in memory.
+            if early.len() >= MAX_EARLY_STANZAS {
+                return Err(super::unexpected("<stream:features/>", &element));
+            }
             early.push(element);
             return Ok(State::AwaitPostAuthFeatures { online, early });
         }

@@ -389,3 +389,27 @@ fn a_sasl2_reply_that_is_not_base64_ends_the_stream_with_a_typed_error() {
         assert!(h.sent.ends_with("</stream:stream>"), "{}", h.sent);
     }
 }
+
+/// Issue 12, defect 15: what comes before the post-authentication features
+/// is held, but not without bound.
+#[test]
+fn a_flood_before_the_features_ends_the_stream_instead_of_growing_memory() {
+    let (mut h, _) = session_with_unacked_message();
+    h.input(Input::Connected {
+        tls: Some(TlsInfo::default()),
+        nonce: "n2".into(),
+    });
+    h.recv(&format!("{HEADER}{SASL2_FEATURES}"));
+    h.recv(
+        "<success xmlns='urn:xmpp:sasl:2'>\
+         <authorization-identifier>alice@example.org/phone</authorization-identifier>\
+         <resumed xmlns='urn:xmpp:sm:3' h='1' previd='sm-1'/></success>",
+    );
+    let flood = "<message xmlns='jabber:client' from='bob@example.org/x'><body>x</body></message>"
+        .repeat(crate::proto::sasl2::MAX_EARLY_STANZAS + 1);
+    h.recv(&flood);
+    assert!(matches!(
+        h.disconnected_error(),
+        Some(Some(SessionError::UnexpectedElement { .. }))
+    ));
+}
