@@ -133,6 +133,8 @@ pub struct Session {
     next_id: u64,
     ping_id: Option<String>,
     rejected_channel_binding: bool,
+    /// SASL exchanges started on this connection (each gets its own nonce).
+    auth_attempts: u32,
     /// Name of the mechanism that authenticated this stream.
     authenticated_with: &'static str,
     /// XEP-0484 token to authenticate with next time.
@@ -169,6 +171,7 @@ impl Session {
             next_id: 0,
             ping_id: None,
             rejected_channel_binding: false,
+            auth_attempts: 0,
             authenticated_with: "",
             fast_token: None,
             client_active: true,
@@ -249,6 +252,7 @@ impl Session {
         match input {
             Input::Connected { tls, nonce } => {
                 self.nonce = nonce;
+                self.auth_attempts = 0;
                 self.tls = tls;
                 self.round_trips = 0;
                 self.rejected_channel_binding = false;
@@ -577,6 +581,17 @@ impl Session {
             excluded.extend([Mechanism::ScramSha256Plus, Mechanism::ScramSha1Plus]);
         }
         excluded
+    }
+
+    /// The SCRAM client nonce for the next exchange: the connection's
+    /// random nonce (from the driver), made distinct per attempt so that a
+    /// retry on the same connection never repeats one (RFC 5802 §5.1).
+    pub(crate) fn next_nonce(&mut self) -> String {
+        self.auth_attempts += 1;
+        match self.auth_attempts {
+            1 => self.nonce.clone(),
+            n => format!("{}{n}", self.nonce),
+        }
     }
 
     /// The SASL username: our JID's local part.

@@ -165,11 +165,12 @@ impl Session {
             .ok_or(SessionError::NoCommonMechanism)?;
         let cb = self.tls.as_ref().and_then(|t| t.channel_binding.clone());
         let username = self.username();
+        let nonce = self.next_nonce();
         let (client, initial) = SaslClient::start(
             mechanism,
             &username,
             &self.config.password,
-            &self.nonce,
+            &nonce,
             cb.as_deref(),
             super::offers_plus(&offered),
         );

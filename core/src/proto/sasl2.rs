@@ -99,11 +99,12 @@ impl Session {
                 let exclude = self.excluded_mechanisms(exclude);
                 let mechanism = Mechanism::choose(&offer.mechanisms, cb.is_some(), &exclude)
                     .ok_or(SessionError::NoCommonMechanism)?;
+                let nonce = self.next_nonce();
                 let (client, initial) = SaslClient::start(
                     mechanism,
                     &username,
                     &self.config.password,
-                    &self.nonce,
+                    &nonce,
                     cb.as_deref(),
                     super::offers_plus(&offer.mechanisms),
                 );
