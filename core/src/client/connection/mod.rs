@@ -18,6 +18,8 @@ pub(crate) mod presence;
 pub(crate) mod shared;
 
 #[cfg(test)]
+mod scripted_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::{Arc, Mutex};
