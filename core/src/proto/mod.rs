@@ -606,10 +606,13 @@ impl Session {
     /// A login with `mechanism` failed with `condition`. `Ok(true)`: retry
     /// once without channel binding (a server that advertises -PLUS but
     /// rejects the binding, like ejabberd 23.01: trust on first use, the
-    /// client remembers it). `Err` when the rejection cannot be a server's
-    /// quirk — a bound login worked with this account before, or the server
-    /// says it supports tls-exporter (XEP-0440) — so the TLS connection it
-    /// sees may not be ours.
+    /// client remembers it). When that cannot be a server's quirk — a bound
+    /// login worked with this account before, or the server says it
+    /// supports tls-exporter (XEP-0440) — there is no unbound retry: a
+    /// `not-authorized` is an ordinary failure (a wrong password; Prosody
+    /// answers a binding mismatch with `malformed-request`), anything else
+    /// is `ChannelBindingRejected`: the TLS connection the server sees may
+    /// not be ours.
     pub(crate) fn retry_without_binding(
         &mut self,
         mechanism: Mechanism,
@@ -628,6 +631,9 @@ impl Session {
             .as_ref()
             .is_some_and(|types| types.iter().any(|t| t == "tls-exporter"));
         if self.config.channel_binding_pinned || advertised {
+            if condition == "not-authorized" {
+                return Ok(false);
+            }
             return Err(SessionError::ChannelBindingRejected);
         }
         tracing::info!(

@@ -798,7 +798,11 @@ fn a_refused_resumption_resends_presence_and_receipts_but_not_iqs_or_chat() {
 
 /// A SCRAM-SHA-1-PLUS attempt over a TLS 1.3 connection (binding data
 /// present), with `extra` features; returns the harness after the failure.
-fn plus_rejected(configure: impl FnOnce(&mut SessionConfig), extra: &str) -> Harness {
+fn plus_rejected(
+    configure: impl FnOnce(&mut SessionConfig),
+    extra: &str,
+    condition: &str,
+) -> Harness {
     let mut h = Harness::new();
     configure(&mut h.session.config);
     h.input(Input::Connected {
@@ -813,7 +817,9 @@ fn plus_rejected(configure: impl FnOnce(&mut SessionConfig), extra: &str) -> Har
          <mechanism>PLAIN</mechanism></mechanisms>{extra}</stream:features>"
     ));
     assert!(h.take_sent().contains("mechanism='SCRAM-SHA-1-PLUS'"));
-    h.recv("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>");
+    h.recv(&format!(
+        "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><{condition}/></failure>"
+    ));
     h
 }
 
@@ -822,13 +828,23 @@ fn plus_rejected(configure: impl FnOnce(&mut SessionConfig), extra: &str) -> Har
 /// a man in the middle could be waiting for.
 #[test]
 fn a_rejected_binding_after_a_bound_login_worked_is_an_error_not_a_downgrade() {
-    let mut h = plus_rejected(|c| c.channel_binding_pinned = true, "");
+    let mut h = plus_rejected(|c| c.channel_binding_pinned = true, "", "malformed-request");
     assert_eq!(
         h.disconnected_error(),
         Some(Some(SessionError::ChannelBindingRejected))
     );
     assert!(!h.take_sent().contains("<auth"), "no second attempt");
     assert!(SessionError::ChannelBindingRejected.is_permanent());
+    // A plain "not-authorized" is a wrong password: an ordinary failure,
+    // still without an unbound retry.
+    let mut h = plus_rejected(|c| c.channel_binding_pinned = true, "", "not-authorized");
+    assert_eq!(
+        h.disconnected_error(),
+        Some(Some(SessionError::AuthFailed {
+            condition: "not-authorized".into()
+        }))
+    );
+    assert!(!h.take_sent().contains("<auth"), "no second attempt");
 }
 
 /// Issue 12, defect 6: a server that says it supports tls-exporter
@@ -838,6 +854,7 @@ fn a_server_advertising_tls_exporter_that_rejects_it_gets_no_unbound_retry() {
     let h = plus_rejected(
         |_| {},
         "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'><channel-binding type='tls-exporter'/></sasl-channel-binding>",
+        "malformed-request",
     );
     assert_eq!(
         h.disconnected_error(),
@@ -851,7 +868,7 @@ fn a_server_advertising_tls_exporter_that_rejects_it_gets_no_unbound_retry() {
 /// remember; the retry uses gs2 "n" (the server offers -PLUS).
 #[test]
 fn the_first_rejected_binding_retries_unbound_and_the_login_reports_it() {
-    let mut h = plus_rejected(|_| {}, "");
+    let mut h = plus_rejected(|_| {}, "", "not-authorized");
     let retry = h.take_sent();
     assert!(retry.contains("mechanism='SCRAM-SHA-1'"), "{retry}");
     let first = retry.split('>').nth(1).unwrap().split('<').next().unwrap();
