@@ -696,7 +696,11 @@ impl Omemo {
             OmemoVersion::V0_3 => d.listed_v03,
         };
         let now = now_ms();
-        let stale = |d: &DeviceRecord| d.last_message_ms.is_some_and(|t| now - t > STALE_DEVICE_MS);
+        // Silent since its last message, or since we first saw it if it
+        // never wrote: a device listed for months that never sent anything
+        // (an uninstalled app) costs a bundle fetch per send otherwise.
+        let stale =
+            |d: &DeviceRecord| now - d.last_message_ms.unwrap_or(d.first_seen_ms) > STALE_DEVICE_MS;
         let usable: Vec<&DeviceRecord> = devices
             .iter()
             .filter(|d| listed(d) && d.trust.is_trusted())

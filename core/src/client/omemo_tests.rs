@@ -381,9 +381,14 @@ fn stale_devices_get_no_keys_unless_they_are_all_there_is() {
         .omemo_set_conversation_encryption(BOB, ConversationEncryption::Omemo2)
         .unwrap();
     f.store
-        .omemo_update_device_list(BOB, true, &[1, 2], DeviceTrust::BlindlyTrusted, 0)
+        .omemo_update_device_list(BOB, true, &[1, 2], DeviceTrust::BlindlyTrusted, now_ms())
         .unwrap();
     let long_ago = now_ms() - STALE_DEVICE_MS - 1;
+    // Issue 12: device 3 was first listed long ago and never wrote: it is
+    // stale too (it used to count as fresh for ever).
+    f.store
+        .omemo_update_device_list(BOB, true, &[1, 2, 3], DeviceTrust::BlindlyTrusted, long_ago)
+        .unwrap();
     f.store.omemo_touch_device(BOB, 1, long_ago).unwrap();
     // Device lists count as fetched on this connection.
     for version in OmemoVersion::ALL {
@@ -406,7 +411,7 @@ fn stale_devices_get_no_keys_unless_they_are_all_there_is() {
     let Prepared::Wait(requests) = f.omemo.prepare(&mut f.store, 1, BOB, "hi", "o1") else {
         panic!("expected bundle requests");
     };
-    assert_eq!(requests.len(), 2);
+    assert_eq!(requests.len(), 3);
 }
 
 #[test]
