@@ -97,6 +97,12 @@ pub struct Client {
     /// A session lock taken before login (the wake-up path does), handed to
     /// the connection task instead of waiting for it.
     held_lock: Mutex<Option<lock::SessionLock>>,
+    /// The app asked to be connected (login, and no logout or suspend
+    /// since), with the runtime to run the connection on: a task that
+    /// stopped on a permanent error is started again when the network
+    /// changes (a captive portal's certificate is "permanent" only until
+    /// the next network).
+    wanted: Mutex<Option<tokio::runtime::Handle>>,
 }
 
 impl Client {
@@ -124,6 +130,7 @@ impl Client {
             state,
             presences: Arc::default(),
             held_lock: Mutex::new(None),
+            wanted: Mutex::new(None),
         })
     }
 
@@ -164,27 +171,9 @@ impl Client {
             return Ok(jid);
         }
         let mut watcher = self.state.subscribe();
-        {
-            let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-            if running.as_ref().is_none_or(|r| r.task.is_finished()) {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let held_lock = self
-                    .held_lock
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take();
-                let shared = TaskShared {
-                    config: self.config.clone(),
-                    own: self.own.clone(),
-                    store: self.store.clone(),
-                    listener: self.listener.clone(),
-                    state: self.state.clone(),
-                    presences: self.presences.clone(),
-                };
-                let task = tokio::spawn(connection_task(shared, held_lock, rx));
-                *running = Some(Running { commands: tx, task });
-            }
-        }
+        *self.wanted.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(tokio::runtime::Handle::current());
+        self.ensure_running(&tokio::runtime::Handle::current());
         watcher.mark_unchanged();
         loop {
             if watcher.changed().await.is_err() {
@@ -203,6 +192,29 @@ impl Client {
         }
     }
 
+    /// Starts the connection task on `runtime` unless one is running.
+    fn ensure_running(&self, runtime: &tokio::runtime::Handle) {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.as_ref().is_none_or(|r| r.task.is_finished()) {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let held_lock = self
+                .held_lock
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            let shared = TaskShared {
+                config: self.config.clone(),
+                own: self.own.clone(),
+                store: self.store.clone(),
+                listener: self.listener.clone(),
+                state: self.state.clone(),
+                presences: self.presences.clone(),
+            };
+            let task = runtime.spawn(connection_task(shared, held_lock, rx));
+            *running = Some(Running { commands: tx, task });
+        }
+    }
+
     /// Closes the stream cleanly and stops reconnecting.
     pub async fn logout(&self) {
         self.stop(Command::Close).await;
@@ -218,6 +230,9 @@ impl Client {
     }
 
     async fn stop(&self, how: Command) {
+        // Logged out or suspended: the network coming back is no reason
+        // to connect.
+        self.wanted.lock().unwrap_or_else(|p| p.into_inner()).take();
         let running = self
             .running
             .lock()
@@ -279,11 +294,32 @@ impl Client {
         }
     }
 
-    /// Lifecycle hook: the platform reports the network came back; a
-    /// waiting reconnect happens now instead of after its backoff.
+    /// Lifecycle hook: the platform reports the network came back (or
+    /// changed); a waiting reconnect happens now instead of after its
+    /// backoff, and a connection that stopped on an untrusted certificate
+    /// is tried again — on a new network it may have been a captive
+    /// portal's — unless the app logged out or suspended. (Authentication
+    /// errors stay stopped: the same password would fail again.)
     pub fn network_available(&self) {
         if let Some(commands) = self.commands() {
             let _ = commands.send(Command::NetworkAvailable);
+            return;
+        }
+        let certificate_failed = matches!(
+            self.connection_state(),
+            ConnectionState::Disconnected {
+                error: Some(ClientError::UntrustedCertificate),
+                ..
+            }
+        );
+        let wanted = self
+            .wanted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let (true, Some(runtime)) = (certificate_failed, wanted) {
+            tracing::info!("the network changed; connecting again");
+            self.ensure_running(&runtime);
         }
     }
 

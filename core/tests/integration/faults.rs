@@ -144,6 +144,57 @@ async fn serve_login<S: AsyncReadExt + AsyncWriteExt + Unpin>(s: &mut S, seen: &
     serve_bind(s, seen).await;
 }
 
+/// Issue 12, defect 12: an untrusted certificate stops the connection
+/// (never a downgrade), but on a new network — where it may have been a
+/// captive portal's — `network_available()` starts it again; it used to
+/// do nothing once the task had stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_network_retries_a_connection_stopped_by_an_untrusted_certificate() {
+    let (_certs, ca, tls) = certs();
+    let (_portal_certs, _, portal_tls) = certs();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        // The captive portal: a certificate from a CA the client does not
+        // trust. The handshake fails on the client's side.
+        let (tcp, _) = listener.accept().await.unwrap();
+        let _ = tokio_rustls::TlsAcceptor::from(portal_tls)
+            .accept(tcp)
+            .await;
+        // The real server, on the next network.
+        let mut s = accept_tls(&listener, &tls).await;
+        let mut seen = String::new();
+        serve_login(&mut s, &mut seen).await;
+        read_until(&mut s, &mut seen, "</stream:stream>").await;
+        s.write_all(b"</stream:stream>").await.unwrap();
+    });
+    let store = tempfile::tempdir().unwrap();
+    let config = scripted_config(port, Some(ca), store.path(), Duration::from_millis(100));
+    let (client, _events) = open_client(config);
+    assert_eq!(client.login().await, Err(ClientError::UntrustedCertificate));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        matches!(
+            client.connection_state(),
+            ConnectionState::Disconnected {
+                will_retry: false,
+                ..
+            }
+        ),
+        "stopped, no retry on its own"
+    );
+    client.network_available();
+    let online = tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(client.connection_state(), ConnectionState::Online { .. }) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(online.is_ok(), "online again on the new network");
+    client.logout().await;
+    server.await.unwrap();
+}
+
 /// Issue 12 (performance): logout dropped the socket right after its own
 /// `</stream:stream>`, so the server was still closing (and finishing what
 /// the session started) when the next login came. Now logout waits,
