@@ -452,19 +452,46 @@ impl Omemo {
         if let Err(err) = self.record_device_list(store, jid, version, &ids) {
             tracing::warn!(error = %err, "cannot store a device list");
         }
-        if jid != self.own.as_str() || ids.contains(&self.device_id) {
+        if jid != self.own.as_str() {
             return Vec::new();
         }
-        let mut ids = ids;
-        ids.push(self.device_id);
+        // Our other devices silent past the stale period leave our list
+        // (every contact's client would otherwise fetch their bundles and
+        // encrypt to them); one still installed puts itself back when it
+        // next comes online, as we do below.
+        let now = now_ms();
+        let stale: Vec<u32> = store
+            .omemo_devices(jid)
+            .unwrap_or_default()
+            .iter()
+            .filter(|d| d.device_id != self.device_id && ids.contains(&d.device_id))
+            .filter(|d| now - d.last_message_ms.unwrap_or(d.first_seen_ms) > STALE_DEVICE_MS)
+            .map(|d| d.device_id)
+            .collect();
+        let missing_self = !ids.contains(&self.device_id);
+        if stale.is_empty() && !missing_self {
+            return Vec::new();
+        }
+        if !stale.is_empty() {
+            tracing::info!(
+                count = stale.len(),
+                "removing our silent devices from our list"
+            );
+        }
+        let mut ids: Vec<u32> = ids.into_iter().filter(|id| !stale.contains(id)).collect();
+        if missing_self {
+            ids.push(self.device_id);
+        }
         let list = elements::device_list_element(version, &ids);
         let mut out = vec![
             self.request(Pending::PublishDeviceList { version, ids }, |id| {
                 pep::publish_device_list(id, version, list)
             }),
         ];
-        // Whoever dropped us from the list may have deleted our bundle.
-        out.extend(self.publish_bundles(store, &[version], true));
+        if missing_self {
+            // Whoever dropped us from the list may have deleted our bundle.
+            out.extend(self.publish_bundles(store, &[version], true));
+        }
         out
     }
 

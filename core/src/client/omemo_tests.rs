@@ -350,6 +350,41 @@ fn a_bundle_is_published_only_when_it_changed() {
     );
 }
 
+/// Issue 12 (performance): our own devices silent past the stale period
+/// are pruned from our published list; active ones and this one stay.
+#[test]
+fn our_silent_devices_leave_our_device_list() {
+    let mut f = fixture();
+    let me = f.omemo.device_id();
+    let long_ago = now_ms() - STALE_DEVICE_MS - 1;
+    // Device 5 was first seen long ago and never wrote; 6 is new.
+    f.store
+        .omemo_update_device_list(ALICE, true, &[5], DeviceTrust::BlindlyTrusted, long_ago)
+        .unwrap();
+    let out = f
+        .omemo
+        .learn_device_list(&mut f.store, ALICE, OmemoVersion::V2, vec![me, 5, 6]);
+    assert_eq!(out.len(), 1, "one list publish, no bundle");
+    let published = String::from(&out[0]);
+    assert!(
+        published.contains(&format!("id='{me}'")) || published.contains(&format!("id=\"{me}\"")),
+        "{published}"
+    );
+    assert!(
+        !published.contains("id='5'") && !published.contains("id=\"5\""),
+        "{published}"
+    );
+    assert!(
+        published.contains("id='6'") || published.contains("id=\"6\""),
+        "{published}"
+    );
+    // Nothing stale, ourselves listed: nothing to publish.
+    let out = f
+        .omemo
+        .learn_device_list(&mut f.store, ALICE, OmemoVersion::V2, vec![me, 6]);
+    assert!(out.is_empty());
+}
+
 #[test]
 fn the_signed_prekey_rotates_weekly_and_the_previous_one_still_works() {
     let mut f = fixture();
