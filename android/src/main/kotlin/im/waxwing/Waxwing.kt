@@ -33,9 +33,13 @@ class Waxwing private constructor(
     suspend fun addContact(jid: String, name: String? = null) = client.addContact(jid, name)
     suspend fun renameContact(jid: String, name: String) = client.renameContact(jid, name)
     suspend fun removeContact(jid: String) = client.removeContact(jid)
+    /** Asks to see [jid]'s presence; the answer comes as a roster change. */
     fun requestSubscription(jid: String) = client.requestSubscription(jid)
+    /** Answers an [Event.SubscriptionRequest] from [jid]. */
     fun approveSubscription(jid: String) = client.approveSubscription(jid)
     fun denySubscription(jid: String) = client.denySubscription(jid)
+    /** Stops seeing [jid]'s presence. */
+    fun cancelSubscription(jid: String) = client.cancelSubscription(jid)
 
     /** A contact's online resources; empty while offline. */
     fun presence(jid: String): List<ResourcePresence> = client.presence(jid)
