@@ -87,11 +87,14 @@ mountpoint -q "$ROOT/sys" || as_root mount -t sysfs sys "$ROOT/sys"
 
 in_root() { as_root chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin LANG=C.UTF-8 "$@"; }
 if ! in_root swift --version >/dev/null 2>&1; then
+  mkdir -p target
   echo "test-swift: installing swiftlang in $ROOT"
-  in_root apt-get update -qq
-  in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    swiftlang libc6-dev libstdc++-14-dev >/dev/null
-  in_root apt-get clean
+  # libc6-dev: without it the linker misses Scrt1.o/crti.o.
+  { in_root apt-get update -qq \
+    && in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      swiftlang libc6-dev libstdc++-14-dev \
+    && in_root apt-get clean; } > target/swift-root-apt.log 2>&1 \
+    || { tail -20 target/swift-root-apt.log; fail "installing swiftlang in $ROOT failed"; }
 fi
 in_root swift --version 2>&1 | head -1
 
