@@ -3,9 +3,9 @@
 scenarios of their tests.
 
 Lists every public function and property of the Kotlin layer
-(android/src/main/kotlin/im/waxwing/Waxwing.kt: class Waxwing, object
-WaxwingPush) and of the Swift layer (ios/Sources/Waxwing/*.swift: class
-WaxwingSession, enum WaxwingPush), matches them by name (through NAME_MAP
+(android/src/main/kotlin/im/waxwing/Waxwing.kt: class Waxwing, objects
+WaxwingPush and WaxwingLog) and of the Swift layer (ios/Sources/Waxwing/*.swift:
+class WaxwingSession, enums WaxwingPush and WaxwingLog), matches them by name (through NAME_MAP
 for idiomatic differences) and number of parameters, and the same for the
 tests (Kotlin `@Test fun x` against Swift `func testX`). Prints what one
 side has and the other lacks, then "parity: N passed, M failed"; exits
@@ -38,7 +38,7 @@ ALLOW_KOTLIN_ONLY = {
 }
 ALLOW_SWIFT_ONLY = set()
 
-TYPE_MAP = {"Waxwing": "WaxwingSession", "WaxwingPush": "WaxwingPush"}
+TYPE_MAP = {"Waxwing": "WaxwingSession", "WaxwingPush": "WaxwingPush", "WaxwingLog": "WaxwingLog"}
 
 
 def params(text, open_paren):

@@ -310,6 +310,24 @@ final class WaxwingTests: XCTestCase {
         await bob.logout()
     }
 
+    func testLogLinesReachTheAppSink() async throws {
+        final class Lines: LogSink, @unchecked Sendable {
+            private let lock = NSLock()
+            private var lines: [String] = []
+            func log(level: LogLevel, line: String) { lock.lock(); lines.append(line); lock.unlock() }
+            var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+        }
+        let lines = Lines()
+        WaxwingLog.start(level: .info, sink: lines)
+        // A new store creates its OMEMO device at the first login, and says so.
+        let alice = try WaxwingSession(config: config("salice", "pw1", tempDir()))
+        try await alice.login()
+        try await eventually("the log line about our new device") {
+            lines.all.contains { $0.contains("created our OMEMO device") }
+        }
+        await alice.logout()
+    }
+
     func testARustPanicIsAnExceptionNotACrash() {
         // A throwing call only: uniffi's Swift calls a non-throwing function
         // with `try!`, where a panic would stop the app.

@@ -116,3 +116,13 @@ object WaxwingPush {
     suspend fun wakeUp(config: AccountConfig, push: EncryptedPush?, deadlineMs: Long = 10_000): WakeUpResult =
         withContext(Dispatchers.IO) { im.waxwing.wakeUp(config, push, deadlineMs.toULong()) }
 }
+
+/**
+ * Logging: the core's lines go to logcat on Android (the Rust side writes
+ * there itself) and to the app's own [sink] if it gives one. The core logs
+ * no message bodies, passwords or keys.
+ */
+object WaxwingLog {
+    /** Starts logging once per process; later calls do nothing. */
+    fun start(level: LogLevel = LogLevel.INFO, sink: LogSink? = null) = initLogging(level, sink)
+}

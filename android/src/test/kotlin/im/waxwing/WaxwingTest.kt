@@ -266,6 +266,19 @@ class WaxwingTest {
     }
 
     @Test
+    fun logLinesReachTheAppSink() = runBlocking<Unit> {
+        val lines = java.util.concurrent.ConcurrentLinkedQueue<String>()
+        WaxwingLog.start(LogLevel.INFO, object : LogSink {
+            override fun log(level: LogLevel, line: String) { lines.add(line) }
+        })
+        // A new store creates its OMEMO device at the first login, and says so.
+        val alice = Waxwing.open(config("kalice", "pw1", tempDir()))
+        alice.login()
+        withTimeout(10_000) { while (lines.none { "created our OMEMO device" in it }) delay(50) }
+        alice.logout(); alice.close()
+    }
+
+    @Test
     fun aRustPanicIsAnExceptionNotACrash() {
         assertFailsWith<InternalException> { diagnosticsTriggerPanic() }
         // The library still works afterwards.
