@@ -23,6 +23,8 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 fail() { echo "test-swift: $*" >&2; echo "swift: 0 passed, 1 failed"; exit 1; }
 started=$(date +%s)
+# Turn signals into an exit, so the EXIT trap (which unmounts) runs.
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM
 
 # --- the Debian 13 root -----------------------------------------------------
 
@@ -55,7 +57,9 @@ debian_mirror() {
   local src
   src=$(ls /etc/apt/sources.list.d/debian.sources 2>/dev/null || ls /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 || true)
   if [ -n "$src" ]; then
-    awk 'BEGIN{RS=""} NR==1' "$src" | sed -n 's/^URIs:[[:space:]]*\([^[:space:]]*\).*/\1/p' | head -1
+    # The first stanza's first URI (one process, no pipe to break).
+    awk 'BEGIN { RS = "" } NR == 1 { n = split($0, l, "\n")
+      for (i = 1; i <= n; i++) if (l[i] ~ /^URIs:/) { split(l[i], w, /[ \t]+/); print w[2]; exit } }' "$src"
   else
     grep -m1 '^deb ' /etc/apt/sources.list | awk '{ for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) { print $i; exit } }'
   fi
@@ -70,16 +74,17 @@ if [ ! -f "$ROOT/.waxwing-bootstrapped" ]; then
   [ -n "$mirror" ] || fail "no Debian mirror found in /etc/apt/sources.list.d or /etc/apt/sources.list"
   echo "test-swift: debootstrap trixie from $mirror into $ROOT"
   # Into a side directory first, so a half-made root is never mistaken for one.
+  # ca-certificates: the root's apt needs it when the mirror is https.
   safe_remove "$ROOT.partial"
   [ ! -e "$ROOT" ] || fail "$ROOT exists but was not made by this script; move it away or set WAXWING_SWIFT_ROOT"
   mkdir -p target
-  as_root debootstrap --variant=minbase trixie "$ROOT.partial" "$mirror" > target/swift-debootstrap.log 2>&1 \
+  as_root debootstrap --variant=minbase --include=ca-certificates trixie "$ROOT.partial" "$mirror" > target/swift-debootstrap.log 2>&1 \
     || { tail -20 target/swift-debootstrap.log; safe_remove "$ROOT.partial"; fail "debootstrap failed"; }
   as_root touch "$ROOT.partial/.waxwing-bootstrapped"
   as_root mv "$ROOT.partial" "$ROOT"
 fi
 
-trap unmount_root EXIT
+trap "trap '' HUP INT TERM; unmount_root" EXIT
 as_root mkdir -p "$ROOT$IN_ROOT"
 mountpoint -q "$ROOT/proc" || as_root mount -t proc proc "$ROOT/proc"   # Swift reads /proc/self/exe
 mountpoint -q "$ROOT/dev" || as_root mount --bind /dev "$ROOT/dev"
@@ -96,7 +101,7 @@ if ! in_root swift --version >/dev/null 2>&1; then
     && in_root apt-get clean; } > target/swift-root-apt.log 2>&1 \
     || { tail -20 target/swift-root-apt.log; fail "installing swiftlang in $ROOT failed"; }
 fi
-in_root swift --version 2>&1 | head -1
+in_root swift --version 2>&1 | sed -n 1p   # sed reads it all: no SIGPIPE
 
 # --- the library and the Linux test package ---------------------------------
 
@@ -166,9 +171,12 @@ mountpoint -q "$ROOT$IN_ROOT" || as_root mount --bind "$PKG" "$ROOT$IN_ROOT"
 
 app_server=""
 cleanup() {
+  # A signal that arrived earlier may only be handled now: ignore further
+  # ones so the unmounting cannot be cut short.
+  trap '' HUP INT TERM
+  unmount_root
   [ -n "$app_server" ] && kill "$app_server" 2>/dev/null
   bash scripts/prosody.sh stop "$run/server" || true
-  unmount_root
 }
 trap cleanup EXIT
 WAXWING_WATCH_PID=$$ bash scripts/prosody.sh start "$run/server" salice:pw1 sbob:pw2 > "$run/server.env"
