@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the tests need on a fresh Debian 12 machine
 # that has only Rust: Prosody 13 (bookworm-backports), JNA + JUnit for the
-# Kotlin JVM tests, the Kotlin compiler (npm), a Python venv with slixmpp,
-# and tree-sitter-swift for the Swift syntax check. Idempotent: every step
-# checks first, so a second run takes a second.
+# Kotlin JVM tests, the Kotlin compiler (npm) and a Python venv with slixmpp.
+# (The Swift toolchain lives in a Debian 13 root that scripts/test-swift.sh
+# prepares itself.) Idempotent: every step checks first, so a second run
+# takes a second.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="${WAXWING_TOOLS:-$PWD/target/tools}"
@@ -48,14 +49,14 @@ if [ ! -x "$TOOLS/kotlin/node_modules/kotlin-compiler/bin/kotlinc" ]; then
 fi
 
 # Python peers: slixmpp bots, slixmpp-omemo and python-omemo (OMEMO oracle
-# and bots; oldmemo is AGPL and only ever run as a test peer), and
-# tree-sitter for the Swift syntax check. All wheels, nothing compiles.
+# and bots; oldmemo is AGPL and only ever run as a test peer). All wheels,
+# nothing compiles.
 if [ ! -x "$TOOLS/venv/bin/python" ] \
-  || ! "$TOOLS/venv/bin/python" -c 'import slixmpp, slixmpp_omemo, oldmemo.etree, twomemo.etree, tree_sitter_swift' 2>/dev/null; then
+  || ! "$TOOLS/venv/bin/python" -c 'import slixmpp, slixmpp_omemo, oldmemo.etree, twomemo.etree' 2>/dev/null; then
   [ -x "$TOOLS/venv/bin/python" ] || python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install -q --only-binary=:all: slixmpp==1.17.0 slixmpp-omemo==2.2.0 \
-    omemo==2.1.0 oldmemo==2.1.0 twomemo==2.1.0 xmlschema tree-sitter==0.25.2 tree-sitter-swift==0.7.4 \
+    omemo==2.1.0 oldmemo==2.1.0 twomemo==2.1.0 xmlschema \
     || "$TOOLS/venv/bin/pip" install -q --only-binary=:all: slixmpp==1.17.0 slixmpp-omemo==2.2.0 \
-      omemo oldmemo twomemo xmlschema tree-sitter tree-sitter-swift
+      omemo oldmemo twomemo xmlschema
 fi
 echo "setup: ready (tools in $TOOLS)"

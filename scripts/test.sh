@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test Waxwing has: the fmt and clippy gates, Rust unit and
-# integration tests (the integration tests start their own Prosody on
-# loopback), the Kotlin JVM tests against the real library, and the Swift
-# syntax check.
+# Runs every test Waxwing has: the fmt, clippy and Kotlin/Swift parity gates,
+# Rust unit and integration tests (the integration tests start their own
+# Prosody on loopback), the Kotlin JVM tests and the Swift XCTests (Swift
+# 6.0.3 in a Debian 13 root, see scripts/test-swift.sh), both against the
+# real library and a real Prosody.
 # Ends with one line "N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +27,9 @@ gate() {
 }
 gate "cargo fmt --check" cargo fmt --all --check
 gate "cargo clippy -D warnings" cargo clippy -q --workspace --all-targets --features waxwing-core/fuzzing -- -D warnings
+# Every public function of the Kotlin layer has its Swift counterpart, and
+# every Kotlin test scenario its XCTest (and the other way round).
+gate "kotlin/swift parity" python3 scripts/check-parity.py
 
 # The cli test runs the real example binary: build it first (cargo test
 # builds examples only as test harnesses).

@@ -241,9 +241,12 @@ impl WaxwingClient {
 }
 
 /// Support diagnostics: panics on purpose so apps (and our tests) can check
-/// that a Rust panic reaches them as an exception, not a crash.
+/// that a Rust panic reaches them as an exception, not a crash. Declared
+/// fallible because uniffi's Swift calls an infallible function with `try!`,
+/// which turns a panic into a crash; a fallible one throws
+/// `UniffiInternalError.rustPanic` (Kotlin throws `InternalException` either way).
 #[uniffi::export]
-pub fn diagnostics_trigger_panic() {
+pub fn diagnostics_trigger_panic() -> Result<(), WaxwingError> {
     panic!("diagnostics_trigger_panic was called");
 }
 

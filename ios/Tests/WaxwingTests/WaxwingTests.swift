@@ -1,83 +1,384 @@
-// XCTest sources for the Swift layer. They need a Swift toolchain and a
-// Prosody started by scripts/prosody.sh (ports in WAXWING_C2S / WAXWING_CA);
-// on machines without Swift they are syntax-checked only.
+// XCTests of the Swift layer against the real library and a real Prosody,
+// run by scripts/test-swift.sh (ports, CA and the push app server's record
+// come in as WAXWING_C2S, WAXWING_CA, WAXWING_PUSHES). The same scenarios as
+// android/src/test/kotlin/im/waxwing/WaxwingTest.kt, test for test and with
+// the same names (scripts/check-parity.py checks that).
+import Foundation
 import XCTest
 @testable import Waxwing
 
+struct Timeout: Error, CustomStringConvertible {
+    let what: String
+    var description: String { "timed out waiting for \(what)" }
+}
+
+/// The first event `pick` maps to a value, within `seconds` (earlier events are consumed).
+func awaitEvent<T: Sendable>(
+    _ session: WaxwingSession, _ what: String, seconds: Double = 10,
+    _ pick: @escaping @Sendable (Event) -> T?
+) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            for await event in session.events {
+                if let value = pick(event) { return value }
+            }
+            return nil
+        }
+        group.addTask {
+            try await Task.sleep(nanoseconds: UInt64(seconds * 1_000_000_000))
+            return nil
+        }
+        let first = try await group.next() ?? nil
+        group.cancelAll()
+        guard let value = first else { throw Timeout(what: what) }
+        return value
+    }
+}
+
+/// Polls `condition` every 50 ms for up to `seconds`.
+func eventually(_ what: String, seconds: Double = 10, _ condition: () throws -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while try !condition() {
+        if Date() > deadline { throw Timeout(what: what) }
+        try await Task.sleep(nanoseconds: 50_000_000)
+    }
+}
+
+let environment = ProcessInfo.processInfo.environment
+
+func config(_ user: String, _ password: String, _ dir: URL, key: [UInt8] = Array(repeating: 3, count: 32)) -> AccountConfig {
+    AccountConfig(
+        jid: "\(user)@localhost", password: Secret(value: password), resource: "swift",
+        serverHost: "127.0.0.1", serverPort: UInt16(environment["WAXWING_C2S"] ?? "5222"), directTls: false,
+        extraCaPem: environment["WAXWING_CA"].flatMap { try? String(contentsOfFile: $0, encoding: .utf8) },
+        storeDir: dir.path, storeKey: Data(key)
+    )
+}
+
+func tempDir() -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("waxwing-swift-\(UUID().uuidString)")
+    try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
+
+func unique(_ text: String) -> String { "\(text) \(UUID().uuidString)" }
+
+/// Mutual presence subscription, as contacts who chat have: receipts go only to such contacts.
+/// A server answers a request it already granted by itself, so each side waits
+/// for either the request or its roster showing the subscription.
+func befriend(_ a: WaxwingSession, _ aJid: String, _ b: WaxwingSession, _ bJid: String) async throws {
+    func friends() throws -> Bool {
+        try a.roster().contains { $0.jid == bJid && $0.subscription == .both }
+            && b.roster().contains { $0.jid == aJid && $0.subscription == .both }
+    }
+    if try friends() { return }
+    for (asker, askerJid, answerer, answererJid) in [(a, aJid, b, bJid), (b, bJid, a, aJid)] {
+        try asker.requestSubscription(answererJid)
+        let asked = try await awaitEvent(answerer, "a subscription request from \(askerJid)") { event -> Bool? in
+            if case .subscriptionRequest(let from) = event, from == askerJid { return true }
+            if case .rosterChanged(let contacts) = event,
+               contacts.contains(where: { $0.jid == askerJid && [.from, .both].contains($0.subscription) }) { return false }
+            return nil
+        }
+        if asked { try answerer.approveSubscription(askerJid) }
+    }
+    try await eventually("a mutual subscription", friends)
+}
+
+func received(_ body: String) -> @Sendable (Event) -> Message? {
+    { event in
+        if case .messageReceived(let message) = event, message.body == body { return message }
+        return nil
+    }
+}
+
 final class WaxwingTests: XCTestCase {
-    func config(user: String, password: String, dir: URL, key: [UInt8] = Array(repeating: 3, count: 32)) -> AccountConfig {
-        let env = ProcessInfo.processInfo.environment
-        return AccountConfig(
-            jid: "\(user)@localhost", password: Secret(value: password), resource: "swift",
-            serverHost: "127.0.0.1", serverPort: UInt16(env["WAXWING_C2S"] ?? "5222"), directTls: false,
-            extraCaPem: env["WAXWING_CA"].flatMap { try? String(contentsOfFile: $0) },
-            storeDir: dir.path, storeKey: Data(key)
-        )
-    }
-
-    func tempDir() -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent(UUID().uuidString)
-        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }
-
-    /// Issue 12, defect 9: a printed config must not carry the password.
+    /// Issue 12, defect 9: a config printed into a log or a crash report must not carry the password.
     func testAPrintedConfigDoesNotShowThePassword() {
-        let printed = String(describing: config(user: "salice", password: "s3cret-pw", dir: tempDir()))
+        let printed = String(describing: config("salice", "s3cret-pw", tempDir()))
         XCTAssertTrue(printed.contains("salice@localhost"), printed)
         XCTAssertFalse(printed.contains("s3cret-pw"), printed)
     }
 
-    func testWrongStoreKeyThrowsTypedError() throws {
-        let dir = tempDir()
-        _ = try WaxwingSession(config: config(user: "salice", password: "pw1", dir: dir))
-        XCTAssertThrowsError(try WaxwingSession(config: config(user: "salice", password: "pw1", dir: dir, key: Array(repeating: 9, count: 32)))) { error in
-            guard case WaxwingError.Store(let failure) = error else { return XCTFail("\(error)") }
-            XCTAssertEqual(failure, .wrongKey)
-        }
-    }
-
-    func testChatAndHistory() async throws {
-        let alice = try WaxwingSession(config: config(user: "salice", password: "pw1", dir: tempDir()))
-        let bob = try WaxwingSession(config: config(user: "sbob", password: "pw2", dir: tempDir()))
-        try await alice.login()
-        try await bob.login()
-        let body = "from swift \(UUID())"
-        try alice.send(body, to: "sbob@localhost")
-        for await event in bob.events {
-            if case .messageReceived(let message) = event, message.body == body { break }
-        }
-        XCTAssertEqual(try alice.history(with: "sbob@localhost").first?.body, body)
-    }
-
-    func testEncryptedChatShowsEncryptionAndTrust() async throws {
-        let alice = try WaxwingSession(config: config(user: "salice", password: "pw1", dir: tempDir()))
-        let bob = try WaxwingSession(config: config(user: "sbob", password: "pw2", dir: tempDir()))
-        try await alice.login()
-        try await bob.login()
-        for session in [alice, bob] {
-            while try session.ownDevice().versions.count < 2 { try await Task.sleep(nanoseconds: 50_000_000) }
-        }
-        try alice.setEncryption(.auto, with: "sbob@localhost")
-        let body = "secret from swift \(UUID())"
-        try alice.send(body, to: "sbob@localhost")
-        for await event in bob.events {
-            if case .messageReceived(let message) = event, message.body == body {
-                XCTAssertEqual(message.security.encryption, .omemo2)
-                XCTAssertEqual(message.security.senderTrust, .blindlyTrusted)
-                let device = try bob.devices(of: "salice@localhost").first { $0.deviceId == message.security.senderDevice }
-                XCTAssertEqual(device?.fingerprint, try alice.ownDevice().fingerprint)
-                break
+    func testChatsWithAnotherClientAndReadsHistoryBackAfterRestart() async throws {
+        let aliceDir = tempDir()
+        let body = unique("from swift")
+        do {
+            let alice = try WaxwingSession(config: config("salice", "pw1", aliceDir))
+            let bob = try WaxwingSession(config: config("sbob", "pw2", tempDir()))
+            // With Bind2 the server picks the resource (tag + installation id).
+            let bound = try await alice.login()
+            XCTAssertTrue(bound.hasPrefix("salice@localhost/"), bound)
+            try await bob.login()
+            try await befriend(alice, "salice@localhost", bob, "sbob@localhost")
+            let sent = try alice.send(body, to: "sbob@localhost")
+            XCTAssertEqual(sent.state, .queued)
+            let got = try await awaitEvent(bob, "bob receiving the message", received(body))
+            XCTAssertEqual(got.peer, "salice@localhost")
+            _ = try await awaitEvent(alice, "the message delivered") { event -> Message? in
+                if case .messageStateChanged(let m) = event, m.id == sent.id, m.state == .delivered { return m }
+                return nil
             }
+            await alice.logout()
+            await bob.logout()
         }
+        // Both sessions are released here; a new one reads the store back.
+        let again = try WaxwingSession(config: config("salice", "pw1", aliceDir))
+        let history = try again.history(with: "sbob@localhost")
+        // Newest first; other tests' messages with sbob may come from the archive.
+        XCTAssertEqual(history.first?.body, body)
+        XCTAssertEqual(history.filter { $0.body == body }.count, 1)
+        XCTAssertEqual(try again.conversations().map(\.peer), ["sbob@localhost"])
     }
 
-    func testWrongPasswordThrowsAuthenticationFailed() async throws {
-        let client = try WaxwingSession(config: config(user: "salice", password: "nope", dir: tempDir()))
+    func testWrongPasswordIsATypedException() async throws {
+        let client = try WaxwingSession(config: config("salice", "not-the-password", tempDir()))
         do {
             try await client.login()
             XCTFail("login should fail")
         } catch WaxwingError.AuthenticationFailed {
         }
+        guard case .disconnected(_, let willRetry) = client.connectionState else {
+            return XCTFail("\(client.connectionState)")
+        }
+        XCTAssertFalse(willRetry)
+    }
+
+    func testWrongStoreKeyIsATypedException() throws {
+        let dir = tempDir()
+        _ = try WaxwingSession(config: config("salice", "pw1", dir))
+        XCTAssertThrowsError(try WaxwingSession(config: config("salice", "pw1", dir, key: Array(repeating: 9, count: 32)))) { error in
+            guard case WaxwingError.Store(let failure) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(failure, .wrongKey)
+        }
+        XCTAssertThrowsError(try WaxwingSession(config: config("salice", "pw1", tempDir(), key: Array(repeating: 1, count: 5)))) { error in
+            guard case WaxwingError.Store(let failure) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(failure, .invalidKey)
+        }
+    }
+
+    func testMessagesSentOfflineGoOutOnLogin() async throws {
+        let alice = try WaxwingSession(config: config("salice", "pw1", tempDir()))
+        let bob = try WaxwingSession(config: config("sbob", "pw2", tempDir()))
+        try await bob.login()
+        let body = unique("queued")
+        XCTAssertEqual(try alice.send(body, to: "sbob@localhost").state, .queued)
+        try await alice.login()
+        _ = try await awaitEvent(bob, "bob receiving the queued message", received(body))
+        await alice.logout()
+        await bob.logout()
+    }
+
+    func testRosterEditsArriveAsEvents() async throws {
+        let alice = try WaxwingSession(config: config("salice", "pw1", tempDir()))
+        try await alice.login()
+        try await alice.addContact("sbob@localhost", name: "Bob")
+        _ = try await awaitEvent(alice, "a roster with Bob") { event -> Bool? in
+            if case .rosterChanged(let contacts) = event, contacts.contains(where: { $0.name == "Bob" }) { return true }
+            return nil
+        }
+        XCTAssertEqual(try alice.roster().map(\.jid), ["sbob@localhost"])
+        try await alice.renameContact("sbob@localhost", name: "Robert")
+        _ = try await awaitEvent(alice, "a roster with Robert") { event -> Bool? in
+            if case .rosterChanged(let contacts) = event, contacts.contains(where: { $0.name == "Robert" }) { return true }
+            return nil
+        }
+        XCTAssertEqual(try alice.roster().map(\.name), ["Robert"])
+        try await alice.removeContact("sbob@localhost")
+        await alice.logout()
+    }
+
+    func testPresenceAndUnreadCountsOfAContact() async throws {
+        let alice = try WaxwingSession(config: config("salice", "pw1", tempDir()))
+        let bob = try WaxwingSession(config: config("sbob", "pw2", tempDir()))
+        try await alice.login()
+        try await bob.login()
+        try await befriend(alice, "salice@localhost", bob, "sbob@localhost")
+        let status = unique("in a meeting")
+        try bob.setPresence(.away, status: status)
+        _ = try await awaitEvent(alice, "bob's away presence") { event -> Bool? in
+            if case .presenceChanged(let jid, _, let availability, let text) = event,
+               jid == "sbob@localhost", availability == .away, text == status { return true }
+            return nil
+        }
+        XCTAssertTrue(alice.presence(of: "sbob@localhost").contains { $0.availability == .away && $0.status == status })
+        let body = unique("unread")
+        try bob.send(body, to: "salice@localhost")
+        _ = try await awaitEvent(alice, "alice receiving the message", received(body))
+        let unread = try alice.conversations().first { $0.peer == "sbob@localhost" }
+        XCTAssertEqual(unread?.lastMessage?.body, body)
+        XCTAssertGreaterThan(unread?.unreadCount ?? 0, 0)
+        try alice.markRead("sbob@localhost")
+        XCTAssertEqual(try alice.conversations().first { $0.peer == "sbob@localhost" }?.unreadCount, 0)
+        await bob.logout()
+        _ = try await awaitEvent(alice, "bob going offline") { event -> Bool? in
+            if case .presenceChanged(let jid, _, .unavailable, _) = event, jid == "sbob@localhost" { return true }
+            return nil
+        }
+        XCTAssertEqual(alice.presence(of: "sbob@localhost"), [])
+        await alice.logout()
+    }
+
+    func testLifecycleHooksDropAndResumeTheSession() async throws {
+        let alice = try WaxwingSession(config: config("salice", "pw1", tempDir()))
+        let bob = try WaxwingSession(config: config("sbob", "pw2", tempDir()))
+        try await alice.login()
+        try await bob.login()
+        alice.setForeground(false)
+        alice.networkLost()
+        _ = try await awaitEvent(alice, "a disconnect that will retry") { event -> Bool? in
+            if case .connectionChanged(.disconnected(_, true)) = event { return true }
+            return nil
+        }
+        let body = unique("while the network was down")
+        try bob.send(body, to: "salice@localhost")
+        alice.networkAvailable()
+        _ = try await awaitEvent(alice, "the session resumed") { event -> Bool? in
+            if case .connectionChanged(.online(_, _, _, true)) = event { return true }
+            return nil
+        }
+        _ = try await awaitEvent(alice, "the message sent while down", received(body))
+        alice.setForeground(true)
+        await alice.logout()
+        await bob.logout()
+    }
+
+    /// The app server's record of each push (scripts/push_app_server.py), one JSON object a line.
+    func pushes() -> [[String: Any]] {
+        guard let path = environment["WAXWING_PUSHES"],
+              let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    func testPushRegistrationDecryptionAndWakeUp() async throws {
+        let dir = tempDir()
+        let bob = try WaxwingSession(config: config("sbob", "pw2", tempDir()))
+        do {
+            let alice = try WaxwingSession(config: config("salice", "pw1", dir))
+            try await alice.login()
+            try await bob.login()
+            try await alice.enablePush(service: "push.localhost", node: "swift-node", secret: "s3cret")
+            await alice.suspendSession()
+        }
+        let body = unique("pushed")
+        let seen = pushes().count
+        try bob.send(body, to: "salice@localhost")
+        // Find the push about bob's message (others may carry no sender, or
+        // be about a receipt without a body).
+        var found: EncryptedPush?
+        var next = seen
+        let deadline = Date().addingTimeInterval(10)
+        while found == nil {
+            let records = pushes()
+            if records.count > next {
+                let record = records[next]
+                next += 1
+                guard let iv = record["iv"] as? String, let payload = record["payload"] as? String else { continue }
+                let push = EncryptedPush(iv: iv, payload: payload)
+                if let item = try? await WaxwingPush.decrypt(config: config("salice", "pw1", dir), push: push),
+                   item.sender == "sbob@localhost", item.preview == body {
+                    found = push
+                }
+            } else {
+                if Date() > deadline { throw Timeout(what: "a push about bob's message") }
+                try await Task.sleep(nanoseconds: 100_000_000)
+            }
+        }
+        let payload = try XCTUnwrap(found)
+        let decrypted = try await WaxwingPush.wakeUp(config: config("salice", "pw1", dir), push: payload)
+        guard case .decrypted = decrypted.outcome else { return XCTFail("\(decrypted.outcome)") }
+        XCTAssertEqual(decrypted.items.map(\.preview), [body])
+        // Unreadable payload: typed failure, and the message fetched instead.
+        let broken = EncryptedPush(iv: payload.iv, payload: "AAAA" + payload.payload.dropFirst(4))
+        let fetched = try await WaxwingPush.wakeUp(config: config("salice", "pw1", dir), push: broken)
+        XCTAssertEqual(fetched.payloadFailure, .decryptionFailed)
+        guard case .fetched(let resumed, _) = fetched.outcome else { return XCTFail("\(fetched.outcome)") }
+        XCTAssertTrue(resumed)
+        XCTAssertEqual(fetched.items.map(\.preview), [body])
+        do {
+            _ = try await WaxwingPush.decrypt(config: config("salice", "pw1", tempDir()), push: payload)
+            XCTFail("a store that never registered must not decrypt")
+        } catch WaxwingError.Push(let failure) {
+            XCTAssertEqual(failure, .notRegistered)
+        }
+        let again = try WaxwingSession(config: config("salice", "pw1", dir))
+        try await again.login()
+        try await again.disablePush()
+        await again.logout()
+        await bob.logout()
+    }
+
+    func testLogLinesReachTheAppSink() async throws {
+        final class Lines: LogSink, @unchecked Sendable {
+            private let lock = NSLock()
+            private var lines: [String] = []
+            func log(level: LogLevel, line: String) { lock.lock(); lines.append(line); lock.unlock() }
+            var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+        }
+        let lines = Lines()
+        WaxwingLog.start(level: .info, sink: lines)
+        // A new store creates its OMEMO device at the first login, and says so.
+        let alice = try WaxwingSession(config: config("salice", "pw1", tempDir()))
+        try await alice.login()
+        try await eventually("the log line about our new device") {
+            lines.all.contains { $0.contains("created our OMEMO device") }
+        }
+        await alice.logout()
+    }
+
+    func testARustPanicIsAnExceptionNotACrash() {
+        // A throwing call only: uniffi's Swift calls a non-throwing function
+        // with `try!`, where a panic would stop the app.
+        XCTAssertThrowsError(try diagnosticsTriggerPanic()) { error in
+            XCTAssertTrue("\(error)".contains("diagnostics_trigger_panic was called"), "\(error)")
+        }
+        // The library still works afterwards.
+        XCTAssertFalse(waxwingVersion().isEmpty)
+    }
+
+    func testBadJidIsATypedException() throws {
+        let alice = try WaxwingSession(config: config("salice", "pw1", tempDir()))
+        XCTAssertThrowsError(try alice.send("x", to: "not a jid@@")) { error in
+            guard case WaxwingError.InvalidJid = error else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testEncryptedChatShowsEncryptionFingerprintsAndTrust() async throws {
+        let alice = try WaxwingSession(config: config("salice", "pw1", tempDir()))
+        let bob = try WaxwingSession(config: config("sbob", "pw2", tempDir()))
+        try await alice.login()
+        try await bob.login()
+        // Contacts find a device once it is in the published device lists.
+        for session in [alice, bob] {
+            try await eventually("our device published") { try session.ownDevice().versions.count >= 2 }
+        }
+        try alice.setEncryption(.auto, with: "sbob@localhost")
+        XCTAssertEqual(try alice.encryption(with: "sbob@localhost"), .auto)
+        let body = unique("secret from swift")
+        let sent = try alice.send(body, to: "sbob@localhost")
+        let got = try await awaitEvent(bob, "bob receiving the encrypted message", received(body))
+        XCTAssertEqual(got.security.encryption, .omemo2)
+        XCTAssertEqual(got.security.senderTrust, .blindlyTrusted)
+        XCTAssertNil(got.security.undecryptable)
+        let mine = try alice.history(with: "sbob@localhost").first { $0.id == sent.id }
+        XCTAssertEqual(mine?.security.encryption, .omemo2)
+        // Bob sees Alice's device with the fingerprint Alice sees for herself.
+        let aliceDevice = try alice.ownDevice()
+        XCTAssertTrue(aliceDevice.thisDevice)
+        let seen = try XCTUnwrap(try bob.devices(of: "salice@localhost").first { $0.deviceId == got.security.senderDevice })
+        XCTAssertEqual(seen.fingerprint, aliceDevice.fingerprint)
+        try bob.setTrust(.verified, jid: "salice@localhost", deviceId: seen.deviceId)
+        _ = try await awaitEvent(bob, "the trust change") { event -> Bool? in
+            if case .omemoTrustChanged(_, _, .verified) = event { return true }
+            return nil
+        }
+        XCTAssertEqual(try bob.devices(of: "salice@localhost").first { $0.deviceId == seen.deviceId }?.trust, .verified)
+        XCTAssertThrowsError(try bob.setTrust(.verified, jid: "salice@localhost", deviceId: 1)) { error in
+            guard case WaxwingError.UnknownDevice = error else { return XCTFail("\(error)") }
+        }
+        await alice.logout()
+        await bob.logout()
     }
 }

@@ -33,9 +33,13 @@ class Waxwing private constructor(
     suspend fun addContact(jid: String, name: String? = null) = client.addContact(jid, name)
     suspend fun renameContact(jid: String, name: String) = client.renameContact(jid, name)
     suspend fun removeContact(jid: String) = client.removeContact(jid)
+    /** Asks to see [jid]'s presence; the answer comes as a roster change. */
     fun requestSubscription(jid: String) = client.requestSubscription(jid)
+    /** Answers an [Event.SubscriptionRequest] from [jid]. */
     fun approveSubscription(jid: String) = client.approveSubscription(jid)
     fun denySubscription(jid: String) = client.denySubscription(jid)
+    /** Stops seeing [jid]'s presence. */
+    fun cancelSubscription(jid: String) = client.cancelSubscription(jid)
 
     /** A contact's online resources; empty while offline. */
     fun presence(jid: String): List<ResourcePresence> = client.presence(jid)
@@ -111,4 +115,14 @@ object WaxwingPush {
 
     suspend fun wakeUp(config: AccountConfig, push: EncryptedPush?, deadlineMs: Long = 10_000): WakeUpResult =
         withContext(Dispatchers.IO) { im.waxwing.wakeUp(config, push, deadlineMs.toULong()) }
+}
+
+/**
+ * Logging: the core's lines go to logcat on Android (the Rust side writes
+ * there itself) and to the app's own [sink] if it gives one. The core logs
+ * no message bodies, passwords or keys.
+ */
+object WaxwingLog {
+    /** Starts logging once per process; later calls do nothing. */
+    fun start(level: LogLevel = LogLevel.INFO, sink: LogSink? = null) = initLogging(level, sink)
 }

@@ -29,17 +29,28 @@ class WaxwingTest {
 
     private fun tempDir(): File = Files.createTempDirectory("waxwing-kt").toFile()
 
-    /** Mutual presence subscription, as contacts who chat have: receipts go only to such contacts. */
+    /** Mutual presence subscription, as contacts who chat have: receipts go only to such contacts.
+     *  A server answers a request it already granted by itself, so each side waits
+     *  for either the request or its roster showing the subscription. */
     private suspend fun befriend(a: Waxwing, aJid: String, b: Waxwing, bJid: String) {
         suspend fun friends() = a.roster().any { it.jid == bJid && it.subscription == Subscription.BOTH } &&
             b.roster().any { it.jid == aJid && it.subscription == Subscription.BOTH }
+        suspend fun ask(asker: Waxwing, askerJid: String, answerer: Waxwing, answererJid: String) {
+            asker.requestSubscription(answererJid)
+            val asked = answerer.events.awaitEvent {
+                when {
+                    it is Event.SubscriptionRequest && it.from == askerJid -> true
+                    it is Event.RosterChanged && it.contacts.any { c ->
+                        c.jid == askerJid && c.subscription in setOf(Subscription.FROM, Subscription.BOTH)
+                    } -> false
+                    else -> null
+                }
+            }
+            if (asked) answerer.approveSubscription(askerJid)
+        }
         if (friends()) return
-        a.requestSubscription(bJid)
-        b.events.awaitEvent { (it as? Event.SubscriptionRequest)?.from?.takeIf { f -> f == aJid } }
-        b.approveSubscription(aJid)
-        b.requestSubscription(aJid)
-        a.events.awaitEvent { (it as? Event.SubscriptionRequest)?.from?.takeIf { f -> f == bJid } }
-        a.approveSubscription(bJid)
+        ask(a, aJid, b, bJid)
+        ask(b, bJid, a, aJid)
         withTimeout(10_000) { while (!friends()) delay(100) }
     }
 
@@ -145,8 +156,39 @@ class WaxwingTest {
         alice.addContact("kbob@localhost", "Bob")
         alice.events.awaitEvent { (it as? Event.RosterChanged)?.contacts?.takeIf { c -> c.any { x -> x.name == "Bob" } } }
         assertEquals(listOf("kbob@localhost"), alice.roster().map { it.jid })
+        alice.renameContact("kbob@localhost", "Robert")
+        alice.events.awaitEvent { (it as? Event.RosterChanged)?.contacts?.takeIf { c -> c.any { x -> x.name == "Robert" } } }
+        assertEquals(listOf("Robert"), alice.roster().map { it.name })
         alice.removeContact("kbob@localhost")
         alice.logout(); alice.close()
+    }
+
+    @Test
+    fun presenceAndUnreadCountsOfAContact() = runBlocking<Unit> {
+        val alice = Waxwing.open(config("kalice", "pw1", tempDir()))
+        val bob = Waxwing.open(config("kbob", "pw2", tempDir()))
+        alice.login(); bob.login()
+        befriend(alice, "kalice@localhost", bob, "kbob@localhost")
+        val status = "in a meeting ${System.nanoTime()}"
+        bob.setPresence(Availability.AWAY, status)
+        alice.events.awaitEvent {
+            (it as? Event.PresenceChanged)?.takeIf { p -> p.jid == "kbob@localhost" && p.availability == Availability.AWAY && p.status == status }
+        }
+        assertTrue(alice.presence("kbob@localhost").any { it.availability == Availability.AWAY && it.status == status })
+        val body = "unread ${System.nanoTime()}"
+        bob.sendMessage("kalice@localhost", body)
+        alice.events.awaitEvent { (it as? Event.MessageReceived)?.message?.takeIf { m -> m.body == body } }
+        val unread = alice.conversations().first { it.peer == "kbob@localhost" }
+        assertEquals(body, unread.lastMessage?.body)
+        assertTrue(unread.unreadCount > 0u)
+        alice.markRead("kbob@localhost")
+        assertEquals(0u, alice.conversations().first { it.peer == "kbob@localhost" }.unreadCount)
+        bob.logout()
+        alice.events.awaitEvent {
+            (it as? Event.PresenceChanged)?.takeIf { p -> p.jid == "kbob@localhost" && p.availability == Availability.UNAVAILABLE }
+        }
+        assertEquals(emptyList(), alice.presence("kbob@localhost"))
+        alice.logout(); alice.close(); bob.close()
     }
 
     @Test
@@ -189,7 +231,8 @@ class WaxwingTest {
         val body = "pushed ${System.nanoTime()}"
         val seen = pushes().size
         bob.sendMessage("kalice@localhost", body)
-        // Find the push about bob's message (others may carry no sender).
+        // Find the push about bob's message (others may carry no sender, or
+        // be about a receipt without a body).
         val payload = withTimeout(10_000) {
             var found: EncryptedPush? = null
             var next = seen
@@ -199,7 +242,7 @@ class WaxwingTest {
                     val line = lines[next++]
                     val push = EncryptedPush(field(line, "iv")!!, field(line, "payload")!!)
                     val item = runCatching { WaxwingPush.decrypt(config("kalice", "pw1", dir), push) }.getOrNull()
-                    if (item?.sender == "kbob@localhost") found = push
+                    if (item?.sender == "kbob@localhost" && item.preview == body) found = push
                 } else kotlinx.coroutines.delay(100)
             }
             found
@@ -220,6 +263,19 @@ class WaxwingTest {
         again.disablePush()
         again.logout(); again.close()
         bob.logout(); bob.close()
+    }
+
+    @Test
+    fun logLinesReachTheAppSink() = runBlocking<Unit> {
+        val lines = java.util.concurrent.ConcurrentLinkedQueue<String>()
+        WaxwingLog.start(LogLevel.INFO, object : LogSink {
+            override fun log(level: LogLevel, line: String) { lines.add(line) }
+        })
+        // A new store creates its OMEMO device at the first login, and says so.
+        val alice = Waxwing.open(config("kalice", "pw1", tempDir()))
+        alice.login()
+        withTimeout(10_000) { while (lines.none { "created our OMEMO device" in it }) delay(50) }
+        alice.logout(); alice.close()
     }
 
     @Test
