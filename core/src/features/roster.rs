@@ -113,8 +113,10 @@ pub fn parse_push(
     own: &BareJid,
 ) -> Result<(RosterChange, Option<String>), PushRejected> {
     if let Some(from) = iq.attr("from") {
+        // RFC 6121 §2.1.6: no `from`, or exactly our bare JID — not one of
+        // our resources (another client of ours cannot push roster items).
         let from: jid::Jid = from.parse().map_err(|_| PushRejected::NotFromOurServer)?;
-        if from.to_bare() != *own {
+        if from.resource().is_some() || from.to_bare() != *own {
             return Err(PushRejected::NotFromOurServer);
         }
     }
@@ -175,6 +177,11 @@ mod tests {
         );
         assert_eq!(
             parse_push(&push("from='example.org'"), &own()).unwrap_err(),
+            PushRejected::NotFromOurServer
+        );
+        // Issue 12, defect 18: one of our own resources is not the server.
+        assert_eq!(
+            parse_push(&push("from='alice@example.org/laptop'"), &own()).unwrap_err(),
             PushRejected::NotFromOurServer
         );
     }
