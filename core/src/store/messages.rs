@@ -335,19 +335,26 @@ impl Store {
                 .query_row(params![conversation, m.direction as i64, oid], |r| r.get(0))
                 .optional();
         }
-        match (&m.stanza_id, &m.remote_id) {
-            (None, Some(remote_id)) => tx
-                .prepare_cached(
-                    "SELECT id FROM messages WHERE conversation_id = ?1 AND direction = ?2
-                       AND remote_id = ?3 AND sender = ?4",
-                )?
-                .query_row(
-                    params![conversation, m.direction as i64, remote_id, m.sender],
-                    |r| r.get(0),
-                )
-                .optional(),
-            _ => Ok(None),
-        }
+        // Without an origin-id, the sender's id is all a live copy (a
+        // carbon of our message from another device, a message from a
+        // client without XEP-0359) shares with its archive copy: the same
+        // id from the same sender, stored without an archive id yet.
+        let Some(remote_id) = &m.remote_id else {
+            return Ok(None);
+        };
+        let sql = if m.stanza_id.is_some() {
+            "SELECT id FROM messages WHERE conversation_id = ?1 AND direction = ?2
+               AND remote_id = ?3 AND sender = ?4 AND stanza_id IS NULL"
+        } else {
+            "SELECT id FROM messages WHERE conversation_id = ?1 AND direction = ?2
+               AND remote_id = ?3 AND sender = ?4"
+        };
+        tx.prepare_cached(sql)?
+            .query_row(
+                params![conversation, m.direction as i64, remote_id, m.sender],
+                |r| r.get(0),
+            )
+            .optional()
     }
 
     /// Appends: one past the conversation's last position.

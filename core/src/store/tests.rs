@@ -138,6 +138,40 @@ fn outgoing_messages_sit_in_the_outbox_until_acked_and_never_move_backwards() {
     );
 }
 
+/// Issue 12, defect 18: a sent carbon from another of our devices (no
+/// origin-id, no archive id) and its archive copy are one message.
+#[test]
+fn a_sent_carbon_without_origin_id_and_its_archive_copy_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), &key(5)).unwrap();
+    let copy = |stanza_id: Option<&str>| IncomingMessage {
+        direction: Direction::Outgoing,
+        peer: "bob@x".into(),
+        sender: "alice@x".into(),
+        body: "from my laptop".into(),
+        origin_id: None,
+        stanza_id: stanza_id.map(Into::into),
+        remote_id: Some("laptop-17".into()),
+        timestamp_ms: 1,
+        position: Position::Append,
+        security: Default::default(),
+    };
+    let carbon = store.insert_incoming_batch(&[copy(None)]).unwrap();
+    assert!(carbon[0].is_some());
+    let archived = store.insert_incoming_batch(&[copy(Some("s9"))]).unwrap();
+    assert!(archived[0].is_none(), "the archive copy is the carbon");
+    assert_eq!(store.history("bob@x", None, 10).unwrap().len(), 1);
+    // The same id on a message that already has another archive id is a
+    // different message (ids are only unique per sender and stream).
+    let other = store
+        .insert_incoming_batch(&[IncomingMessage {
+            body: "another".into(),
+            ..copy(Some("s10"))
+        }])
+        .unwrap();
+    assert!(other[0].is_some());
+}
+
 #[test]
 fn incoming_duplicates_by_stanza_id_or_origin_id_are_stored_once() {
     let dir = tempfile::tempdir().unwrap();
