@@ -33,6 +33,8 @@ pub(crate) const NS_MAM: &str = "urn:xmpp:mam:2";
 pub(crate) const NS_PING: &str = "urn:xmpp:ping";
 /// XEP-0060: publish-subscribe.
 pub(crate) const NS_PUBSUB: &str = "http://jabber.org/protocol/pubsub";
+/// XEP-0060 §8: pubsub node owner use cases (deleting a node).
+pub(crate) const NS_PUBSUB_OWNER: &str = "http://jabber.org/protocol/pubsub#owner";
 /// XEP-0060 §7.1.2: pubsub event notifications.
 pub(crate) const NS_PUBSUB_EVENT: &str = "http://jabber.org/protocol/pubsub#event";
 /// XEP-0357: push notifications.

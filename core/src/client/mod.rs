@@ -323,6 +323,19 @@ impl Client {
         }
     }
 
+    /// Takes OMEMO devices of this account off its published device lists:
+    /// old installations that will never come back, or — with
+    /// [`Client::own_omemo_device`]'s id — this one, before the app removes
+    /// the account from the phone (its bundles go too, and it is not put
+    /// back until the next process logs in). Contacts then stop encrypting
+    /// to them. Needs a connection.
+    pub fn remove_omemo_devices(&self, devices: Vec<u32>) -> Result<(), ClientError> {
+        let commands = self.commands().ok_or(ClientError::NotConnected)?;
+        commands
+            .send(Command::RemoveOmemoDevices(devices))
+            .map_err(|_| ClientError::NotConnected)
+    }
+
     /// Lifecycle hook: the platform reports the network is gone; the socket
     /// is dropped at once (the session stays resumable) and no reconnect is
     /// tried until [`Client::network_available`].

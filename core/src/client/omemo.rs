@@ -91,6 +91,8 @@ enum Pending {
         version: OmemoVersion,
         digest: String,
     },
+    /// One of our bundles taken down.
+    RemoveBundle,
     /// Our device list with our device added: once accepted, our device
     /// counts as published for that version.
     PublishDeviceList {
@@ -169,6 +171,10 @@ pub(crate) struct Omemo {
     writes: OmemoWrites,
     /// A prekey was used: publish the bundle again once committed.
     republish: bool,
+    /// The app took this device off our published lists: until the next
+    /// process, it is not put back (our own list's notification would
+    /// otherwise look like someone dropped us).
+    retired: bool,
     /// JIDs with newly seen devices, for `OmemoDevicesChanged` events.
     new_devices: Vec<String>,
 }
@@ -222,6 +228,7 @@ impl Omemo {
             healing: HashSet::new(),
             writes: OmemoWrites::default(),
             republish: false,
+            retired: false,
             new_devices: Vec::new(),
         })
     }
@@ -366,6 +373,9 @@ impl Omemo {
         versions: &[OmemoVersion],
         force: bool,
     ) -> Vec<Element> {
+        if self.retired {
+            return Vec::new();
+        }
         let (Ok(Some(own)), Ok(signed), Ok(pre_keys)) = (
             store.omemo_own(),
             store.omemo_signed_pre_keys(),
@@ -468,7 +478,7 @@ impl Omemo {
             .filter(|d| now - d.last_message_ms.unwrap_or(d.first_seen_ms) > STALE_DEVICE_MS)
             .map(|d| d.device_id)
             .collect();
-        let missing_self = !ids.contains(&self.device_id);
+        let missing_self = !ids.contains(&self.device_id) && !self.retired;
         if stale.is_empty() && !missing_self {
             return Vec::new();
         }
@@ -495,6 +505,47 @@ impl Omemo {
         out
     }
 
+    /// Takes `devices` of ours off our published device lists (both
+    /// versions); when this device is among them, also its bundles, and it
+    /// stays off until the next process (an app about to remove the
+    /// account from this phone, or a user cleaning up old installations).
+    pub(crate) fn remove_own_devices(&mut self, store: &Store, devices: &[u32]) -> Vec<Element> {
+        let own = self.own.to_string();
+        let known = store.omemo_devices(&own).unwrap_or_default();
+        let mut out = Vec::new();
+        for version in OmemoVersion::ALL {
+            let ids: Vec<u32> = known
+                .iter()
+                .filter(|d| match version {
+                    OmemoVersion::V2 => d.listed_v2,
+                    OmemoVersion::V0_3 => d.listed_v03,
+                })
+                .map(|d| d.device_id)
+                .filter(|id| !devices.contains(id))
+                .collect();
+            let list = elements::device_list_element(version, &ids);
+            out.push(
+                self.request(Pending::PublishDeviceList { version, ids }, |id| {
+                    pep::publish_device_list(id, version, list)
+                }),
+            );
+        }
+        if devices.contains(&self.device_id) {
+            self.retired = true;
+            let device_id = self.device_id;
+            for version in OmemoVersion::ALL {
+                // Published again only after a new decision to.
+                if let Err(err) = store.put(published_bundle(version), None) {
+                    tracing::warn!(%err, "cannot forget our published bundle");
+                }
+                out.push(self.request(Pending::RemoveBundle, |id| {
+                    pep::remove_bundle(id, version, device_id)
+                }));
+            }
+        }
+        out
+    }
+
     /// Whether an IQ answer is one of ours.
     pub(crate) fn owns(&self, iq_id: &str) -> bool {
         self.pending.contains_key(iq_id)
@@ -514,6 +565,11 @@ impl Omemo {
         tracing::debug!(?pending, ok, "OMEMO request answered");
         let mut out = Vec::new();
         match pending {
+            Pending::RemoveBundle => {
+                if !ok {
+                    tracing::warn!("removing our OMEMO bundle was refused");
+                }
+            }
             Pending::Publish { version, digest } => {
                 if !ok {
                     tracing::warn!("publishing OMEMO data was refused");
@@ -571,7 +627,9 @@ impl Omemo {
             .values()
             .filter_map(|p| match p {
                 Pending::DeviceList { jid, .. } | Pending::Bundle { jid, .. } => Some(jid.clone()),
-                Pending::Publish { .. } | Pending::PublishDeviceList { .. } => None,
+                Pending::Publish { .. }
+                | Pending::RemoveBundle
+                | Pending::PublishDeviceList { .. } => None,
             })
             .collect();
         let own = self.own.to_string();

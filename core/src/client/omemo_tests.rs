@@ -385,6 +385,42 @@ fn our_silent_devices_leave_our_device_list() {
     assert!(out.is_empty());
 }
 
+/// Retiring this device: both lists without it, its OMEMO 2 bundle item
+/// retracted and its OMEMO 0.3 bundle node deleted, and no republishing
+/// afterwards in this process.
+#[test]
+fn retiring_this_device_takes_down_its_lists_and_bundles() {
+    let mut f = fixture();
+    let me = f.omemo.device_id();
+    f.store
+        .omemo_update_device_list(ALICE, true, &[me, 6], DeviceTrust::BlindlyTrusted, now_ms())
+        .unwrap();
+    let out: Vec<String> = f
+        .omemo
+        .remove_own_devices(&f.store, &[me])
+        .iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(out.len(), 4, "{out:?}");
+    assert!(out
+        .iter()
+        .any(|s| s.contains("<retract") && s.contains("urn:xmpp:omemo:2:bundles")));
+    assert!(out
+        .iter()
+        .any(|s| s.contains("<delete") && s.contains(&format!("axolotl.bundles:{me}"))));
+    assert!(
+        f.omemo
+            .learn_device_list(&mut f.store, ALICE, OmemoVersion::V2, vec![6])
+            .is_empty(),
+        "not put back"
+    );
+    assert!(f
+        .omemo
+        .on_online(&mut f.store, now_ms())
+        .iter()
+        .all(|s| !String::from(s).contains("bundles")));
+}
+
 #[test]
 fn the_signed_prekey_rotates_weekly_and_the_previous_one_still_works() {
     let mut f = fixture();

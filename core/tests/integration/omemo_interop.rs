@@ -488,3 +488,60 @@ async fn our_other_device_reads_what_we_sent_through_carbons() {
         client.logout().await;
     }
 }
+
+/// Issue 12 (performance): the API to take OMEMO devices of ours off our
+/// published lists — an old installation from another one, then this one
+/// itself — against Prosody: the lists the server keeps change (each
+/// client records a list once the server accepted it, and hears the
+/// other's change through PEP).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_devices_are_taken_off_our_published_lists() {
+    let server = TestServer::start(&["alice:pw-a"]);
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut config_b = server.config("alice", "pw-a", dir_b.path().into());
+    config_b.resource = Some("old-phone".into());
+    let (a, _) = open_client(server.config("alice", "pw-a", dir_a.path().into()));
+    let (b, _) = open_client(config_b);
+    a.login().await.unwrap();
+    published(&a).await;
+    b.login().await.unwrap();
+    published(&b).await;
+    let (id_a, id_b) = (
+        a.own_omemo_device().unwrap().device_id,
+        b.own_omemo_device().unwrap().device_id,
+    );
+    let listed = |client: &waxwing_core::Client, device: u32| {
+        client
+            .omemo_devices("alice@localhost")
+            .unwrap()
+            .iter()
+            .any(|d| d.device_id == device && !d.versions.is_empty())
+    };
+    until(|| listed(&a, id_b), "a hears of b").await;
+    // A removes B (an installation that will never come back).
+    a.remove_omemo_devices(vec![id_b]).unwrap();
+    until(
+        || !listed(&a, id_b),
+        "b is off the lists the server accepted",
+    )
+    .await;
+    assert!(listed(&a, id_a), "a stays");
+    // B, still running, is retired by its own app: it does not put itself
+    // back, and A hears that it is gone.
+    b.remove_omemo_devices(vec![id_b]).unwrap();
+    until(|| !listed(&b, id_b), "b took itself off").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!listed(&b, id_b), "not put back");
+    assert!(!listed(&a, id_b));
+    a.logout().await;
+    b.logout().await;
+}
+
+/// Waits (10 s at most) until `check` holds.
+async fn until(check: impl Fn() -> bool, what: &str) {
+    let started = std::time::Instant::now();
+    while !check() {
+        assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

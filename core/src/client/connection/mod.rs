@@ -63,6 +63,8 @@ pub(crate) enum Command {
     NetworkLost,
     /// The platform has a network again: reconnect now, skipping backoff.
     NetworkAvailable,
+    /// Take these devices of ours off our published OMEMO lists.
+    RemoveOmemoDevices(Vec<u32>),
 }
 
 /// How one connection ended.
@@ -525,6 +527,13 @@ impl Handler for ConnectionHandler {
                 }
             }
             Command::SetForeground(foreground) => session.set_client_state(now, foreground),
+            Command::RemoveOmemoDevices(devices) => {
+                let out = match self.omemo.as_mut() {
+                    Some(omemo) => omemo.remove_own_devices(&self.shared.store(), &devices),
+                    None => Vec::new(),
+                };
+                self.send_all(session, now, &out);
+            }
             Command::NetworkLost => {
                 self.stop_request = Some(Outcome::NetworkLost);
                 return AfterCommand::Drop;

@@ -3,7 +3,7 @@
 //! `pubsub#access_model=open` (XEP-0384 §5.3) so that contacts who are not
 //! subscribed to our presence can still start sessions.
 
-use crate::ns::{NS_PUBSUB, NS_PUBSUB_EVENT};
+use crate::ns::{NS_PUBSUB, NS_PUBSUB_EVENT, NS_PUBSUB_OWNER};
 use minidom::Element;
 
 use super::elements::{bundle_node, device_list_node};
@@ -73,6 +73,37 @@ pub fn publish_device_list(id: &str, version: OmemoVersion, list: Element) -> El
 pub fn publish_bundle(id: &str, version: OmemoVersion, device_id: u32, bundle: Element) -> Element {
     let (node, item) = bundle_node(version, device_id);
     publish(id, &node, &item, bundle, version == OmemoVersion::V2)
+}
+
+/// Removes one of our bundles: OMEMO 2 keeps all of them as items of one
+/// node (XEP-0060 §7.2 retract, with a notification), OMEMO 0.3 has a node
+/// per device (§8.4 delete).
+pub fn remove_bundle(id: &str, version: OmemoVersion, device_id: u32) -> Element {
+    let (node, item) = bundle_node(version, device_id);
+    let pubsub = match version {
+        OmemoVersion::V2 => {
+            let mut retract = with_attrs(
+                Element::bare("retract", NS_PUBSUB),
+                &[("node", &node), ("notify", "true")],
+            );
+            retract.append_child(with_attrs(
+                Element::bare("item", NS_PUBSUB),
+                &[("id", &item)],
+            ));
+            let mut pubsub = Element::bare("pubsub", NS_PUBSUB);
+            pubsub.append_child(retract);
+            pubsub
+        }
+        OmemoVersion::V0_3 => {
+            let mut pubsub = Element::bare("pubsub", NS_PUBSUB_OWNER);
+            pubsub.append_child(with_attrs(
+                Element::bare("delete", NS_PUBSUB_OWNER),
+                &[("node", &node)],
+            ));
+            pubsub
+        }
+    };
+    iq("set", id, None, pubsub)
 }
 
 /// A PEP notification in a message: its node and the first item's payload
