@@ -150,6 +150,14 @@ impl WaxwingClient {
         Ok(self.inner.set_omemo_trust(&jid, device_id, trust.into())?)
     }
 
+    /// Takes OMEMO devices of this account off its published lists: old
+    /// installations, or this one (with `own_omemo_device().device_id`)
+    /// before the app removes the account from the phone. Needs a
+    /// connection.
+    pub fn remove_omemo_devices(&self, device_ids: Vec<u32>) -> Result<(), WaxwingError> {
+        Ok(self.inner.remove_omemo_devices(device_ids)?)
+    }
+
     /// Turns end-to-end encryption on (or off) for a conversation. When on,
     /// a message that cannot be encrypted fails; it never goes out in plain.
     pub fn set_encryption(

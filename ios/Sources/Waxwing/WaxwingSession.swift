@@ -115,6 +115,11 @@ public final class WaxwingSession: Sendable {
     public func setTrust(_ trust: DeviceTrust, jid: String, deviceId: UInt32) throws {
         try client.setOmemoTrust(jid: jid, deviceId: deviceId, trust: trust)
     }
+    /// Takes devices of this account (old installations, or this one) off
+    /// its published OMEMO lists.
+    public func removeDevices(_ deviceIds: [UInt32]) throws {
+        try client.removeOmemoDevices(deviceIds: deviceIds)
+    }
 }
 
 /// For the Notification Service Extension: decrypt the payload, or run a

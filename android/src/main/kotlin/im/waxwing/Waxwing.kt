@@ -85,6 +85,8 @@ class Waxwing private constructor(
     suspend fun devices(jid: String): List<OmemoDevice> = withContext(Dispatchers.IO) { client.omemoDevices(jid) }
     suspend fun setTrust(jid: String, deviceId: UInt, trust: DeviceTrust) =
         withContext(Dispatchers.IO) { client.setOmemoTrust(jid, deviceId, trust) }
+    /** Takes devices of this account (old installations, or this one) off its published OMEMO lists. */
+    fun removeDevices(deviceIds: List<UInt>) = client.removeOmemoDevices(deviceIds)
 
     override fun close() {
         channel.close()
