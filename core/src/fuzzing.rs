@@ -45,7 +45,7 @@ use crate::features::{carbons, mam, messages, presence, push as push_payload, ro
 use crate::proto::fast::{FastMechanism, FastToken, HtClient};
 use crate::proto::sasl::{Mechanism, SaslClient};
 use crate::proto::stream_features::{error_condition, Features};
-use crate::proto::{Input, Output, Session, SessionConfig, SmState, TlsInfo};
+use crate::proto::{Input, Output, Session, SessionConfig, SessionEvent, SmState, TlsInfo};
 use crate::xml::{self, StreamItem, StreamReader, XmlError};
 
 /// The OMEMO harnesses (ratchet message, key exchange, stanza).
@@ -205,6 +205,7 @@ const BIND_FEATURES: &str = "<stream:features><bind xmlns='urn:ietf:params:xml:n
 const BIND_RESULT: &str =
     "<iq type='result' id='wx1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
     <jid>alice@example.org/phone</jid></bind></iq>";
+const ENABLED: &str = "<enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true'/>";
 const POST_AUTH_FEATURES: &str = "<stream:features><ver xmlns='urn:xmpp:features:rosterver'/>\
     <csi xmlns='urn:xmpp:csi:0'/></stream:features>";
 
@@ -268,6 +269,9 @@ struct Driver {
     now: Instant,
     wait: Option<Instant>,
     active: bool,
+    /// `Online` and `Disconnected` events seen (the script checks them).
+    online: u32,
+    disconnected: u32,
 }
 
 impl Driver {
@@ -280,6 +284,8 @@ impl Driver {
             now: Instant::now(),
             wait: None,
             active: true,
+            online: 0,
+            disconnected: 0,
         }
     }
 
@@ -289,6 +295,8 @@ impl Driver {
         let mut handled = false;
         for _ in 0..100_000 {
             match self.session.poll_output() {
+                Output::Event(SessionEvent::Online { .. }) => self.online += 1,
+                Output::Event(SessionEvent::Disconnected { .. }) => self.disconnected += 1,
                 Output::Transmit(_) | Output::StartTls | Output::CloseSocket | Output::Event(_) => {
                 }
                 Output::Wait(at) => {
@@ -826,11 +834,11 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         s(1, &["<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"]),
         s(2, &[&mechanisms(&["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1", "PLAIN"])]),
         s(3, &[&sasl2]),
-        s(4, &[SUCCESS, &bind_features, BIND_RESULT]),
+        s(4, &[SUCCESS, &bind_features, BIND_RESULT, ENABLED]),
         s(4, &["<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"]),
         s(5, &[&challenge]),
         s(6, &["<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>"]),
-        s(7, &[&final_success, &bind_features, BIND_RESULT]),
+        s(7, &[&final_success, &bind_features, BIND_RESULT, ENABLED]),
         s(8, &[BIND_RESULT, "<enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true'/>"]),
         s(9, &[&stanza_burst, "T", "T", "S<a xmlns='urn:xmpp:sm:3' h='1'/>"]),
         s(9, &["D", &bind_features]),
@@ -902,4 +910,44 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let (iv, payload) = seal(json.as_bytes());
     seeds.push(("push", format!("\u{0}{iv}\n{payload}").into_bytes()));
     seeds
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The script reaches every state without the session ending, and the
+    /// online states are online.
+    #[test]
+    fn the_script_reaches_every_state() {
+        for state in 0..SESSION_STATES.len() {
+            let mut driver = Driver::new();
+            driver.reach(state);
+            assert_eq!(driver.disconnected, 0, "state {state} ended the session");
+            let online = matches!(state, 9 | 10 | 16 | 17);
+            assert_eq!(driver.online > 0, online, "state {state}");
+            assert_eq!(driver.session.is_online(), online && state != 16);
+        }
+    }
+
+    /// The seeds for the authentication states log in (their proofs are
+    /// right), so fuzzing starts from the paths past them.
+    #[test]
+    fn the_login_seeds_go_online() {
+        for (target, bytes) in seeds() {
+            if target != "session" || !matches!(bytes[0], 4 | 7 | 13 | 14 | 15) {
+                continue;
+            }
+            if bytes.windows(7).any(|w| w == b"failure") {
+                continue;
+            }
+            let mut driver = Driver::new();
+            driver.reach(usize::from(bytes[0]));
+            for (n, chunk) in bytes[1..].split(|&b| b == 0xff).enumerate() {
+                driver.play(chunk, n == 0);
+            }
+            assert!(driver.online > 0, "seed for state {}", bytes[0]);
+            assert_eq!(driver.disconnected, 0, "seed for state {}", bytes[0]);
+        }
+    }
 }
