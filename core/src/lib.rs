@@ -12,6 +12,11 @@
 
 pub mod client;
 pub mod features;
+/// Fuzzing harnesses (cargo-fuzz targets in `fuzz/`, and the corpus replay
+/// test): test-only code behind the `fuzzing` feature.
+#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub(crate) mod ns;
 /// The OMEMO engine, re-exported so `waxwing_core::omemo` names it.
 pub use waxwing_omemo as omemo;

@@ -1,0 +1,6 @@
+//! cargo-fuzz target: see `waxwing_core::fuzzing::sasl`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    waxwing_core::fuzzing::sasl(data);
+});
