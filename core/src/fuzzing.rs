@@ -254,11 +254,12 @@ fn resumable() -> SmState {
         bound_jid: Some("alice@example.org/phone".into()),
         inbound_handled: 3,
         outbound_acked: 1,
-        unacked: [
-            "<message xmlns='jabber:client' to='bob@example.org' id='o2'><body>b</body></message>"
-                .to_owned(),
-        ]
-        .into(),
+        unacked: {
+            let text =
+                "<message xmlns='jabber:client' to='bob@example.org' id='o2'><body>b</body></message>";
+            let stanza: minidom::Element = text.parse().expect("a valid stanza");
+            [crate::proto::sm::Unacked::new(&stanza, text.to_owned())].into()
+        },
         ..SmState::default()
     }
 }
@@ -535,7 +536,8 @@ pub fn sasl(data: &[u8]) {
                 Some(at) => (&body[..at], &body[at + 1..]),
                 None => (body, &[][..]),
             };
-            let (mut client, _) = SaslClient::start(mechanism, "alice", PASSWORD, NONCE, Some(&cb));
+            let (mut client, _) =
+                SaslClient::start(mechanism, "alice", PASSWORD, NONCE, Some(&cb), true);
             // Success before any challenge proves nothing.
             assert!(client.verify_success(last).is_err());
             if client.respond(first).is_ok() {
@@ -544,7 +546,7 @@ pub fn sasl(data: &[u8]) {
         }
         4 => {
             let (mut client, _) =
-                SaslClient::start(Mechanism::Plain, "alice", PASSWORD, NONCE, None);
+                SaslClient::start(Mechanism::Plain, "alice", PASSWORD, NONCE, None, false);
             assert!(client.respond(body).is_err(), "PLAIN has no challenge");
         }
         5 => {
@@ -574,7 +576,11 @@ pub fn sasl(data: &[u8]) {
             };
             let _ = Features::parse(&element);
             let _ = error_condition(&element);
-            let _ = SmState::enabled_by(&element);
+            if let Some(enabled) = crate::proto::sm::Enabled::parse(&element) {
+                let _ = SmState::enabled_by(&enabled);
+            }
+            let _ = crate::proto::sm::ResumeAnswer::parse(&element);
+            let _ = crate::proto::sm::A::parse(&element);
         }
     }
 }
