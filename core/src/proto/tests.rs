@@ -796,12 +796,13 @@ fn a_refused_resumption_resends_presence_and_receipts_but_not_iqs_or_chat() {
     assert!(h.session.is_online());
 }
 
-/// A SCRAM-SHA-1-PLUS attempt over a TLS 1.3 connection (binding data
-/// present), with `extra` features; returns the harness after the failure.
-fn plus_rejected(
+/// Connects over TLS 1.3 (binding data present) to a server offering
+/// `mechanisms` (and `extra` features), after `configure`; the first
+/// `<auth/>` is in `sent`.
+fn offered(
     configure: impl FnOnce(&mut SessionConfig),
+    mechanisms: &[&str],
     extra: &str,
-    condition: &str,
 ) -> Harness {
     let mut h = Harness::new();
     configure(&mut h.session.config);
@@ -811,11 +812,28 @@ fn plus_rejected(
         }),
         nonce: "abc".into(),
     });
+    let mechanisms: String = mechanisms
+        .iter()
+        .map(|m| format!("<mechanism>{m}</mechanism>"))
+        .collect();
     h.recv(&format!(
         "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
-         <mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism>\
-         <mechanism>PLAIN</mechanism></mechanisms>{extra}</stream:features>"
+         {mechanisms}</mechanisms>{extra}</stream:features>"
     ));
+    h
+}
+
+/// A SCRAM-SHA-1-PLUS attempt refused with `condition`.
+fn plus_rejected(
+    configure: impl FnOnce(&mut SessionConfig),
+    extra: &str,
+    condition: &str,
+) -> Harness {
+    let mut h = offered(
+        configure,
+        &["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1", "PLAIN"],
+        extra,
+    );
     assert!(h.take_sent().contains("mechanism='SCRAM-SHA-1-PLUS'"));
     h.recv(&format!(
         "<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><{condition}/></failure>"
@@ -884,50 +902,22 @@ fn the_first_rejected_binding_retries_unbound_and_the_login_reports_it() {
 /// Issue 12, defect 6: remembered, later logins do not fail first.
 #[test]
 fn a_remembered_rejection_logs_in_unbound_at_once() {
-    let mut h = Harness::new();
-    h.session.config.server_rejects_binding = true;
-    h.input(Input::Connected {
-        tls: Some(TlsInfo {
-            channel_binding: Some(b"exported".to_vec()),
-        }),
-        nonce: "abc".into(),
-    });
-    h.recv(&format!(
-        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
-         <mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism></mechanisms></stream:features>"
-    ));
+    let plus_and_plain = ["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"];
+    let mut h = offered(|c| c.server_rejects_binding = true, &plus_and_plain, "");
     assert!(h.take_sent().contains("mechanism='SCRAM-SHA-1'"));
     // A pin wins over the remembered rejection.
-    let mut h = Harness::new();
-    h.session.config.server_rejects_binding = true;
-    h.session.config.channel_binding_pinned = true;
-    h.input(Input::Connected {
-        tls: Some(TlsInfo {
-            channel_binding: Some(b"exported".to_vec()),
-        }),
-        nonce: "abc".into(),
-    });
-    h.recv(&format!(
-        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
-         <mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>SCRAM-SHA-1</mechanism></mechanisms></stream:features>"
-    ));
+    let pinned = |c: &mut SessionConfig| {
+        c.server_rejects_binding = true;
+        c.channel_binding_pinned = true;
+    };
+    let mut h = offered(pinned, &plus_and_plain, "");
     assert!(h.take_sent().contains("mechanism='SCRAM-SHA-1-PLUS'"));
 }
 
 /// The unbound retry that works is reported on `Online`.
 #[test]
 fn an_unbound_retry_that_works_is_reported_online() {
-    let mut h = Harness::new();
-    h.input(Input::Connected {
-        tls: Some(TlsInfo {
-            channel_binding: Some(b"exported".to_vec()),
-        }),
-        nonce: "abc".into(),
-    });
-    h.recv(&format!(
-        "{HEADER}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>\
-         <mechanism>SCRAM-SHA-1-PLUS</mechanism><mechanism>PLAIN</mechanism></mechanisms></stream:features>"
-    ));
+    let mut h = offered(|_| {}, &["SCRAM-SHA-1-PLUS", "PLAIN"], "");
     h.recv("<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>");
     assert!(h.take_sent().contains("mechanism='PLAIN'"));
     h.recv("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
