@@ -594,6 +594,26 @@ impl Session {
         }
     }
 
+    /// Starts a password exchange with `mechanism` (chosen from `offered`):
+    /// our username, a fresh nonce, and the connection's binding data.
+    pub(crate) fn start_password_sasl(
+        &mut self,
+        mechanism: sasl::Mechanism,
+        offered: &[String],
+    ) -> (sasl::SaslClient, Vec<u8>) {
+        let cb = self.tls.as_ref().and_then(|t| t.channel_binding.clone());
+        let username = self.username();
+        let nonce = self.next_nonce();
+        sasl::SaslClient::start(
+            mechanism,
+            &username,
+            &self.config.password,
+            &nonce,
+            cb.as_deref(),
+            offers_plus(offered),
+        )
+    }
+
     /// The SASL username: our JID's local part.
     pub(crate) fn username(&self) -> String {
         self.config

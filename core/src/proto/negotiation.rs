@@ -163,17 +163,7 @@ impl Session {
         let exclude = self.excluded_mechanisms(exclude);
         let mechanism = Mechanism::choose(&offered, have_cb, &exclude)
             .ok_or(SessionError::NoCommonMechanism)?;
-        let cb = self.tls.as_ref().and_then(|t| t.channel_binding.clone());
-        let username = self.username();
-        let nonce = self.next_nonce();
-        let (client, initial) = SaslClient::start(
-            mechanism,
-            &username,
-            &self.config.password,
-            &nonce,
-            cb.as_deref(),
-            super::offers_plus(&offered),
-        );
+        let (client, initial) = self.start_password_sasl(mechanism, &offered);
         use base64::Engine as _;
         let initial = base64::engine::general_purpose::STANDARD.encode(initial);
         self.transmit(format!(

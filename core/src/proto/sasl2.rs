@@ -99,15 +99,7 @@ impl Session {
                 let exclude = self.excluded_mechanisms(exclude);
                 let mechanism = Mechanism::choose(&offer.mechanisms, cb.is_some(), &exclude)
                     .ok_or(SessionError::NoCommonMechanism)?;
-                let nonce = self.next_nonce();
-                let (client, initial) = SaslClient::start(
-                    mechanism,
-                    &username,
-                    &self.config.password,
-                    &nonce,
-                    cb.as_deref(),
-                    super::offers_plus(&offer.mechanisms),
-                );
+                let (client, initial) = self.start_password_sasl(mechanism, &offer.mechanisms);
                 let requested = FastMechanism::choose(&offer.fast_mechanisms, cb.is_some());
                 let element = requested
                     .map(|m| {
