@@ -128,6 +128,12 @@ const MIGRATIONS: &[&str] = &[
         WHERE key IN ('resource', 'client_id', 'mam_last', 'roster_ver');
     UPDATE account_state SET value = CASE value WHEN '0' THEN 'false' ELSE 'true' END
         WHERE key IN ('sasl_no_plain', 'mam_pending', 'server_stanza_ids');",
+    // 7: the duplicate check by the sender's id (messages without an
+    // origin-id) looks up one conversation's rows by it: without an index
+    // each such message scanned its whole conversation, quadratic in an
+    // archive catch-up.
+    "CREATE INDEX IF NOT EXISTS messages_by_remote_id ON messages(conversation_id, remote_id)
+        WHERE remote_id IS NOT NULL;",
 ];
 
 /// The schema version this build writes.
