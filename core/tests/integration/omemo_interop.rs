@@ -518,7 +518,9 @@ async fn own_devices_are_taken_off_our_published_lists() {
             .any(|d| d.device_id == device && !d.versions.is_empty())
     };
     until(|| listed(&a, id_b), "a hears of b").await;
-    // A removes B (an installation that will never come back).
+    // A removes B, an installation that is not running (a running one
+    // sees the new list and puts itself back at once).
+    b.logout().await;
     a.remove_omemo_devices(vec![id_b]).unwrap();
     until(
         || !listed(&a, id_b),
@@ -526,8 +528,10 @@ async fn own_devices_are_taken_off_our_published_lists() {
     )
     .await;
     assert!(listed(&a, id_a), "a stays");
-    // B, still running, is retired by its own app: it does not put itself
-    // back, and A hears that it is gone.
+    // B comes back and puts itself back; then its own app retires it: it
+    // does not put itself back, and A hears that it is gone.
+    b.login().await.unwrap();
+    until(|| listed(&a, id_b), "b put itself back").await;
     b.remove_omemo_devices(vec![id_b]).unwrap();
     until(|| !listed(&b, id_b), "b took itself off").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
