@@ -271,21 +271,28 @@ async fn run(args: Args) -> i32 {
     let command: Vec<&str> = args.command.iter().map(String::as_str).collect();
     let code = match command.as_slice() {
         ["roster"] => {
-            login(&client, &mut events).await;
             // A fresh session fetches the roster (it arrives before the
             // catch-up ends); a resumed one keeps it, so the stored one is
-            // current once the resumed backlog is through.
+            // current once the resumed backlog is through. Either event may
+            // already have come while login() returned.
+            let early = login(&client, &mut events).await;
+            let settled = |event: &ClientEvent| match event {
+                ClientEvent::RosterChanged(r) => Some(r.clone()),
+                ClientEvent::CaughtUp => Some(client.roster().unwrap_or_else(|e| fail(e))),
+                _ => None,
+            };
             let deadline = tokio::time::sleep(Duration::from_secs(10));
             tokio::pin!(deadline);
-            let roster = loop {
-                tokio::select! {
-                    Some(event) = events.recv() => match event {
-                        ClientEvent::RosterChanged(r) => break r,
-                        ClientEvent::CaughtUp => break client.roster().unwrap_or_else(|e| fail(e)),
-                        _ => {}
-                    },
-                    _ = &mut deadline => fail("no roster within 10 s"),
-                }
+            let roster = match early.iter().find_map(settled) {
+                Some(roster) => roster,
+                None => loop {
+                    tokio::select! {
+                        Some(event) = events.recv() => if let Some(roster) = settled(&event) {
+                            break roster;
+                        },
+                        _ = &mut deadline => fail("no roster within 10 s"),
+                    }
+                },
             };
             for contact in roster {
                 print(json!({"contact": contact}));
@@ -421,12 +428,20 @@ async fn wake(config: ClientConfig, payload_file: Option<&str>, deadline: u64) -
     0
 }
 
-async fn login(client: &Client, events: &mut mpsc::UnboundedReceiver<ClientEvent>) {
+/// Logs in and prints (and returns) the events that came meanwhile, so a
+/// command waiting for one of them does not miss it.
+async fn login(
+    client: &Client,
+    events: &mut mpsc::UnboundedReceiver<ClientEvent>,
+) -> Vec<ClientEvent> {
     match client.login().await {
         Ok(_) => {
+            let mut early = Vec::new();
             while let Ok(event) = events.try_recv() {
                 print(event_json(&event));
+                early.push(event);
             }
+            early
         }
         Err(e) => fail(format!("login failed: {e}")),
     }
