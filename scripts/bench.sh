@@ -16,10 +16,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
 command -v /usr/bin/time >/dev/null 2>&1 || { sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo; $sudo apt-get install -y -qq time >/dev/null; }
-N=${N:-20}
 work=$(mktemp -d)
 trap 'bash scripts/prosody.sh stop "$work/server"; rm -rf "$work"' EXIT
-WAXWING_WATCH_PID=$$ bash scripts/prosody.sh start "$work/server" bench:bench-pw peer:peer-pw > "$work/env"
+N=${N:-20}
+N_SLOW=${N_SLOW:-7}
+# A fresh account for every timed login: each login from a fresh store adds
+# an OMEMO device whose bundle Prosody keeps in the account's PEP node, so
+# reusing one account makes every login slower than the one before.
+logins_per_round=6
+accounts=()
+for i in $(seq $(( (N + N_SLOW) * logins_per_round ))); do accounts+=("b$i:bench-pw"); done
+WAXWING_WATCH_PID=$$ bash scripts/prosody.sh start "$work/server" bench:bench-pw peer:peer-pw "${accounts[@]}" > "$work/env"
 c2s=$(sed -n 's/^C2S_PORT=//p' "$work/env"); direct=$(sed -n 's/^DIRECT_TLS_PORT=//p' "$work/env")
 ca=$(sed -n 's/^CA=//p' "$work/env")
 
@@ -31,14 +38,17 @@ field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
 
 # Interleave the clients so all see the same server state.
 waxwing_modes=("--classic" "--sasl2" "--sasl2 --direct-tls" "--fast --direct-tls" "--resume --direct-tls")
+next_account=0
 run_logins() { # PORT_STARTTLS PORT_DIRECT RUNS
   for _ in $(seq "$3"); do
     for mode in "${waxwing_modes[@]}"; do
       port=$1; [[ $mode == *direct* ]] && port=$2
+      next_account=$((next_account + 1))
       # shellcheck disable=SC2086
-      target/release/examples/login_bench bench@localhost bench-pw "127.0.0.1:$port" "$ca" 1 $mode
+      target/release/examples/login_bench "b$next_account@localhost" bench-pw "127.0.0.1:$port" "$ca" 1 $mode
     done
-    SSL_CERT_FILE="$ca" bench/tokio-xmpp-login/target/release/tokio-xmpp-login-bench bench@localhost bench-pw "127.0.0.1:$1" 1
+    next_account=$((next_account + 1))
+    SSL_CERT_FILE="$ca" bench/tokio-xmpp-login/target/release/tokio-xmpp-login-bench "b$next_account@localhost" bench-pw "127.0.0.1:$1" 1
   done
 }
 clients="waxwing-classic-starttls waxwing-sasl2-starttls waxwing-sasl2-direct-tls waxwing-fast-direct-tls waxwing-resume-direct-tls tokio-xmpp"
@@ -59,7 +69,6 @@ for _ in $(seq 50); do
 done
 slow_c2s=$(sed -n 's/^PROXY_PORT=//p' "$work/proxy-starttls")
 slow_direct=$(sed -n 's/^PROXY_PORT=//p' "$work/proxy-direct")
-N_SLOW=${N_SLOW:-7}
 run_logins "$slow_c2s" "$slow_direct" "$N_SLOW" > "$work/login-slow.jsonl"
 for client in $clients; do
   ms=$(grep "\"$client\"" "$work/login-slow.jsonl" | field login_ms | median)

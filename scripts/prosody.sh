@@ -72,6 +72,8 @@ modules_enabled = {
   "roster"; "saslauth"; "tls"; "disco"; "ping"; "smacks"; "carbons"; "mam";
   "offline"; "private"; "pep"; "blocklist"; "version"; "time"; "uptime"; "csi_simple";
   "cloud_notify"; "cloud_notify_encrypted";
+  -- XEP-0474: every test login checks the server's downgrade protection hash.
+  "sasl_ssdp";
   $sasl2_modules
 }
 component_ports = { $component }

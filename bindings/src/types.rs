@@ -55,8 +55,8 @@ pub enum WaxwingError {
     #[error("the server's certificate is not trusted")]
     UntrustedCertificate,
     /// The server rejected our TLS channel binding where binding has
-    /// worked before: the password changed, or the connection is
-    /// intercepted. Not retried.
+    /// worked before, or what it advertised was altered on the way
+    /// (XEP-0474): the connection may be intercepted. Not retried.
     #[error("the secure connection could not be verified")]
     ChannelBindingRejected,
     #[error("a secure connection could not be established")]

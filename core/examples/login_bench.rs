@@ -23,6 +23,13 @@ impl EventListener for Quiet {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // WAXWING_BENCH_LOG=debug shows where a login spends its time.
+    if let Ok(filter) = std::env::var("WAXWING_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 5 {
         eprintln!("usage: login_bench JID PASSWORD HOST:PORT CA_FILE N [--direct-tls] [--classic|--sasl2|--fast|--resume]");

@@ -1,5 +1,6 @@
 //! The client's error type: a small set of outcomes an app can act on.
 
+use crate::proto::sasl::SaslError;
 use crate::proto::SessionError;
 use crate::store::{OpenStoreError, StoreError};
 use crate::transport::TransportError;
@@ -18,9 +19,10 @@ pub enum ClientError {
     #[error("a secure connection could not be established")]
     Tls,
     /// The server rejected our TLS channel binding for an account where
-    /// binding has worked (or it says it supports ours): the password
-    /// changed, or the connection is intercepted. Not retried, never
-    /// downgraded to an unbound login.
+    /// binding has worked (or it says it supports ours), or the server's
+    /// XEP-0474 hash shows that the mechanisms or binding types it
+    /// advertised were altered on the way: the connection may be
+    /// intercepted. Not retried, never downgraded to an unbound login.
     #[error("the secure connection could not be verified (channel binding rejected)")]
     ChannelBindingRejected,
     /// Network trouble; the client retries with backoff.
@@ -71,10 +73,13 @@ impl From<SessionError> for ClientError {
             {
                 ClientError::Protocol(format!("the server cannot authenticate now: {condition}"))
             }
+            SessionError::ChannelBindingRejected
+            | SessionError::Sasl(SaslError::DowngradeDetected) => {
+                ClientError::ChannelBindingRejected
+            }
             SessionError::AuthFailed { .. }
             | SessionError::NoCommonMechanism
             | SessionError::Sasl(_) => ClientError::AuthenticationFailed,
-            SessionError::ChannelBindingRejected => ClientError::ChannelBindingRejected,
             SessionError::TlsUnavailable | SessionError::TlsRefused => ClientError::Tls,
             SessionError::ConnectionLost => ClientError::Network,
             SessionError::Timeout(_) => ClientError::Timeout,

@@ -601,17 +601,32 @@ impl Session {
         mechanism: sasl::Mechanism,
         offered: &[String],
     ) -> (sasl::SaslClient, Vec<u8>) {
-        let cb = self.tls.as_ref().and_then(|t| t.channel_binding.clone());
+        let cb = self.channel_binding();
         let username = self.username();
         let nonce = self.next_nonce();
-        sasl::SaslClient::start(
+        let (mut client, initial) = sasl::SaslClient::start(
             mechanism,
             &username,
             &self.config.password,
             &nonce,
             cb.as_deref(),
             offers_plus(offered),
-        )
+        );
+        client.check_advertised(offered, self.features.channel_bindings.as_deref());
+        (client, initial)
+    }
+
+    /// Our tls-exporter binding (RFC 9266), unless the server listed its
+    /// binding types (XEP-0440) without it: then a -PLUS login with it
+    /// would only fail, so we log in unbound with gs2 "n" and the server's
+    /// XEP-0474 hash, if it sends one, shows whether that list was genuine
+    /// (XEP-0474 §6, rule 6).
+    pub(crate) fn channel_binding(&self) -> Option<Vec<u8>> {
+        let offered_types = self.features.channel_bindings.as_deref();
+        if offered_types.is_some_and(|types| !types.iter().any(|t| t == "tls-exporter")) {
+            return None;
+        }
+        self.tls.as_ref().and_then(|t| t.channel_binding.clone())
     }
 
     /// The SASL username: our JID's local part.

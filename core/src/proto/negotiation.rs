@@ -155,10 +155,7 @@ impl Session {
     }
 
     pub(super) fn start_auth(&mut self, exclude: &[Mechanism]) -> Result<State, SessionError> {
-        let have_cb = self
-            .tls
-            .as_ref()
-            .is_some_and(|t| t.channel_binding.is_some());
+        let have_cb = self.channel_binding().is_some();
         let offered = self.features.mechanisms.clone();
         let exclude = self.excluded_mechanisms(exclude);
         let mechanism = Mechanism::choose(&offered, have_cb, &exclude)

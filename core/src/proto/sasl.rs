@@ -1,7 +1,8 @@
 //! SASL mechanisms the engine speaks (RFC 6120 §6): SCRAM-SHA-256 and
 //! SCRAM-SHA-1 (RFC 5802, RFC 7677), their -PLUS variants with the
 //! `tls-exporter` channel binding (RFC 9266), and PLAIN (RFC 4616) only as a
-//! last resort over TLS.
+//! last resort over TLS. SCRAM checks the server's XEP-0474 downgrade
+//! protection hash when it sends one.
 //!
 //! Pure computation: the caller provides the nonce and moves the messages.
 
@@ -128,6 +129,10 @@ pub enum SaslError {
     ServerSignatureMismatch,
     #[error("the server reported a SCRAM error")]
     ServerError,
+    /// XEP-0474: the server's hash of what it advertised does not match
+    /// the lists we received — someone altered them on the way.
+    #[error("the advertised mechanisms or channel bindings were altered (possible interception)")]
+    DowngradeDetected,
 }
 
 /// Hostile servers could ask for billions of PBKDF2 rounds to hang us.
@@ -190,9 +195,19 @@ impl SaslClient {
                     client_first_bare,
                     cbind_input,
                     expected_server_signature: None,
+                    advertised: None,
                 };
                 (SaslClient::Scram(scram), message)
             }
+        }
+    }
+
+    /// Remembers what the server advertised — its mechanisms (of the SASL
+    /// profile in use) and its XEP-0440 channel-binding types, if it listed
+    /// any — so that SCRAM can check the server's XEP-0474 hash of them.
+    pub fn check_advertised(&mut self, mechanisms: &[String], channel_bindings: Option<&[String]>) {
+        if let SaslClient::Scram(s) = self {
+            s.advertised = Some(downgrade_protection_input(mechanisms, channel_bindings));
         }
     }
 
@@ -221,16 +236,40 @@ pub struct ScramClient {
     client_first_bare: String,
     cbind_input: Vec<u8>,
     expected_server_signature: Option<Vec<u8>>,
+    /// The XEP-0474 input string of what we were offered.
+    advertised: Option<Vec<u8>>,
+}
+
+/// XEP-0474 §5.1: the sorted mechanisms joined by %x1E, then — only when
+/// XEP-0440 was used — %x1F and the sorted channel-binding types joined by
+/// %x1E. Sorting is by octets (RFC 4790 "i;octet"), which `Ord` on byte
+/// strings is.
+fn downgrade_protection_input(
+    mechanisms: &[String],
+    channel_bindings: Option<&[String]>,
+) -> Vec<u8> {
+    let joined = |items: &[String]| {
+        let mut sorted: Vec<&[u8]> = items.iter().map(|i| i.as_bytes()).collect();
+        sorted.sort_unstable();
+        sorted.join(&0x1e)
+    };
+    let mut input = joined(mechanisms);
+    if let Some(types) = channel_bindings {
+        input.push(0x1f);
+        input.extend(joined(types));
+    }
+    input
 }
 
 impl ScramClient {
     fn client_final(&mut self, server_first: &[u8]) -> Result<Vec<u8>, SaslError> {
         let server_first =
             std::str::from_utf8(server_first).map_err(|_| SaslError::MalformedChallenge)?;
-        let (mut nonce, mut salt, mut iterations) = (None, None, None);
+        let (mut nonce, mut salt, mut iterations, mut ssdp) = (None, None, None, None);
         for part in server_first.split(',') {
             match part.split_once('=') {
                 Some(("r", v)) => nonce = Some(v),
+                Some(("h", v)) => ssdp = Some(v),
                 Some(("s", v)) => {
                     salt = Some(B64.decode(v).map_err(|_| SaslError::MalformedChallenge)?)
                 }
@@ -254,6 +293,18 @@ impl ScramClient {
             return Err(SaslError::BadIterationCount);
         }
         let h = self.hash;
+        // XEP-0474 §5.2: a server that supports it hashes what it
+        // advertised; a mismatch means the lists were altered in transit.
+        // (A man in the middle who strips "h" changes the server-first
+        // message, which the server's check of our proof then catches.)
+        if let (Some(sent), Some(advertised)) = (ssdp, &self.advertised) {
+            let sent = B64
+                .decode(sent)
+                .map_err(|_| SaslError::MalformedChallenge)?;
+            if !constant_time_eq(&sent, &h.digest(advertised)) {
+                return Err(SaslError::DowngradeDetected);
+            }
+        }
         let salted = h.salted_password(self.password.as_bytes(), &salt, iterations);
         let client_key = h.hmac(&salted, b"Client Key");
         let stored_key = h.digest(&client_key);
@@ -410,6 +461,56 @@ mod tests {
         let reply = String::from_utf8(client.respond(b"r=abcdef,s=AAAA,i=4096").unwrap()).unwrap();
         let c = reply.split(',').next().unwrap().strip_prefix("c=").unwrap();
         assert_eq!(B64.decode(c).unwrap(), b"p=tls-exporter,,EXPORTED");
+    }
+
+    /// XEP-0474 §5.3's example: SHA-1 over the sorted lists of what the
+    /// server advertised, checked against the "h" it sends.
+    #[test]
+    fn the_downgrade_protection_hash_matches_the_spec_example() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let mechanisms = names(&["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"]);
+        let bindings = names(&["tls-server-end-point", "tls-exporter"]);
+        let input = downgrade_protection_input(&mechanisms, Some(&bindings));
+        assert_eq!(
+            input,
+            b"SCRAM-SHA-1\x1eSCRAM-SHA-1-PLUS\x1ftls-exporter\x1etls-server-end-point"
+        );
+        assert_eq!(
+            B64.encode(ScramHash::Sha1.digest(&input)),
+            "G6k/rBLDqgOhRRaCuuatSDFkJ08="
+        );
+        // Without XEP-0440 there is no separator and no binding list.
+        assert_eq!(
+            downgrade_protection_input(&mechanisms, None),
+            b"SCRAM-SHA-1\x1eSCRAM-SHA-1-PLUS"
+        );
+    }
+
+    #[test]
+    fn an_altered_mechanism_list_is_caught_by_the_servers_hash() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let server_list = names(&["SCRAM-SHA-1", "SCRAM-SHA-256"]);
+        let server_hash = B64.encode(Sha1::digest(downgrade_protection_input(&server_list, None)));
+        let start = |seen: &[&str]| {
+            let (mut client, _) =
+                SaslClient::start(Mechanism::ScramSha1, "u", "p", "abc", None, false);
+            client.check_advertised(&names(seen), None);
+            client
+        };
+        let challenge = format!("r=abcdef,s=AAAA,i=4096,h={server_hash}");
+        // What we saw is what the server sent: the exchange goes on.
+        assert!(start(&["SCRAM-SHA-256", "SCRAM-SHA-1"])
+            .respond(challenge.as_bytes())
+            .is_ok());
+        // SCRAM-SHA-256 was stripped on the way: refused.
+        assert_eq!(
+            start(&["SCRAM-SHA-1"]).respond(challenge.as_bytes()),
+            Err(SaslError::DowngradeDetected)
+        );
+        // A server without XEP-0474 sends no "h": nothing to check.
+        assert!(start(&["SCRAM-SHA-1"])
+            .respond(b"r=abcdef,s=AAAA,i=4096")
+            .is_ok());
     }
 
     #[test]

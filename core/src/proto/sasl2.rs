@@ -73,7 +73,7 @@ impl Session {
             .sasl2
             .clone()
             .ok_or(SessionError::NoCommonMechanism)?;
-        let cb = self.tls.as_ref().and_then(|t| t.channel_binding.clone());
+        let cb = self.channel_binding();
         let username = self.username();
         let usable_token = self.fast_token.as_mut().filter(|t| {
             offer

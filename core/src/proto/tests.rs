@@ -936,3 +936,70 @@ fn an_unbound_retry_that_works_is_reported_online() {
     });
     assert_eq!(reported, Some(true));
 }
+
+/// The SCRAM challenge of `h`'s `<auth/>` (nonce "abc"), with `extra`
+/// attributes appended to the server-first message.
+fn scram_challenge(extra: &str) -> String {
+    use base64::Engine as _;
+    let server_first = format!("r=abcdef,s=AAAA,i=4096{extra}");
+    format!(
+        "<challenge xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>{}</challenge>",
+        base64::engine::general_purpose::STANDARD.encode(server_first)
+    )
+}
+
+/// XEP-0474: the server hashes what it advertised into its SCRAM
+/// server-first message; a man in the middle who stripped -PLUS (or a
+/// binding type) from the lists is caught before we send a proof, and the
+/// login ends with a typed error instead of retrying weaker.
+#[test]
+fn a_downgrade_protection_hash_over_other_lists_ends_the_login() {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let cb_list = "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>\
+                   <channel-binding type='tls-server-end-point'/></sasl-channel-binding>";
+    // What the real server advertised: -PLUS and tls-exporter as well.
+    let genuine = b"SCRAM-SHA-1\x1eSCRAM-SHA-1-PLUS\x1ftls-exporter\x1etls-server-end-point";
+    let genuine_hash =
+        base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(genuine));
+    let mut h = offered(|_| {}, &["SCRAM-SHA-1"], cb_list);
+    let sent = h.take_sent();
+    assert!(sent.contains("mechanism='SCRAM-SHA-1'"), "{sent}");
+    h.recv(&scram_challenge(&format!(",h={genuine_hash}")));
+    assert!(!h.take_sent().contains("<response"), "no proof is sent");
+    assert_eq!(
+        h.disconnected_error(),
+        Some(Some(SessionError::Sasl(sasl::SaslError::DowngradeDetected)))
+    );
+    assert!(SessionError::Sasl(sasl::SaslError::DowngradeDetected).is_permanent());
+
+    // The lists as advertised: the exchange goes on.
+    let seen = b"SCRAM-SHA-1\x1ftls-server-end-point";
+    let seen_hash = base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(seen));
+    let mut h = offered(|_| {}, &["SCRAM-SHA-1"], cb_list);
+    h.take_sent();
+    h.recv(&scram_challenge(&format!(",h={seen_hash}")));
+    assert!(h.take_sent().contains("<response"));
+    assert!(h.disconnected_error().is_none());
+}
+
+/// XEP-0474 §6 (rule 6): a server that lists its binding types without
+/// ours (tls-exporter) gets an unbound login with gs2 "n" — a -PLUS login
+/// with tls-exporter would only fail — and its hash tells whether that list
+/// was genuine.
+#[test]
+fn binding_types_without_ours_log_in_unbound() {
+    let cb_list = "<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>\
+                   <channel-binding type='tls-server-end-point'/></sasl-channel-binding>";
+    let mut h = offered(|_| {}, &["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"], cb_list);
+    let sent = h.take_sent();
+    assert!(sent.contains("mechanism='SCRAM-SHA-1'"), "{sent}");
+    let auth = &sent[sent.find("<auth").unwrap()..];
+    let first = auth.split('>').nth(1).unwrap().split('<').next().unwrap();
+    let first = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, first).unwrap();
+    assert!(
+        first.starts_with(b"n,,"),
+        "{:?}",
+        String::from_utf8_lossy(&first)
+    );
+}
