@@ -135,6 +135,17 @@ fn message_from_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     message_at(r, 0)
 }
 
+/// The outbox, oldest first. `CROSS JOIN` keeps the (small) outbox as the
+/// outer loop: left to itself, SQLite's planner walked every stored message
+/// and probed the outbox for each, reading the whole history (megabytes of
+/// pages decrypted) on every connect and every wake-up.
+pub(super) fn outbox_query() -> String {
+    format!(
+        "SELECT {MESSAGE_COLUMNS} FROM outbox o CROSS JOIN messages m ON m.id = o.message_id
+         JOIN conversations c ON c.id = m.conversation_id ORDER BY o.queued_at, m.id"
+    )
+}
+
 /// A message from the row's columns `base..` (in [`MESSAGE_COLUMNS`] order).
 fn message_at(r: &Row<'_>, base: usize) -> rusqlite::Result<StoredMessage> {
     Ok(StoredMessage {
@@ -586,10 +597,7 @@ impl Store {
 
     /// Messages waiting to be sent (or re-sent), oldest first.
     pub fn outbox(&self) -> Result<Vec<StoredMessage>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM outbox o JOIN messages m ON m.id = o.message_id
-             JOIN conversations c ON c.id = m.conversation_id ORDER BY o.queued_at, m.id"
-        ))?;
+        let mut stmt = self.conn.prepare(&outbox_query())?;
         let rows = stmt.query_map([], message_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
