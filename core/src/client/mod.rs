@@ -484,7 +484,7 @@ async fn connection_task(
         Some(lock) => Some(lock),
         None => take_session_lock(&config.store_dir).await,
     };
-    let (resource, client_id, (refuse_plain, binding_pinned, rejects_binding)) = {
+    let (resource, client_id, (refuse_plain, binding_pinned, rejects_binding), known_features) = {
         let store = store.lock().unwrap_or_else(|p| p.into_inner());
         // A stable resource per installation: resumption and the server's
         // view of "this device" survive restarts.
@@ -517,7 +517,8 @@ async fn connection_task(
             pinned(AccountState::CHANNEL_BINDING_PINNED),
             pinned(AccountState::SERVER_REJECTS_BINDING),
         );
-        (resource, client_id, pins)
+        let known_features = store.get(AccountState::SERVER_FEATURES).ok().flatten();
+        (resource, client_id, pins, known_features)
     };
     let mut handler = ConnectionHandler::new(
         store.clone(),
@@ -534,6 +535,7 @@ async fn connection_task(
     session_config.channel_binding_pinned = binding_pinned;
     session_config.server_rejects_binding = rejects_binding;
     let mut session = Session::new(session_config);
+    session.remember_features(known_features);
     session.set_fast_token(usable_fast_token(fast_token, now_ms()));
     if let Some(sm) = saved_sm {
         session.restore_stream_management(sm);

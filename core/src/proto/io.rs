@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use jid::{BareJid, FullJid};
 use minidom::Element;
 
+use super::stream_features::Features;
 use super::{fast, SessionError};
 use crate::xml;
 
@@ -155,4 +156,8 @@ pub enum SessionEvent {
     /// XEP-0484: the server issued a FAST token (`Some`, to persist) or
     /// refused the one we had (`None`, to forget).
     FastToken(Option<fast::FastToken>),
+    /// The server's post-TLS features changed from the ones handed to
+    /// [`super::Session::remember_features`]: persist them for the next
+    /// connection.
+    ServerFeatures(Features),
 }

@@ -139,6 +139,16 @@ pub struct Session {
     authenticated_with: &'static str,
     /// XEP-0484 token to authenticate with next time.
     fast_token: Option<fast::FastToken>,
+    /// The server's post-TLS features as of the last connection: with a
+    /// FAST token, `<authenticate/>` goes out right behind the stream
+    /// header instead of a round trip later (see `open_stream`).
+    known_features: Option<Features>,
+    /// A pipelined `<authenticate/>` awaits its answer on this connection.
+    pipelined_in_flight: bool,
+    /// A pipelined login ended other than by a SASL answer or a lost
+    /// connection (a server that does not take it): from now on this
+    /// session waits for the features.
+    pipelining_failed: bool,
     /// XEP-0352 state the app wants: applied on every (re)connection.
     client_active: bool,
     /// State of a previous stream to resume on the next connection.
@@ -174,6 +184,9 @@ impl Session {
             auth_attempts: 0,
             authenticated_with: "",
             fast_token: None,
+            known_features: None,
+            pipelined_in_flight: false,
+            pipelining_failed: false,
             client_active: true,
             resume_from: None,
             resend_after_bind: Vec::new(),
@@ -235,6 +248,12 @@ impl Session {
         self.fast_token = token;
     }
 
+    /// Hands over the server's post-TLS features from the last connection
+    /// (from the store); see [`SessionEvent::ServerFeatures`].
+    pub fn remember_features(&mut self, features: Option<Features>) {
+        self.known_features = features;
+    }
+
     /// The FAST token held now, with its use count (persist it after use).
     pub fn fast_token(&self) -> Option<&fast::FastToken> {
         self.fast_token.as_ref()
@@ -253,6 +272,7 @@ impl Session {
             Input::Connected { tls, nonce } => {
                 self.nonce = nonce;
                 self.auth_attempts = 0;
+                self.pipelined_in_flight = false;
                 self.tls = tls;
                 self.round_trips = 0;
                 self.rejected_channel_binding = false;
@@ -392,6 +412,12 @@ impl Session {
             return;
         }
         self.link = Link::Down;
+        if std::mem::take(&mut self.pipelined_in_flight)
+            && !matches!(error, None | Some(SessionError::ConnectionLost))
+        {
+            tracing::info!("this server did not take a pipelined login; waiting for features");
+            self.pipelining_failed = true;
+        }
         if let Some(err) = &error {
             tracing::info!(error = %err, "session ended");
             // Cut off while resuming: the server still holds the session

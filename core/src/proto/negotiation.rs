@@ -35,7 +35,25 @@ impl Session {
              to='{domain}'{from} version='1.0' xml:lang='en'>"
         ));
         self.round_trips += 1;
+        if stage == Stage::Secured {
+            if let Some(state) = self.pipeline_login() {
+                return state;
+            }
+        }
         State::AwaitFeatures(stage)
+    }
+
+    /// Takes the post-TLS features as current, and reports them when they
+    /// differ from the ones remembered from the last connection.
+    pub(super) fn learn_features(&mut self, features: Features) {
+        if self.known_features.as_ref() != Some(&features) {
+            self.known_features = Some(features.clone());
+            self.outputs
+                .push_back(Output::Event(SessionEvent::ServerFeatures(
+                    features.clone(),
+                )));
+        }
+        self.features = features;
     }
 
     pub(super) fn on_features(
@@ -57,7 +75,7 @@ impl Session {
                 Ok(State::AwaitProceed)
             }
             Stage::Secured => {
-                self.features = features;
+                self.learn_features(features);
                 if self.config.sasl2 && self.features.sasl2.is_some() {
                     self.start_sasl2(&[])
                 } else {

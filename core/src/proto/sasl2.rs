@@ -45,6 +45,8 @@ pub(super) struct Attempt {
     token_requested: Option<FastMechanism>,
     /// Whether `<inactive/>` went inline with Bind2.
     csi_inline: bool,
+    /// Sent behind the stream header: the server's features come first.
+    features_pending: bool,
 }
 
 impl Attempt {
@@ -175,7 +177,51 @@ impl Session {
             resuming,
             token_requested,
             csi_inline,
+            features_pending: false,
         })))
+    }
+
+    /// With a FAST token and the features the server offered on the last
+    /// connection, `<authenticate/>` goes out right behind the stream
+    /// header: the server answers the header with its features before it
+    /// reads on, so both cross on the wire and a round trip is saved
+    /// (XEP-0484 is designed for a one-round-trip login, up to TLS early
+    /// data). Only a token login is pipelined: a password login needs the
+    /// features for the mechanism choice and XEP-0474's check. A server
+    /// that does not take it ends the attempt, and this session waits for
+    /// features from then on (`pipelining_failed`).
+    pub(super) fn pipeline_login(&mut self) -> Option<State> {
+        if !self.config.sasl2 || self.pipelining_failed {
+            return None;
+        }
+        let known = self.known_features.clone()?;
+        let token = self.fast_token.as_ref()?;
+        let offered = known
+            .sasl2
+            .as_ref()?
+            .fast_mechanisms
+            .iter()
+            .any(|m| m == token.mechanism.name());
+        let needs_binding = token.mechanism.uses_channel_binding();
+        self.features = known;
+        if !offered || (needs_binding && self.channel_binding().is_none()) {
+            self.features = Features::default();
+            return None;
+        }
+        match self.start_sasl2(&[]) {
+            Ok(State::Sasl2(mut attempt)) => {
+                attempt.features_pending = true;
+                self.pipelined_in_flight = true;
+                // The header and the authenticate share one round trip.
+                self.round_trips -= 1;
+                Some(State::Sasl2(attempt))
+            }
+            Ok(other) => Some(other),
+            Err(_) => {
+                self.features = Features::default();
+                None
+            }
+        }
     }
 
     pub(super) fn on_sasl2(
@@ -183,6 +229,19 @@ impl Session {
         mut attempt: Attempt,
         element: Element,
     ) -> Result<State, SessionError> {
+        if attempt.features_pending {
+            // RFC 6120 §4.3.2: the features answer the header, before
+            // anything the server says about our pipelined authenticate.
+            if !element.is("features", NS_STREAM) {
+                return Err(unexpected_sasl2(&element));
+            }
+            attempt.features_pending = false;
+            self.learn_features(Features::parse(&element));
+            return Ok(State::Sasl2(Box::new(attempt)));
+        }
+        if element.is("success", NS_SASL2) || element.is("failure", NS_SASL2) {
+            self.pipelined_in_flight = false;
+        }
         if element.is("challenge", NS_SASL2) {
             let Credential::Password { client, .. } = &mut attempt.credential else {
                 return Err(unexpected_sasl2(&element));

@@ -5,8 +5,10 @@ use crate::ns::{
 };
 use minidom::Element;
 
-/// What the server offers at one stage of negotiation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the server offers at one stage of negotiation. Kept between
+/// connections (the post-TLS set) so a FAST login can be sent without
+/// waiting for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Features {
     pub starttls: bool,
     pub mechanisms: Vec<String>,
@@ -23,7 +25,7 @@ pub struct Features {
 }
 
 /// What `<authentication xmlns='urn:xmpp:sasl:2'/>` offers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Sasl2Offer {
     pub mechanisms: Vec<String>,
     /// XEP-0386 Bind2, with the `var`s of the features it can enable inline.

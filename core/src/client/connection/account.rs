@@ -8,6 +8,7 @@ use crate::client::connection::catchup::Backfill;
 use crate::client::connection::shared::Shared;
 use crate::features::push::PushRegistration;
 use crate::proto::fast::FastToken;
+use crate::proto::stream_features::Features;
 use crate::proto::{Session, SmState};
 use crate::store::Field;
 
@@ -52,6 +53,9 @@ impl AccountState {
     pub const OMEMO2_BUNDLE: Field<String> = Field::new("omemo_bundle_omemo2");
     /// Digest of the OMEMO 0.3 bundle the server last accepted.
     pub const OMEMO03_BUNDLE: Field<String> = Field::new("omemo_bundle_omemo0.3");
+    /// The server's post-TLS stream features as of the last connection,
+    /// for pipelining a FAST login behind the stream header.
+    pub const SERVER_FEATURES: Field<Features> = Field::new("server_features");
 }
 
 /// Our presence as stored.

@@ -486,6 +486,14 @@ impl Handler for ConnectionHandler {
             SessionEvent::FastToken(token) => self
                 .written
                 .persist_fast_token(&self.shared, token.as_ref()),
+            SessionEvent::ServerFeatures(features) => {
+                let store = self.shared.store();
+                if let Err(err) = store.put(account::AccountState::SERVER_FEATURES, Some(&features))
+                {
+                    // Costs a round trip on the next login, nothing more.
+                    tracing::warn!(%err, "could not keep the server's features");
+                }
+            }
             SessionEvent::Acked(stanzas) => self.outbox.on_acked(&self.shared, &stanzas),
             SessionEvent::Disconnected { error } => {
                 self.flush_inbound(session, now);

@@ -413,3 +413,120 @@ fn a_flood_before_the_features_ends_the_stream_instead_of_growing_memory() {
         Some(Some(SessionError::UnexpectedElement { .. }))
     ));
 }
+
+/// The features `SASL2_FEATURES` parse to, as remembered from a connection.
+fn remembered_features() -> Features {
+    let element: Element = format!(
+        "<stream:features xmlns:stream='{NS_STREAM}' xmlns='{NS_CLIENT}'>{}",
+        SASL2_FEATURES.trim_start_matches("<stream:features>")
+    )
+    .parse()
+    .unwrap();
+    Features::parse(&element)
+}
+
+fn connect_direct_tls_without_features(h: &mut Harness) {
+    h.input(Input::Connected {
+        tls: Some(TlsInfo::default()),
+        nonce: "n".into(),
+    });
+}
+
+/// Issue 12 (performance): with a FAST token and the features of the last
+/// connection, `<authenticate/>` (token, inline resumption) goes out behind
+/// the stream header, before the server's features arrive: the login takes
+/// one XMPP round trip instead of two.
+#[test]
+fn a_token_login_is_pipelined_behind_the_stream_header() {
+    let mut h = Harness::new();
+    h.session.set_fast_token(Some(token()));
+    h.session.remember_features(Some(remembered_features()));
+    connect_direct_tls_without_features(&mut h);
+    let sent = h.take_sent();
+    assert!(sent.contains("<stream:stream"), "{sent}");
+    assert!(
+        sent.contains("<authenticate xmlns='urn:xmpp:sasl:2' mechanism='HT-SHA-256-NONE'>"),
+        "sent before any features: {sent}"
+    );
+    // The features come first, unchanged: nothing more is sent, nothing
+    // to persist.
+    h.recv(&format!("{HEADER}{SASL2_FEATURES}"));
+    assert_eq!(h.take_sent(), "");
+    assert!(!h
+        .events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::ServerFeatures(_))));
+    h.recv(&format!(
+        "<success xmlns='urn:xmpp:sasl:2'><additional-data>{}</additional-data>\
+         <authorization-identifier>alice@example.org/Waxwing~xyz</authorization-identifier>\
+         <bound xmlns='urn:xmpp:bind:0'/></success>{POST_AUTH_FEATURES}",
+        B64.encode(hmac("secret-token:fast-1", "Responder"))
+    ));
+    let (_, _, round_trips, mechanism, _, _) = online(&h).expect("online");
+    assert_eq!(mechanism, "HT-SHA-256-NONE");
+    assert_eq!(round_trips, 1, "header and authenticate in one flight");
+}
+
+/// Without remembered features (a first connection) the login waits for
+/// them, and reports them for the next connection.
+#[test]
+fn the_first_connection_waits_for_features_and_reports_them() {
+    let mut h = Harness::new();
+    h.session.set_fast_token(Some(token()));
+    connect_direct_tls_without_features(&mut h);
+    assert!(!h.take_sent().contains("<authenticate"));
+    h.recv(&format!("{HEADER}{SASL2_FEATURES}"));
+    assert!(h.take_sent().contains("<authenticate"));
+    let reported = h.events.iter().find_map(|e| match e {
+        SessionEvent::ServerFeatures(f) => Some(f.clone()),
+        _ => None,
+    });
+    assert_eq!(reported, Some(remembered_features()));
+}
+
+/// The server changed (no FAST any more): the pipelined token is refused,
+/// the new features are reported, and the password login that follows on
+/// the same stream is chosen from the new features.
+#[test]
+fn changed_features_are_reported_and_the_fallback_uses_them() {
+    let mut h = Harness::new();
+    h.session.set_fast_token(Some(token()));
+    h.session.remember_features(Some(remembered_features()));
+    connect_direct_tls_without_features(&mut h);
+    assert!(h.take_sent().contains("HT-SHA-256-NONE"));
+    let without_fast = "<stream:features><authentication xmlns='urn:xmpp:sasl:2'>\
+        <mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism></authentication></stream:features>";
+    h.recv(&format!("{HEADER}{without_fast}"));
+    assert!(h
+        .events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::ServerFeatures(f) if f.sasl2.as_ref().is_some_and(|o| o.fast_mechanisms.is_empty()))));
+    h.recv(
+        "<failure xmlns='urn:xmpp:sasl:2'><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/></failure>",
+    );
+    let retry = h.take_sent();
+    assert!(retry.contains("mechanism='SCRAM-SHA-1'"), "{retry}");
+    assert!(h.disconnected_error().is_none());
+}
+
+/// A server that answers a pipelined authenticate with a stream error is
+/// not sent another one on this session; a lost connection does not count.
+#[test]
+fn a_server_that_refuses_pipelining_gets_the_features_wait() {
+    let mut h = Harness::new();
+    h.session.set_fast_token(Some(token()));
+    h.session.remember_features(Some(remembered_features()));
+    connect_direct_tls_without_features(&mut h);
+    assert!(h.take_sent().contains("<authenticate"));
+    h.input(Input::Disconnected);
+    connect_direct_tls_without_features(&mut h);
+    assert!(
+        h.take_sent().contains("<authenticate"),
+        "a dropped connection still pipelines"
+    );
+    h.recv(&format!(
+        "{HEADER}<stream:error><policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+    ));
+    connect_direct_tls_without_features(&mut h);
+    assert!(!h.take_sent().contains("<authenticate"));
+}
