@@ -29,6 +29,16 @@ fn core_config(config: AccountConfig) -> Result<waxwing_core::ClientConfig, Waxw
             .map_err(|_| WaxwingError::Store {
                 failure: StoreFailure::InvalidKey,
             })?;
+    let invalid_key = || WaxwingError::Store {
+        failure: StoreFailure::InvalidKey,
+    };
+    let store_key = match &config.store_header_salt {
+        None => StoreKey::from_bytes(key),
+        Some(salt) => {
+            let salt: [u8; 16] = salt.as_slice().try_into().map_err(|_| invalid_key())?;
+            StoreKey::with_plaintext_header(key, salt)
+        }
+    };
     let server = match (config.server_host, config.server_port) {
         (Some(host), Some(port)) => Some((host, port)),
         (Some(host), None) => Some((host, if config.direct_tls { 5223 } else { 5222 })),
@@ -44,7 +54,7 @@ fn core_config(config: AccountConfig) -> Result<waxwing_core::ClientConfig, Waxw
             extra_ca_pem: config.extra_ca_pem.map(String::into_bytes),
         },
         store_dir: config.store_dir.into(),
-        store_key: StoreKey::from_bytes(key),
+        store_key,
         initial_backoff: std::time::Duration::from_secs(1),
         sasl2: true,
     })

@@ -45,6 +45,14 @@ pub struct AccountConfig {
     pub store_dir: String,
     /// 32 raw bytes, kept by the app in Keystore/Keychain.
     pub store_key: Vec<u8>,
+    /// iOS, a store in an App Group container shared with a Notification
+    /// Service Extension: 16 random bytes made once and kept with the key.
+    /// The database then keeps SQLite's 32-byte header in plaintext, so iOS
+    /// does not kill the suspended app for holding its lock (0xdead10cc).
+    /// Chosen when the account is created; a store made one way does not
+    /// open the other way.
+    #[uniffi(default = None)]
+    pub store_header_salt: Option<Vec<u8>>,
 }
 
 /// What can go wrong, as a small set an app can act on.

@@ -39,26 +39,68 @@ use rusqlite::{Connection, OptionalExtension};
 use std::path::{Path, PathBuf};
 
 /// A raw SQLCipher key: 32 bytes from the platform key store; wiped from
-/// memory when dropped.
+/// memory when dropped. With a header salt, the store keeps SQLite's
+/// 32-byte file header in plaintext (see [`StoreKey::with_plaintext_header`]).
 #[derive(Clone, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
-pub struct StoreKey([u8; 32]);
+pub struct StoreKey {
+    key: [u8; 32],
+    header_salt: Option<[u8; 16]>,
+}
+
+/// Bytes of the file header SQLCipher leaves readable in that mode: what
+/// iOS looks at to recognise a SQLite database.
+const PLAINTEXT_HEADER_BYTES: usize = 32;
 
 impl StoreKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
+        Self {
+            key: bytes,
+            header_salt: None,
+        }
+    }
+
+    /// A key for a store whose first 32 bytes stay plaintext, for an iOS
+    /// App Group container shared with a Notification Service Extension:
+    /// iOS kills a suspended app holding a lock on a file there (0xdead10cc)
+    /// unless it recognises the file as a SQLite database. SQLCipher keeps
+    /// its salt in those bytes otherwise, so the app supplies it: 16 random
+    /// bytes made once, kept with the key (Keychain). Chosen when the store
+    /// is created; a store made one way does not open the other way
+    /// (`WrongKey`).
+    pub fn with_plaintext_header(key: [u8; 32], salt: [u8; 16]) -> Self {
+        Self {
+            key,
+            header_salt: Some(salt),
+        }
     }
 
     /// Parses 64 hex characters (the CLI's `WAXWING_STORE_KEY`).
     pub fn from_hex(hex_key: &str) -> Result<Self, OpenStoreError> {
         let bytes = hex::decode(hex_key.trim()).map_err(|_| OpenStoreError::InvalidKey)?;
         let arr: [u8; 32] = bytes.try_into().map_err(|_| OpenStoreError::InvalidKey)?;
-        Ok(Self(arr))
+        Ok(Self::from_bytes(arr))
     }
 
     fn check_value(&self) -> Vec<u8> {
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.0).expect("any key length");
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.key).expect("any key length");
         mac.update(b"waxwing store key-check v1");
+        if let Some(salt) = &self.header_salt {
+            // Another layout, another check value: opening a store with the
+            // other layout is a typed WrongKey, not a damaged file.
+            mac.update(b" plaintext header");
+            mac.update(salt);
+        }
         mac.finalize().into_bytes().to_vec()
+    }
+
+    /// SQLCipher's raw key (and salt) blob, `x'…'`.
+    fn pragma_value(&self) -> zeroize::Zeroizing<String> {
+        let mut bytes = zeroize::Zeroizing::new(self.key.to_vec());
+        if let Some(salt) = &self.header_salt {
+            bytes.extend_from_slice(salt);
+        }
+        zeroize::Zeroizing::new(format!("x'{}'", hex::encode(&*bytes)))
     }
 }
 
@@ -96,8 +138,17 @@ impl Store {
         // SQLCipher reports a failed HMAC on stderr unless told not to; the typed
         // error is what callers see.
         let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
-        conn.execute_batch(&format!("PRAGMA key = \"x'{}'\";", hex::encode(key.0)))
+        let key_pragma =
+            zeroize::Zeroizing::new(format!("PRAGMA key = \"{}\";", *key.pragma_value()));
+        conn.execute_batch(&key_pragma)
             .map_err(OpenStoreError::from_open)?;
+        if key.header_salt.is_some() {
+            // Before the first read: the layout of page 1 depends on it.
+            conn.execute_batch(&format!(
+                "PRAGMA cipher_plaintext_header_size = {PLAINTEXT_HEADER_BYTES};"
+            ))
+            .map_err(OpenStoreError::from_open)?;
+        }
         // The first read is where a wrong key or a damaged header shows up.
         let probe: Result<i64, _> =
             conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0));

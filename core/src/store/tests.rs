@@ -404,3 +404,62 @@ fn reading_the_outbox_does_not_walk_the_history() {
         "{plan:?}"
     );
 }
+
+/// Issue 16 (the store on iOS): with a header salt the first 32 bytes of
+/// the database are SQLite's own header, so iOS recognises the file in a
+/// shared App Group container; nothing after them is readable, the store
+/// reopens with the same key and salt, and any other key, salt or layout
+/// is a typed `WrongKey` that touches nothing.
+#[test]
+fn a_plaintext_header_store_is_recognisable_as_sqlite_and_nothing_else_is_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = |key_byte: u8, salt_byte: u8| {
+        StoreKey::with_plaintext_header([key_byte; 32], [salt_byte; 16])
+    };
+    {
+        let mut store = Store::open(dir.path(), &shared(7, 1)).unwrap();
+        store
+            .insert_outgoing(
+                "bob@example.org",
+                "alice@example.org",
+                "secret-body-xyzzy",
+                "o1",
+                10,
+            )
+            .unwrap();
+    }
+    let db = dir.path().join(DB_FILE);
+    let bytes = std::fs::read(&db).unwrap();
+    assert_eq!(&bytes[..16], b"SQLite format 3\0", "iOS looks for this");
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let hay = String::from_utf8_lossy(&bytes[PLAINTEXT_HEADER_BYTES.min(bytes.len())..]);
+        for secret in [
+            "secret-body-xyzzy",
+            "bob@example.org",
+            "CREATE TABLE",
+            "SQLite format 3",
+        ] {
+            assert!(!hay.contains(secret), "{secret} readable on disk");
+        }
+    }
+    let before = std::fs::read(&db).unwrap();
+    for other in [shared(8, 1), shared(7, 2), key(7)] {
+        assert_eq!(
+            Store::open(dir.path(), &other).err(),
+            Some(OpenStoreError::WrongKey)
+        );
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    let store = Store::open(dir.path(), &shared(7, 1)).unwrap();
+    let history = store.history("bob@example.org", None, 10).unwrap();
+    assert_eq!(history[0].body, "secret-body-xyzzy");
+    drop(store);
+    // Without the key-check file, SQLCipher's own check refuses a wrong
+    // salt too.
+    std::fs::remove_file(dir.path().join(KEY_CHECK_FILE)).unwrap();
+    assert_eq!(
+        Store::open(dir.path(), &shared(7, 2)).err(),
+        Some(OpenStoreError::WrongKey)
+    );
+}

@@ -157,6 +157,32 @@ final class WaxwingTests: XCTestCase {
         }
     }
 
+    /// Issue 16: a store shared with the Notification Service Extension keeps
+    /// SQLite's header in plaintext, so iOS does not kill the suspended app.
+    func testAStoreWithAPlaintextHeaderLooksLikeSqliteAndNeedsItsSalt() throws {
+        let dir = tempDir()
+        var shared = config("salice", "pw1", dir)
+        shared.storeHeaderSalt = Data(Array(repeating: 7, count: 16))
+        do {
+            let alice = try WaxwingSession(config: shared)
+            try alice.send("kept in a shared container", to: "sbob@localhost")
+        }
+        let header = try Data(contentsOf: dir.appendingPathComponent("waxwing.db")).prefix(16)
+        XCTAssertEqual(header, Data("SQLite format 3\0".utf8))
+        XCTAssertThrowsError(try WaxwingSession(config: config("salice", "pw1", dir))) { error in
+            guard case WaxwingError.Store(let failure) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(failure, .wrongKey)
+        }
+        var badSalt = shared
+        badSalt.storeHeaderSalt = Data([1, 2, 3])
+        XCTAssertThrowsError(try WaxwingSession(config: badSalt)) { error in
+            guard case WaxwingError.Store(let failure) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(failure, .invalidKey)
+        }
+        let again = try WaxwingSession(config: shared)
+        XCTAssertEqual(try again.history(with: "sbob@localhost").map(\.body), ["kept in a shared container"])
+    }
+
     func testMessagesSentOfflineGoOutOnLogin() async throws {
         let alice = try WaxwingSession(config: config("salice", "pw1", tempDir()))
         let bob = try WaxwingSession(config: config("sbob", "pw2", tempDir()))

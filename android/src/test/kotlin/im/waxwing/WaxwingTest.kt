@@ -137,6 +137,26 @@ class WaxwingTest {
         assertEquals(StoreFailure.INVALID_KEY, short.failure)
     }
 
+    /** Issue 16: a store shared with an iOS Notification Service Extension keeps
+     *  SQLite's header in plaintext (the option is the same on every platform). */
+    @Test
+    fun aStoreWithAPlaintextHeaderLooksLikeSqliteAndNeedsItsSalt() = runBlocking<Unit> {
+        val dir = tempDir()
+        val shared = config("kalice", "pw1", dir).copy(storeHeaderSalt = ByteArray(16) { 7 })
+        Waxwing.open(shared).use { it.sendMessage("kbob@localhost", "kept in a shared container") }
+        val header = File(dir, "waxwing.db").readBytes().copyOfRange(0, 16)
+        assertEquals("SQLite format 3\u0000", String(header, Charsets.US_ASCII))
+        val unsalted = assertFailsWith<WaxwingException.Store> { Waxwing.open(config("kalice", "pw1", dir)) }
+        assertEquals(StoreFailure.WRONG_KEY, unsalted.failure)
+        val badSalt = assertFailsWith<WaxwingException.Store> {
+            Waxwing.open(shared.copy(storeHeaderSalt = ByteArray(3)))
+        }
+        assertEquals(StoreFailure.INVALID_KEY, badSalt.failure)
+        Waxwing.open(shared).use { again ->
+            assertEquals(listOf("kept in a shared container"), again.history("kbob@localhost").map { it.body })
+        }
+    }
+
     @Test
     fun messagesSentOfflineGoOutOnLogin() = runBlocking<Unit> {
         val alice = Waxwing.open(config("kalice", "pw1", tempDir()))
