@@ -12,8 +12,10 @@
 #  4. OMEMO: encrypt + decrypt throughput (1 and 5 recipient devices) and
 #     session establishment, Waxwing and python-omemo in the same run;
 #  5. the stripped release cdylib size for this machine (x86_64).
+# BENCH=login,wake,mam,store,omemo,size (the default: all) picks parts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+want() { [[ ",${BENCH:-login,wake,mam,store,omemo,size}," == *",$1,"* ]]; }
 bash scripts/setup.sh >/dev/null
 command -v /usr/bin/time >/dev/null 2>&1 || { sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo; $sudo apt-get install -y -qq time >/dev/null; }
 work=$(mktemp -d)
@@ -36,6 +38,7 @@ cargo build -q --release -p waxwing-core --example login_bench --example latency
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { sed -n "s/.*\"$1\":\([0-9.]*\).*/\1/p"; }
 
+if want login; then
 # Interleave the clients so all see the same server state.
 waxwing_modes=("--classic" "--sasl2" "--sasl2 --direct-tls" "--fast --direct-tls" "--resume --direct-tls")
 next_account=0
@@ -75,7 +78,9 @@ for client in $clients; do
   echo "{\"bench\":\"login_50ms_rtt\",\"client\":\"$client\",\"runs\":$N_SLOW,\"median_ms\":$ms,\"round_trips_by_wall_time\":$(awk "BEGIN{printf \"%.1f\", $ms/$RTT}")}"
 done
 kill $proxies 2>/dev/null || true
+fi
 
+if want wake; then
 # Peak RSS of a wake-up process (the cli's `wake`, on its current-thread
 # runtime) against a store of 100k messages: resume, fetch one new message.
 cargo build -q --release -p waxwing-core --example cli --example fill_store
@@ -90,7 +95,9 @@ cli peer-pw peer@localhost send bench@localhost "wake up" > /dev/null
 rss_kb=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/wake.time")
 outcome=$(tail -1 "$work/wake.out")
 echo "{\"bench\":\"wake_up_peak_rss\",\"store_messages\":100000,\"max_rss_kib\":$rss_kb,\"mib\":$(awk "BEGIN{printf \"%.1f\", $rss_kb/1024}"),\"items\":$(grep -c notification "$work/wake.out"),\"outcome\":$outcome}"
+fi
 
+if want mam; then
 # MAM catch-up of 10,000 archived messages: Waxwing stores them (forward
 # from its cursor) and slixmpp fetches the same archive, on a server whose
 # pages hold 100 and which keeps no offline copies (so nothing comes live).
@@ -118,13 +125,21 @@ for client in waxwing slixmpp; do
   cpu=$(cpu_s "$work/mam-$client.time")
   echo "{\"bench\":\"mam_catch_up\",\"result\":$line,\"process_cpu_s\":$cpu,\"cpu_us_per_message\":$(awk "BEGIN{printf \"%.0f\", $cpu*1000000/$count}")}"
 done
+fi
 
+if want store; then
 cargo bench -q -p waxwing-core --bench store 2>/dev/null
+fi
 
+if want omemo; then
 cargo build -q --release -p waxwing-core --example omemo_bench
 target/release/examples/omemo_bench "${OMEMO_MESSAGES:-10000}" "${OMEMO_SESSIONS:-1000}"
 "$py" scripts/omemo_bench.py "${OMEMO_PY_MESSAGES:-1000}" "${OMEMO_PY_SESSIONS:-200}"
+fi
 
+if want size; then
 cargo build -q --release -p waxwing-ffi
 size=$(stat -c %s target/release/libwaxwing_ffi.so)
 echo "{\"bench\":\"cdylib_size\",\"target\":\"$(rustc -vV | sed -n 's/^host: //p')\",\"bytes\":$size,\"mib\":$(awk "BEGIN{printf \"%.2f\", $size/1048576}")}"
+fi
+
