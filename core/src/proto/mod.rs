@@ -98,6 +98,10 @@ enum State {
         early: Vec<Element>,
     },
     Online,
+    /// Leaving the stream resumable: waiting (bounded) for the server to
+    /// acknowledge what we sent before the socket drops (see
+    /// [`Session::suspend`]).
+    Suspending,
     Closing,
 }
 
@@ -113,6 +117,9 @@ enum Link {
     /// Connected; we sent `</stream:stream>` and wait for the server's.
     Closed,
 }
+
+/// How long [`Session::suspend`] waits for the server's acknowledgement.
+pub const SUSPEND_ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One XMPP client session; see the module docs for the calling contract.
 pub struct Session {
@@ -382,6 +389,30 @@ impl Session {
             .set(Timer::Close, now + self.config.ping_timeout);
     }
 
+    /// Leaves the stream resumable and drops the connection — but first
+    /// lets the server read everything we sent: with stanzas still
+    /// unacknowledged, an `<r/>` goes out and the socket drops when the
+    /// `<a/>` covers them (or after [`SUSPEND_ACK_WAIT`]). Why: Prosody
+    /// feeds bytes it had not yet read from a dropped connection into the
+    /// session that a new connection resumed, which ends the resumed stream
+    /// as not-well-formed (seen when a resume follows a suspend at once, as
+    /// a push handler's does). Without stream management, or with nothing
+    /// outstanding, the socket drops at once.
+    pub fn suspend(&mut self, now: Instant) {
+        if self.link != Link::Open {
+            return;
+        }
+        let outstanding = matches!(self.state, State::Online)
+            && self.sm.as_ref().is_some_and(|sm| !sm.all_acked());
+        if !outstanding {
+            return self.handle_input(now, Input::Disconnected);
+        }
+        self.transmit(sm::R.to_string());
+        self.state = State::Suspending;
+        self.timers.clear();
+        self.timers.set(Timer::Close, now + SUSPEND_ACK_WAIT);
+    }
+
     // ---- outputs ----
 
     pub fn poll_output(&mut self) -> Output {
@@ -499,6 +530,10 @@ impl Session {
                     return self.fail(SessionError::Timeout(TimeoutKind::Negotiation));
                 }
                 Timer::PingAnswer => return self.fail(SessionError::Timeout(TimeoutKind::Ping)),
+                Timer::Close if matches!(self.state, State::Suspending) => {
+                    // The server did not confirm in time: drop anyway.
+                    return self.finish(Some(SessionError::ConnectionLost));
+                }
                 Timer::Close => return self.finish(None),
                 Timer::KeepAlive => self.send_ping(now),
             }
@@ -581,6 +616,16 @@ impl Session {
             State::Online => {
                 self.on_online_element(element)?;
                 Ok(State::Online)
+            }
+            State::Suspending => {
+                self.on_online_element(element)?;
+                if self.sm.as_ref().is_none_or(SmState::all_acked) {
+                    // Everything we sent has been read: drop the socket,
+                    // keeping the stream resumable.
+                    self.finish(Some(SessionError::ConnectionLost));
+                    return Ok(State::Offline);
+                }
+                Ok(State::Suspending)
             }
             State::Closing => {
                 // Stanzas still arriving while we close are delivered.

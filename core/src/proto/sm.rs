@@ -185,6 +185,11 @@ impl SmState {
         self.resume_id.is_some()
     }
 
+    /// The server has acknowledged every stanza we sent.
+    pub fn all_acked(&self) -> bool {
+        self.unacked.is_empty()
+    }
+
     /// The `<a/>` reporting what we handled.
     pub fn ack(&self) -> A {
         A {

@@ -93,6 +93,13 @@ impl Harness {
 
     /// STARTTLS + PLAIN + bind (+ SM when `sm`), as a scripted server.
     fn log_in(&mut self, sm: bool) {
+        self.log_in_answering(sm.then_some("<enabled xmlns='urn:xmpp:sm:3'/>"));
+    }
+
+    /// Logs in; `enabled` is the server's answer to `<enable/>` (`None`:
+    /// no stream management offered).
+    fn log_in_answering(&mut self, enabled: Option<&str>) {
+        let sm = enabled.is_some();
         self.input(Input::Connected {
             tls: None,
             nonce: "n0nce".into(),
@@ -129,9 +136,9 @@ impl Harness {
             "<iq type='result' id='wx1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
              <jid>alice@example.org/phone</jid></bind></iq>",
         );
-        if sm {
+        if let Some(enabled) = enabled {
             assert!(!self.session.is_online(), "online only once SM is settled");
-            self.recv("<enabled xmlns='urn:xmpp:sm:3'/>");
+            self.recv(enabled);
         }
         assert!(self.session.is_online());
     }
@@ -1002,4 +1009,64 @@ fn binding_types_without_ours_log_in_unbound() {
         "{:?}",
         String::from_utf8_lossy(&first)
     );
+}
+
+/// `suspend()` lets the server read what we sent before the socket drops:
+/// Prosody feeds bytes still unread on a dropped connection into the
+/// session that a new connection resumed, and the resumed stream ends as
+/// not-well-formed (seen when a resume followed a suspend at once).
+#[test]
+fn suspending_waits_for_the_servers_ack_of_what_we_sent_then_drops_resumable() {
+    let unacked_message = |h: &mut Harness| {
+        let msg: Element =
+            "<message xmlns='jabber:client' to='bob@example.org' id='o1'><body>x</body></message>"
+                .parse()
+                .unwrap();
+        h.session.send_stanza(h.now, &msg).unwrap();
+        h.drain();
+        h.take_sent();
+    };
+    let resumable = Some("<enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true'/>");
+    let mut h = Harness::new();
+    h.log_in_answering(resumable);
+    unacked_message(&mut h);
+    h.session.suspend(h.now);
+    h.drain();
+    assert_eq!(h.take_sent(), "<r xmlns='urn:xmpp:sm:3'/>");
+    assert!(!h.socket_closed, "waits for the ack");
+    // Stanzas still arriving meanwhile are delivered.
+    h.recv("<message from='bob@example.org/x'><body>late</body></message>");
+    assert!(!h.socket_closed);
+    h.recv("<a xmlns='urn:xmpp:sm:3' h='1'/>");
+    assert!(
+        h.socket_closed,
+        "dropped once the server has read everything"
+    );
+    assert_eq!(
+        h.disconnected_error(),
+        Some(Some(SessionError::ConnectionLost))
+    );
+    assert!(!h.sent.contains("</stream:stream>"), "no clean close");
+    assert!(h.session.resumable_state().is_some(), "still resumable");
+
+    // A server that does not answer: dropped after the bound.
+    let mut h = Harness::new();
+    h.log_in_answering(resumable);
+    unacked_message(&mut h);
+    h.session.suspend(h.now);
+    h.drain();
+    h.now += crate::proto::SUSPEND_ACK_WAIT;
+    h.input(Input::Timeout);
+    assert!(h.socket_closed);
+    assert!(h.session.resumable_state().is_some());
+
+    // Nothing outstanding: dropped at once.
+    let mut h = Harness::new();
+    h.log_in_answering(resumable);
+    h.take_sent();
+    h.session.suspend(h.now);
+    h.drain();
+    assert!(h.socket_closed);
+    assert!(!h.sent.contains("<r "), "{}", h.sent);
+    assert!(h.session.resumable_state().is_some());
 }

@@ -295,6 +295,9 @@ pub enum AfterCommand {
     /// Drop the connection at once, keeping the session resumable (the
     /// platform says the network is gone).
     Drop,
+    /// Leave the session resumable once the server has read what we sent
+    /// (`Session::suspend`).
+    Suspend,
 }
 
 /// What the layer above does with session events and its own commands.
@@ -418,6 +421,7 @@ pub async fn drive<H: Handler>(
                             AfterCommand::Continue => {}
                             AfterCommand::Close => session.close(now),
                             AfterCommand::Drop => session.handle_input(now, Input::Disconnected),
+                            AfterCommand::Suspend => session.suspend(now),
                         }
                     }
                     None => {

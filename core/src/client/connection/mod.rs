@@ -551,7 +551,7 @@ impl Handler for ConnectionHandler {
             Command::Close => return AfterCommand::Close,
             Command::Suspend => {
                 self.stop_request = Some(Outcome::Suspended);
-                return AfterCommand::Drop;
+                return AfterCommand::Suspend;
             }
         }
         AfterCommand::Continue
