@@ -224,7 +224,8 @@ impl Client {
     /// hibernation, and pushes if enabled) and the state stays in the store,
     /// so the next login — in this process, or in a push handler's —
     /// resumes it. Also releases the session lock for that handler. Call it
-    /// when the app is about to be suspended (iOS background).
+    /// when the app is about to be suspended (iOS background). Takes up to
+    /// 2 s when stanzas are unacknowledged: the server reads them first.
     pub async fn suspend(&self) {
         self.stop(Command::Suspend).await;
     }
