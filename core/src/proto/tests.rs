@@ -896,13 +896,7 @@ fn the_first_rejected_binding_retries_unbound_and_the_login_reports_it() {
     let mut h = plus_rejected(|_| {}, "", "not-authorized");
     let retry = h.take_sent();
     assert!(retry.contains("mechanism='SCRAM-SHA-1'"), "{retry}");
-    let first = retry.split('>').nth(1).unwrap().split('<').next().unwrap();
-    let first = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, first).unwrap();
-    assert!(
-        first.starts_with(b"n,,"),
-        "{:?}",
-        String::from_utf8_lossy(&first)
-    );
+    assert_gs2_flag(&retry, b"n,,");
     assert!(h.disconnected_error().is_none());
 }
 
@@ -1001,11 +995,16 @@ fn binding_types_without_ours_log_in_unbound() {
     let mut h = offered(|_| {}, &["SCRAM-SHA-1-PLUS", "SCRAM-SHA-1"], cb_list);
     let sent = h.take_sent();
     assert!(sent.contains("mechanism='SCRAM-SHA-1'"), "{sent}");
-    let auth = &sent[sent.find("<auth").unwrap()..];
+    assert_gs2_flag(&sent, b"n,,");
+}
+
+/// The initial response of the `<auth/>` in `sent` starts with `flag`.
+fn assert_gs2_flag(sent: &str, flag: &[u8]) {
+    let auth = &sent[sent.find("<auth").expect("an <auth/>")..];
     let first = auth.split('>').nth(1).unwrap().split('<').next().unwrap();
     let first = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, first).unwrap();
     assert!(
-        first.starts_with(b"n,,"),
+        first.starts_with(flag),
         "{:?}",
         String::from_utf8_lossy(&first)
     );

@@ -25,21 +25,23 @@ fn incoming(
     }
 }
 
+/// A message whose body and peer must never be readable on disk.
+fn store_a_secret(store: &mut Store) {
+    store
+        .insert_outgoing(
+            "bob@example.org",
+            "alice@example.org",
+            "secret-body-xyzzy",
+            "o1",
+            10,
+        )
+        .unwrap();
+}
+
 #[test]
 fn reopening_with_the_same_key_keeps_data_and_nothing_is_plaintext_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let mut store = Store::open(dir.path(), &key(7)).unwrap();
-        store
-            .insert_outgoing(
-                "bob@example.org",
-                "alice@example.org",
-                "secret-body-xyzzy",
-                "o1",
-                10,
-            )
-            .unwrap();
-    }
+    store_a_secret(&mut Store::open(dir.path(), &key(7)).unwrap());
     let store = Store::open(dir.path(), &key(7)).unwrap();
     let history = store.history("bob@example.org", None, 10).unwrap();
     assert_eq!(history.len(), 1);
@@ -416,18 +418,7 @@ fn a_plaintext_header_store_is_recognisable_as_sqlite_and_nothing_else_is_readab
     let shared = |key_byte: u8, salt_byte: u8| {
         StoreKey::with_plaintext_header([key_byte; 32], [salt_byte; 16])
     };
-    {
-        let mut store = Store::open(dir.path(), &shared(7, 1)).unwrap();
-        store
-            .insert_outgoing(
-                "bob@example.org",
-                "alice@example.org",
-                "secret-body-xyzzy",
-                "o1",
-                10,
-            )
-            .unwrap();
-    }
+    store_a_secret(&mut Store::open(dir.path(), &shared(7, 1)).unwrap());
     let db = dir.path().join(DB_FILE);
     let bytes = std::fs::read(&db).unwrap();
     assert_eq!(&bytes[..16], b"SQLite format 3\0", "iOS looks for this");
