@@ -79,6 +79,17 @@ impl Harness {
         std::mem::take(&mut self.sent)
     }
 
+    /// Sends a chat message with id `o1`; returns what went out.
+    fn send_message_o1(&mut self) -> String {
+        let msg: Element =
+            "<message xmlns='jabber:client' to='bob@example.org' id='o1'><body>x</body></message>"
+                .parse()
+                .unwrap();
+        self.session.send_stanza(self.now, &msg).unwrap();
+        self.drain();
+        self.take_sent()
+    }
+
     fn advance_to_wait(&mut self) {
         self.now = self.wait.expect("a timer is set");
         self.input(Input::Timeout);
@@ -283,13 +294,7 @@ fn stream_management_counts_acks_and_rejects_impossible_acks() {
     h.recv("<message from='bob@example.org/x'><body>1</body></message><presence from='bob@example.org/x'/>");
     h.recv("<r xmlns='urn:xmpp:sm:3'/>");
     assert!(h.take_sent().contains("h='2'"));
-    let msg: Element =
-        "<message xmlns='jabber:client' to='bob@example.org' id='o1'><body>x</body></message>"
-            .parse()
-            .unwrap();
-    h.session.send_stanza(h.now, &msg).unwrap();
-    h.drain();
-    assert!(h.take_sent().ends_with("<r xmlns='urn:xmpp:sm:3'/>"));
+    assert!(h.send_message_o1().ends_with("<r xmlns='urn:xmpp:sm:3'/>"));
     h.recv("<a xmlns='urn:xmpp:sm:3' h='1'/>");
     let acked = h.events.iter().find_map(|e| match e {
         SessionEvent::Acked(v) => Some(
@@ -1017,13 +1022,7 @@ fn assert_gs2_flag(sent: &str, flag: &[u8]) {
 #[test]
 fn suspending_waits_for_the_servers_ack_of_what_we_sent_then_drops_resumable() {
     let unacked_message = |h: &mut Harness| {
-        let msg: Element =
-            "<message xmlns='jabber:client' to='bob@example.org' id='o1'><body>x</body></message>"
-                .parse()
-                .unwrap();
-        h.session.send_stanza(h.now, &msg).unwrap();
-        h.drain();
-        h.take_sent();
+        h.send_message_o1();
     };
     let resumable = Some("<enabled xmlns='urn:xmpp:sm:3' id='sm-1' resume='true'/>");
     let mut h = Harness::new();
