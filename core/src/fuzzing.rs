@@ -91,7 +91,7 @@ fn own() -> &'static BareJid {
 #[derive(Debug, PartialEq, Eq)]
 enum Seen {
     Header,
-    Element(Vec<u8>),
+    Element(Element),
     End,
     Error(XmlError),
 }
@@ -108,7 +108,7 @@ fn read_in_chunks(data: &[u8], mut next_size: impl FnMut() -> usize) -> Vec<Seen
                 for item in items {
                     seen.push(match item {
                         StreamItem::Header => Seen::Header,
-                        StreamItem::Element(e) => Seen::Element(xml::to_bytes(&e)),
+                        StreamItem::Element(e) => Seen::Element(e),
                         StreamItem::End => {
                             seen.push(Seen::End);
                             return seen;
