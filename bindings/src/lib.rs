@@ -21,21 +21,18 @@ uniffi::setup_scaffolding!();
 
 /// The core's configuration for an account record from the app.
 fn core_config(config: AccountConfig) -> Result<waxwing_core::ClientConfig, WaxwingError> {
-    let key: [u8; 32] =
-        config
-            .store_key
-            .as_slice()
-            .try_into()
-            .map_err(|_| WaxwingError::Store {
-                failure: StoreFailure::InvalidKey,
-            })?;
-    let invalid_key = || WaxwingError::Store {
+    let invalid_key = |_| WaxwingError::Store {
         failure: StoreFailure::InvalidKey,
     };
+    let key: [u8; 32] = config
+        .store_key
+        .as_slice()
+        .try_into()
+        .map_err(invalid_key)?;
     let store_key = match &config.store_header_salt {
         None => StoreKey::from_bytes(key),
         Some(salt) => {
-            let salt: [u8; 16] = salt.as_slice().try_into().map_err(|_| invalid_key())?;
+            let salt: [u8; 16] = salt.as_slice().try_into().map_err(invalid_key)?;
             StoreKey::with_plaintext_header(key, salt)
         }
     };

@@ -693,7 +693,12 @@ impl Session {
     /// XEP-0474 hash, if it sends one, shows whether that list was genuine
     /// (XEP-0474 §6, rule 6).
     pub(crate) fn channel_binding(&self) -> Option<Vec<u8>> {
-        let offered_types = self.features.channel_bindings.as_deref();
+        self.channel_binding_with(&self.features)
+    }
+
+    /// [`Session::channel_binding`] as `features` would allow it.
+    pub(crate) fn channel_binding_with(&self, features: &Features) -> Option<Vec<u8>> {
+        let offered_types = features.channel_bindings.as_deref();
         if offered_types.is_some_and(|types| !types.iter().any(|t| t == "tls-exporter")) {
             return None;
         }

@@ -194,7 +194,7 @@ impl Session {
         if !self.config.sasl2 || self.pipelining_failed {
             return None;
         }
-        let known = self.known_features.clone()?;
+        let known = self.known_features.as_ref()?;
         let token = self.fast_token.as_ref()?;
         let offered = known
             .sasl2
@@ -202,12 +202,12 @@ impl Session {
             .fast_mechanisms
             .iter()
             .any(|m| m == token.mechanism.name());
-        let needs_binding = token.mechanism.uses_channel_binding();
-        self.features = known;
-        if !offered || (needs_binding && self.channel_binding().is_none()) {
-            self.features = Features::default();
+        let bindable =
+            !token.mechanism.uses_channel_binding() || self.channel_binding_with(known).is_some();
+        if !offered || !bindable {
             return None;
         }
+        self.features = known.clone();
         match self.start_sasl2(&[]) {
             Ok(State::Sasl2(mut attempt)) => {
                 attempt.features_pending = true;
