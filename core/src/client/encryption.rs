@@ -30,7 +30,8 @@ impl Client {
     /// Our OMEMO device (created on first use): device id and fingerprint.
     pub fn own_omemo_device(&self) -> Result<OmemoDevice, ClientError> {
         let own = self.own_bare();
-        let mut store = self.store();
+        let handle = self.store()?;
+        let mut store = handle.lock();
         let device_id = Omemo::load_or_create(&mut store, own.clone())?.device_id();
         let devices = self.omemo_devices_locked(&store, own.as_str(), Some(device_id))?;
         devices
@@ -42,7 +43,8 @@ impl Client {
     /// The known OMEMO devices of `jid` (a contact, or our own account).
     pub fn omemo_devices(&self, jid: &str) -> Result<Vec<OmemoDevice>, ClientError> {
         let jid: BareJid = jid.parse().map_err(|_| ClientError::InvalidJid)?;
-        let store = self.store();
+        let handle = self.store()?;
+        let store = handle.lock();
         let ours = store.omemo_own()?.map(|o| o.device_id);
         let this = (jid == self.own_bare()).then_some(ours).flatten();
         self.omemo_devices_locked(&store, jid.as_str(), this)
@@ -91,7 +93,8 @@ impl Client {
     ) -> Result<(), ClientError> {
         let jid: BareJid = jid.parse().map_err(|_| ClientError::InvalidJid)?;
         let known = self
-            .store()
+            .store()?
+            .lock()
             .omemo_set_trust(jid.as_str(), device_id, trust)?;
         if !known {
             return Err(ClientError::UnknownDevice);
@@ -114,14 +117,18 @@ impl Client {
     ) -> Result<(), ClientError> {
         let peer: BareJid = peer.parse().map_err(|_| ClientError::InvalidJid)?;
         Ok(self
-            .store()
+            .store()?
+            .lock()
             .omemo_set_conversation_encryption(peer.as_str(), mode)?)
     }
 
     /// The conversation's encryption setting.
     pub fn encryption(&self, peer: &str) -> Result<ConversationEncryption, ClientError> {
         let peer: BareJid = peer.parse().map_err(|_| ClientError::InvalidJid)?;
-        Ok(self.store().omemo_conversation_encryption(peer.as_str())?)
+        Ok(self
+            .store()?
+            .lock()
+            .omemo_conversation_encryption(peer.as_str())?)
     }
 }
 

@@ -85,11 +85,22 @@ struct Running {
     task: JoinHandle<()>,
 }
 
+/// The open store, shared by the `Client` and its connection task.
+#[derive(Clone)]
+struct StoreHandle(Arc<Mutex<Store>>);
+
+impl StoreHandle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// One account.
 pub struct Client {
     config: ClientConfig,
     own: BareJid,
-    store: Arc<Mutex<Store>>,
+    /// The open store, or `None` while suspended: see [`Client::suspend`].
+    store: Mutex<Option<StoreHandle>>,
     listener: Arc<dyn EventListener>,
     running: Mutex<Option<Running>>,
     state: watch::Sender<ConnectionState>,
@@ -124,7 +135,7 @@ impl Client {
         Ok(Client {
             config,
             own,
-            store: Arc::new(Mutex::new(store)),
+            store: Mutex::new(Some(StoreHandle(Arc::new(Mutex::new(store))))),
             listener,
             running: Mutex::new(None),
             state,
@@ -138,8 +149,25 @@ impl Client {
         self.own.to_string()
     }
 
-    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    /// The store, opened again if [`Client::suspend`] closed it.
+    fn store(&self) -> Result<StoreHandle, ClientError> {
+        let mut slot = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(handle) = slot.as_ref() {
+            return Ok(handle.clone());
+        }
+        let store = Store::open(&self.config.store_dir, &self.config.store_key)?;
+        let handle = StoreHandle(Arc::new(Mutex::new(store)));
+        *slot = Some(handle.clone());
+        tracing::debug!("store reopened");
+        Ok(handle)
+    }
+
+    /// Whether the store's database is open (it is closed while suspended).
+    pub fn store_is_open(&self) -> bool {
+        self.store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     fn commands(&self) -> Option<mpsc::UnboundedSender<Command>> {
@@ -173,7 +201,7 @@ impl Client {
         let mut watcher = self.state.subscribe();
         *self.wanted.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(tokio::runtime::Handle::current());
-        self.ensure_running(&tokio::runtime::Handle::current());
+        self.ensure_running(&tokio::runtime::Handle::current())?;
         watcher.mark_unchanged();
         loop {
             if watcher.changed().await.is_err() {
@@ -192,10 +220,12 @@ impl Client {
         }
     }
 
-    /// Starts the connection task on `runtime` unless one is running.
-    fn ensure_running(&self, runtime: &tokio::runtime::Handle) {
+    /// Starts the connection task on `runtime` unless one is running
+    /// (opening the store if it was closed).
+    fn ensure_running(&self, runtime: &tokio::runtime::Handle) -> Result<(), ClientError> {
         let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
         if running.as_ref().is_none_or(|r| r.task.is_finished()) {
+            let store = self.store()?.0;
             let (tx, rx) = mpsc::unbounded_channel();
             let held_lock = self
                 .held_lock
@@ -205,7 +235,7 @@ impl Client {
             let shared = TaskShared {
                 config: self.config.clone(),
                 own: self.own.clone(),
-                store: self.store.clone(),
+                store,
                 listener: self.listener.clone(),
                 state: self.state.clone(),
                 presences: self.presences.clone(),
@@ -213,6 +243,7 @@ impl Client {
             let task = runtime.spawn(connection_task(shared, held_lock, rx));
             *running = Some(Running { commands: tx, task });
         }
+        Ok(())
     }
 
     /// Closes the stream cleanly and stops reconnecting.
@@ -223,14 +254,17 @@ impl Client {
     /// Disconnects without ending the session: the server keeps it (XEP-0198
     /// hibernation, and pushes if enabled) and the state stays in the store,
     /// so the next login — in this process, or in a push handler's —
-    /// resumes it. Also releases the session lock for that handler. Call it
-    /// when the app is about to be suspended (iOS background). Takes up to
-    /// 2 s when stanzas are unacknowledged: the server reads them first.
+    /// resumes it. Also releases the session lock for that handler and
+    /// closes the store's database (opened again by the next call that
+    /// needs it). Call it when the app is about to be suspended (iOS
+    /// background). Takes up to 2 s when stanzas are unacknowledged: the
+    /// server reads them first.
     pub async fn suspend(&self) {
         self.stop(Command::Suspend).await;
     }
 
     async fn stop(&self, how: Command) {
+        let suspending = matches!(how, Command::Suspend);
         // Logged out or suspended: the network coming back is no reason
         // to connect.
         self.wanted.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -240,25 +274,48 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(running) = running {
-            // The sender stays open until the task ends: dropping it would
-            // tell the task the client is gone, and it would drop the socket
-            // at once instead of waiting for the server's `</stream:stream>`
-            // (RFC 6120 §4.4), leaving the server mid-close while the next
-            // login starts.
-            let _ = running.commands.send(how);
-            let mut task = running.task;
-            if tokio::time::timeout(Duration::from_secs(10), &mut task)
-                .await
-                .is_err()
-            {
-                task.abort();
-            }
-            drop(running.commands);
+            // In a task of its own, so a caller that stops waiting (a
+            // cancelled coroutine or Swift Task drops this future) does not
+            // cut the close short: the server still gets its goodbye and
+            // the session lock is released when the task ends.
+            let closing = tokio::spawn(async move {
+                // The sender stays open until the task ends: dropping it
+                // would tell the task the client is gone, and it would drop
+                // the socket at once instead of waiting for the server's
+                // `</stream:stream>` (RFC 6120 §4.4), leaving the server
+                // mid-close while the next login starts.
+                let _ = running.commands.send(how);
+                let mut task = running.task;
+                if tokio::time::timeout(Duration::from_secs(10), &mut task)
+                    .await
+                    .is_err()
+                {
+                    task.abort();
+                }
+                drop(running.commands);
+            });
+            let _ = closing.await;
         }
         self.state.send_replace(ConnectionState::Disconnected {
             error: None,
             will_retry: false,
         });
+        if suspending {
+            self.close_store_if_idle();
+        }
+    }
+
+    /// Closes the store's database unless a connection task (started by a
+    /// login since) uses it. iOS kills a suspended app that holds a lock on
+    /// a file in a shared (App Group) container — SQLite's WAL locks
+    /// included — so a suspended client holds none; the next call that
+    /// needs the store opens it again.
+    fn close_store_if_idle(&self) {
+        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        if running.as_ref().is_none_or(|r| r.task.is_finished()) {
+            self.store.lock().unwrap_or_else(|p| p.into_inner()).take();
+            tracing::debug!("store closed while suspended");
+        }
     }
 
     /// Stores the message in the outbox, then sends it if online. Returns the
@@ -273,7 +330,7 @@ impl Client {
             .map_err(|_| ClientError::InvalidJid)?
             .to_bare();
         let origin_id = random_id();
-        let message = self.store().insert_outgoing(
+        let message = self.store()?.lock().insert_outgoing(
             to.as_str(),
             self.own.as_str(),
             body,
@@ -320,7 +377,9 @@ impl Client {
             .clone();
         if let (true, Some(runtime)) = (certificate_failed, wanted) {
             tracing::info!("the network changed; connecting again");
-            self.ensure_running(&runtime);
+            if let Err(err) = self.ensure_running(&runtime) {
+                tracing::warn!(%err, "cannot connect again");
+            }
         }
     }
 
@@ -354,7 +413,9 @@ impl Client {
         status: Option<String>,
     ) -> Result<(), ClientError> {
         let saved = encode_presence(availability, status.as_deref());
-        self.store().put(AccountState::PRESENCE, Some(&saved))?;
+        self.store()?
+            .lock()
+            .put(AccountState::PRESENCE, Some(&saved))?;
         if let Some(commands) = self.commands() {
             let _ = commands.send(Command::Send(presence::own_presence(
                 availability,
@@ -415,7 +476,7 @@ impl Client {
     }
 
     pub fn roster(&self) -> Result<Vec<RosterEntry>, ClientError> {
-        Ok(self.store().roster()?)
+        Ok(self.store()?.lock().roster()?)
     }
 
     /// A page of history with `peer`, newest first, older than `before`.
@@ -426,21 +487,21 @@ impl Client {
         limit: u32,
     ) -> Result<Vec<StoredMessage>, ClientError> {
         let peer: BareJid = peer.parse().map_err(|_| ClientError::InvalidJid)?;
-        Ok(self.store().history(peer.as_str(), before, limit)?)
+        Ok(self.store()?.lock().history(peer.as_str(), before, limit)?)
     }
 
     /// Messages the server has not confirmed yet (queued or sent), oldest
     /// first: they go out, once, as soon as there is a connection.
     pub fn outbox(&self) -> Result<Vec<StoredMessage>, ClientError> {
-        Ok(self.store().outbox()?)
+        Ok(self.store()?.lock().outbox()?)
     }
 
     pub fn conversations(&self) -> Result<Vec<ConversationSummary>, ClientError> {
-        Ok(self.store().conversations()?)
+        Ok(self.store()?.lock().conversations()?)
     }
 
     pub fn mark_read(&self, peer: &str) -> Result<(), ClientError> {
-        Ok(self.store().mark_read(peer)?)
+        Ok(self.store()?.lock().mark_read(peer)?)
     }
 }
 

@@ -32,23 +32,25 @@ impl Client {
         self.iq(push::enable(&random_id(), &registration, secret))
             .await?;
         // Only once the server has it: a push that arrives must decrypt.
-        self.store().put(AccountState::PUSH, Some(&registration))?;
+        self.store()?
+            .lock()
+            .put(AccountState::PUSH, Some(&registration))?;
         Ok(())
     }
 
     /// Stops pushes to this device. Does nothing if none were enabled.
     pub async fn disable_push(&self) -> Result<(), ClientError> {
-        let Some(registration) = load_registration(&self.store())? else {
+        let Some(registration) = load_registration(&self.store()?.lock())? else {
             return Ok(());
         };
         self.iq(push::disable(&random_id(), &registration)).await?;
-        self.store().put(AccountState::PUSH, None)?;
+        self.store()?.lock().put(AccountState::PUSH, None)?;
         Ok(())
     }
 
     /// The app server and node pushes go to, if enabled.
     pub fn push_target(&self) -> Result<Option<(String, String)>, ClientError> {
-        Ok(load_registration(&self.store())?.map(|r| (r.service.clone(), r.node.clone())))
+        Ok(load_registration(&self.store()?.lock())?.map(|r| (r.service.clone(), r.node.clone())))
     }
 }
 

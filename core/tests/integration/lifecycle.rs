@@ -148,3 +148,63 @@ async fn in_the_background_the_server_holds_back_presence() {
     alice.logout().await;
     bob.logout().await;
 }
+
+/// The files under `dir` this process has open (Linux: /proc/self/fd).
+fn open_files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let dir = dir.canonicalize().unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&dir))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspended_client_holds_no_file_open_and_reopens_the_store_on_demand() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (alice, events) = open_client(server.config("alice", "pw-a", alice_dir.path().into()));
+    let (bob, _) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
+    alice.login().await.unwrap();
+    bob.login().await.unwrap();
+    let before = unique("before the suspension");
+    alice.send_message("bob@localhost", &before).unwrap();
+    assert!(!open_files_under(alice_dir.path()).is_empty());
+
+    // iOS kills a suspended app holding a lock on a file in its App Group
+    // container (0xdead10cc): nothing of the account may stay open.
+    alice.suspend().await;
+    assert!(!alice.store_is_open());
+    assert_eq!(
+        open_files_under(alice_dir.path()),
+        Vec::<std::path::PathBuf>::new()
+    );
+
+    // A call that needs the store opens it again (the UI reading history).
+    let history = alice.history("bob@localhost", None, 10).unwrap();
+    assert_eq!(history[0].body, before);
+    assert!(alice.store_is_open());
+    alice.suspend().await;
+    assert_eq!(
+        open_files_under(alice_dir.path()),
+        Vec::<std::path::PathBuf>::new()
+    );
+
+    // Back in the foreground: login opens the store and resumes the session,
+    // with what came in the meantime.
+    let missed = unique("while suspended");
+    bob.send_message("alice@localhost", &missed).unwrap();
+    events.clear();
+    alice.login().await.unwrap();
+    events
+        .wait_for(10, |e| {
+            matches!(e, ClientEvent::MessageReceived(m) if m.body == missed).then_some(())
+        })
+        .await;
+    assert!(events.events().iter().any(|e| matches!(
+        e,
+        ClientEvent::ConnectionChanged(ConnectionState::Online { resumed: true, .. })
+    )));
+    alice.logout().await;
+    bob.logout().await;
+}
