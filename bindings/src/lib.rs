@@ -6,7 +6,7 @@ mod omemo;
 mod push;
 mod types;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use waxwing_core::features::presence::SubscriptionAction;
 use waxwing_core::store::{HistoryCursor, StoreKey};
@@ -79,7 +79,29 @@ impl waxwing_core::EventListener for ListenerBridge {
 /// One XMPP account: connection, messages, roster and the encrypted store.
 #[derive(uniffi::Object)]
 pub struct WaxwingClient {
-    inner: Arc<waxwing_core::Client>,
+    /// `None` once closed: every call then fails with `Closed`.
+    inner: Mutex<Option<Arc<waxwing_core::Client>>>,
+    own_jid: String,
+}
+
+impl WaxwingClient {
+    /// The open account, or `Closed`. A call in flight keeps its own
+    /// reference, so closing never pulls the account from under it.
+    fn client(&self) -> Result<Arc<waxwing_core::Client>, WaxwingError> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(WaxwingError::Closed)
+    }
+
+    /// For the calls that cannot fail (getters and lifecycle hooks): they
+    /// do nothing once closed.
+    fn if_open(&self, f: impl FnOnce(&waxwing_core::Client)) {
+        if let Ok(client) = self.client() {
+            f(&client)
+        }
+    }
 }
 
 #[uniffi::export(async_runtime = "tokio")]
@@ -94,24 +116,35 @@ impl WaxwingClient {
         let core_config = core_config(config)?;
         let client = waxwing_core::Client::open(core_config, Arc::new(ListenerBridge(listener)))?;
         Ok(Arc::new(Self {
-            inner: Arc::new(client),
+            own_jid: client.own_jid(),
+            inner: Mutex::new(Some(Arc::new(client))),
         }))
+    }
+
+    /// Releases the account: the connection is dropped without ending the
+    /// session (the server keeps it resumable, pushes keep coming) and the
+    /// store is closed once calls in flight finish. Every later call fails
+    /// with `Closed`; getters and lifecycle hooks do nothing.
+    pub fn shutdown(&self) {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 
     /// Connects; returns the bound full JID, or the first attempt's error.
     pub async fn login(&self) -> Result<String, WaxwingError> {
-        Ok(self.inner.login().await?)
+        Ok(self.client()?.login().await?)
     }
 
-    pub async fn logout(&self) {
-        self.inner.logout().await
+    pub async fn logout(&self) -> Result<(), WaxwingError> {
+        self.client()?.logout().await;
+        Ok(())
     }
 
     /// Disconnects but keeps the session on the server (and pushes coming)
-    /// for the next login or the push handler. Call before the app is
-    /// suspended.
-    pub async fn suspend(&self) {
-        self.inner.suspend().await
+    /// for the next login or the push handler, and closes the store until
+    /// the next call that needs it. Call before the app is suspended.
+    pub async fn suspend(&self) -> Result<(), WaxwingError> {
+        self.client()?.suspend().await;
+        Ok(())
     }
 
     /// Registers this device for push (XEP-0357) with the app server's JID
@@ -124,26 +157,34 @@ impl WaxwingClient {
         secret: Option<String>,
     ) -> Result<(), WaxwingError> {
         Ok(self
-            .inner
+            .client()?
             .enable_push(&service, &node, secret.as_deref())
             .await?)
     }
 
     pub async fn disable_push(&self) -> Result<(), WaxwingError> {
-        Ok(self.inner.disable_push().await?)
+        Ok(self.client()?.disable_push().await?)
     }
 
     pub fn own_jid(&self) -> String {
-        self.inner.own_jid()
+        self.own_jid.clone()
     }
 
+    /// `Disconnected` once closed.
     pub fn connection_state(&self) -> ConnectionState {
-        self.inner.connection_state().into()
+        match self.client() {
+            Ok(client) => client.connection_state().into(),
+            Err(_) => waxwing_core::ConnectionState::Disconnected {
+                error: None,
+                will_retry: false,
+            }
+            .into(),
+        }
     }
 
     /// Stores the message and sends it now or on the next login.
     pub fn send_message(&self, to: String, body: String) -> Result<Message, WaxwingError> {
-        Ok(self.inner.send_message(&to, &body)?.into())
+        Ok(self.client()?.send_message(&to, &body)?.into())
     }
 
     pub fn set_presence(
@@ -151,52 +192,62 @@ impl WaxwingClient {
         availability: Availability,
         status: Option<String>,
     ) -> Result<(), WaxwingError> {
-        Ok(self.inner.set_presence(availability.into(), status)?)
+        Ok(self.client()?.set_presence(availability.into(), status)?)
     }
 
     pub async fn add_contact(&self, jid: String, name: Option<String>) -> Result<(), WaxwingError> {
-        Ok(self.inner.add_contact(&jid, name).await?)
+        Ok(self.client()?.add_contact(&jid, name).await?)
     }
 
     pub async fn rename_contact(&self, jid: String, name: String) -> Result<(), WaxwingError> {
-        Ok(self.inner.rename_contact(&jid, name).await?)
+        Ok(self.client()?.rename_contact(&jid, name).await?)
     }
 
     pub async fn remove_contact(&self, jid: String) -> Result<(), WaxwingError> {
-        Ok(self.inner.remove_contact(&jid).await?)
+        Ok(self.client()?.remove_contact(&jid).await?)
     }
 
     pub fn request_subscription(&self, jid: String) -> Result<(), WaxwingError> {
         Ok(self
-            .inner
+            .client()?
             .subscription(&jid, SubscriptionAction::Subscribe)?)
     }
 
     pub fn approve_subscription(&self, jid: String) -> Result<(), WaxwingError> {
-        Ok(self.inner.subscription(&jid, SubscriptionAction::Approve)?)
+        Ok(self
+            .client()?
+            .subscription(&jid, SubscriptionAction::Approve)?)
     }
 
     pub fn deny_subscription(&self, jid: String) -> Result<(), WaxwingError> {
-        Ok(self.inner.subscription(&jid, SubscriptionAction::Deny)?)
+        Ok(self
+            .client()?
+            .subscription(&jid, SubscriptionAction::Deny)?)
     }
 
     pub fn cancel_subscription(&self, jid: String) -> Result<(), WaxwingError> {
         Ok(self
-            .inner
+            .client()?
             .subscription(&jid, SubscriptionAction::Unsubscribe)?)
     }
 
-    /// A contact's online resources, as last announced; empty while offline.
+    /// A contact's online resources, as last announced; empty while offline
+    /// (and once closed).
     pub fn presence(&self, jid: String) -> Vec<ResourcePresence> {
-        self.inner
-            .presence(&jid)
-            .into_iter()
-            .map(Into::into)
-            .collect()
+        let mut resources = Vec::new();
+        self.if_open(|client| {
+            resources = client.presence(&jid).into_iter().map(Into::into).collect()
+        });
+        resources
     }
 
     pub fn roster(&self) -> Result<Vec<Contact>, WaxwingError> {
-        Ok(self.inner.roster()?.into_iter().map(Into::into).collect())
+        Ok(self
+            .client()?
+            .roster()?
+            .into_iter()
+            .map(Into::into)
+            .collect())
     }
 
     /// Newest first; pass the last message of a page to get the one before.
@@ -208,7 +259,7 @@ impl WaxwingClient {
     ) -> Result<Vec<Message>, WaxwingError> {
         let cursor = before.map(|m| HistoryCursor { id: m.id });
         Ok(self
-            .inner
+            .client()?
             .history(&peer, cursor, limit)?
             .into_iter()
             .map(Into::into)
@@ -217,7 +268,7 @@ impl WaxwingClient {
 
     pub fn conversations(&self) -> Result<Vec<Conversation>, WaxwingError> {
         Ok(self
-            .inner
+            .client()?
             .conversations()?
             .into_iter()
             .map(Into::into)
@@ -225,25 +276,25 @@ impl WaxwingClient {
     }
 
     pub fn mark_read(&self, peer: String) -> Result<(), WaxwingError> {
-        Ok(self.inner.mark_read(&peer)?)
+        Ok(self.client()?.mark_read(&peer)?)
     }
 
     /// Call when the app comes to the foreground (`true`) or goes to the
     /// background: the server is told (XEP-0352) to hold unimportant traffic.
     pub fn set_foreground(&self, foreground: bool) {
-        self.inner.set_foreground(foreground)
+        self.if_open(|client| client.set_foreground(foreground))
     }
 
     /// Call when the platform reports connectivity again: a waiting
     /// reconnect happens now.
     pub fn network_available(&self) {
-        self.inner.network_available()
+        self.if_open(|client| client.network_available())
     }
 
     /// Call when the platform reports the network is gone: no reconnect is
     /// tried until `network_available`; the session stays resumable.
     pub fn network_lost(&self) {
-        self.inner.network_lost()
+        self.if_open(|client| client.network_lost())
     }
 }
 

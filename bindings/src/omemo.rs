@@ -127,13 +127,13 @@ fn to_core(mode: ConversationEncryption) -> CoreConversationEncryption {
 impl WaxwingClient {
     /// This installation's OMEMO device and fingerprint (created on first use).
     pub fn own_omemo_device(&self) -> Result<OmemoDevice, WaxwingError> {
-        Ok(self.inner.own_omemo_device()?.into())
+        Ok(self.client()?.own_omemo_device()?.into())
     }
 
     /// The known OMEMO devices of `jid` (a contact, or our own account).
     pub fn omemo_devices(&self, jid: String) -> Result<Vec<OmemoDevice>, WaxwingError> {
         Ok(self
-            .inner
+            .client()?
             .omemo_devices(&jid)?
             .into_iter()
             .map(Into::into)
@@ -147,7 +147,9 @@ impl WaxwingClient {
         device_id: u32,
         trust: DeviceTrust,
     ) -> Result<(), WaxwingError> {
-        Ok(self.inner.set_omemo_trust(&jid, device_id, trust.into())?)
+        Ok(self
+            .client()?
+            .set_omemo_trust(&jid, device_id, trust.into())?)
     }
 
     /// Takes OMEMO devices of this account off its published lists: old
@@ -155,7 +157,7 @@ impl WaxwingClient {
     /// before the app removes the account from the phone. Needs a
     /// connection.
     pub fn remove_omemo_devices(&self, device_ids: Vec<u32>) -> Result<(), WaxwingError> {
-        Ok(self.inner.remove_omemo_devices(device_ids)?)
+        Ok(self.client()?.remove_omemo_devices(device_ids)?)
     }
 
     /// Turns end-to-end encryption on (or off) for a conversation. When on,
@@ -165,11 +167,11 @@ impl WaxwingClient {
         peer: String,
         mode: ConversationEncryption,
     ) -> Result<(), WaxwingError> {
-        Ok(self.inner.set_encryption(&peer, to_core(mode))?)
+        Ok(self.client()?.set_encryption(&peer, to_core(mode))?)
     }
 
     pub fn encryption(&self, peer: String) -> Result<ConversationEncryption, WaxwingError> {
-        Ok(match self.inner.encryption(&peer)? {
+        Ok(match self.client()?.encryption(&peer)? {
             CoreConversationEncryption::Off => ConversationEncryption::Off,
             CoreConversationEncryption::Auto => ConversationEncryption::Auto,
             CoreConversationEncryption::Omemo03 => ConversationEncryption::Omemo03,

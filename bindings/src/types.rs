@@ -89,6 +89,9 @@ pub enum WaxwingError {
     Push { failure: crate::PushFailure },
     #[error("unknown OMEMO device")]
     UnknownDevice,
+    /// The account object was closed (`close()` in Kotlin and Swift).
+    #[error("the account was closed")]
+    Closed,
 }
 
 /// Why the encrypted store failed.
@@ -427,6 +430,13 @@ pub enum Event {
         jid: String,
         device_id: u32,
         trust: crate::omemo::DeviceTrust,
+    },
+    /// The app collected events more slowly than they came and the
+    /// `count` oldest were dropped from the bounded buffer (the Kotlin and
+    /// Swift layers emit this, the core never does): re-read what the UI
+    /// shows from the store, which has everything.
+    EventsDropped {
+        count: u64,
     },
 }
 

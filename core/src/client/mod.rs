@@ -114,6 +114,10 @@ pub struct Client {
     /// changes (a captive portal's certificate is "permanent" only until
     /// the next network).
     wanted: Mutex<Option<tokio::runtime::Handle>>,
+    /// Held while a logout or suspension completes (in a task of its own,
+    /// see [`Client::stop`]); a login waits for it, so the old connection's
+    /// last state change cannot land on top of the new one's.
+    stopping: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Client {
@@ -142,6 +146,7 @@ impl Client {
             presences: Arc::default(),
             held_lock: Mutex::new(None),
             wanted: Mutex::new(None),
+            stopping: Arc::default(),
         })
     }
 
@@ -195,6 +200,7 @@ impl Client {
     }
 
     async fn login_unbounded(&self) -> Result<String, ClientError> {
+        drop(self.stopping.lock().await);
         if let ConnectionState::Online { jid, .. } = self.connection_state() {
             return Ok(jid);
         }
@@ -265,6 +271,7 @@ impl Client {
 
     async fn stop(&self, how: Command) {
         let suspending = matches!(how, Command::Suspend);
+        let stopping = self.stopping.clone().lock_owned().await;
         // Logged out or suspended: the network coming back is no reason
         // to connect.
         self.wanted.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -273,12 +280,14 @@ impl Client {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(running) = running {
-            // In a task of its own, so a caller that stops waiting (a
-            // cancelled coroutine or Swift Task drops this future) does not
-            // cut the close short: the server still gets its goodbye and
-            // the session lock is released when the task ends.
-            let closing = tokio::spawn(async move {
+        let state = self.state.clone();
+        // In a task of its own, so a caller that stops waiting (a cancelled
+        // coroutine or Swift Task drops this future) does not cut the close
+        // short: the server still gets its goodbye, the session lock is
+        // released, and a login meanwhile waits for `stopping`.
+        let closing = tokio::spawn(async move {
+            let _stopping = stopping;
+            if let Some(running) = running {
                 // The sender stays open until the task ends: dropping it
                 // would tell the task the client is gone, and it would drop
                 // the socket at once instead of waiting for the server's
@@ -293,13 +302,13 @@ impl Client {
                     task.abort();
                 }
                 drop(running.commands);
+            }
+            state.send_replace(ConnectionState::Disconnected {
+                error: None,
+                will_retry: false,
             });
-            let _ = closing.await;
-        }
-        self.state.send_replace(ConnectionState::Disconnected {
-            error: None,
-            will_retry: false,
         });
+        let _ = closing.await;
         if suspending {
             self.close_store_if_idle();
         }

@@ -208,3 +208,39 @@ async fn a_suspended_client_holds_no_file_open_and_reopens_the_store_on_demand()
     alice.logout().await;
     bob.logout().await;
 }
+
+/// An app that stops waiting for a logout or a suspension (a cancelled
+/// coroutine or Swift Task drops the future) still gets a usable client:
+/// the close completes in the background and the next login waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_logout_or_suspension_leaves_the_client_usable() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (alice, events) = open_client(server.config("alice", "pw-a", alice_dir.path().into()));
+    let (bob, _) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
+    bob.login().await.unwrap();
+    for cancel_after in [0, 2, 20] {
+        alice.login().await.unwrap();
+        let wait = Duration::from_millis(cancel_after);
+        let _ = tokio::time::timeout(wait, alice.logout()).await;
+        alice.login().await.expect("login after a cancelled logout");
+        let _ = tokio::time::timeout(wait, alice.suspend()).await;
+        alice
+            .login()
+            .await
+            .expect("login after a cancelled suspension");
+        let body = unique("after cancellations");
+        bob.send_message("alice@localhost", &body).unwrap();
+        events
+            .wait_for(10, |e| {
+                matches!(e, ClientEvent::MessageReceived(m) if m.body == body).then_some(())
+            })
+            .await;
+        assert!(matches!(
+            alice.connection_state(),
+            ConnectionState::Online { .. }
+        ));
+    }
+    alice.logout().await;
+    bob.logout().await;
+}

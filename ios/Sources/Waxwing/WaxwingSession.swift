@@ -5,36 +5,103 @@
 // Kept in step with android/.../Waxwing.kt by scripts/check-parity.py.
 import Foundation
 
+/// What the event buffer dropped and has not reported yet, shared by the
+/// listener (which counts) and every iterator (which reports).
+final class DroppedEvents: @unchecked Sendable {
+    private let lock = NSLock()
+    private var count: UInt64 = 0
+    /// An event held back while its marker goes first.
+    private var held: Event?
+
+    func add() { lock.withLock { count += 1 } }
+
+    /// The held event, if any: it is next.
+    func takeHeld() -> Event? { lock.withLock { defer { held = nil }; return held } }
+
+    /// The marker to hand out before `event` (which is then held), or nil.
+    func marker(before event: Event) -> Event? {
+        lock.withLock {
+            guard count > 0 else { return nil }
+            defer { count = 0 }
+            held = event
+            return .eventsDropped(count: count)
+        }
+    }
+}
+
 /// Bridges the foreign listener trait into an AsyncStream.
 final class StreamListener: ClientListener, Sendable {
     let continuation: AsyncStream<Event>.Continuation
+    let dropped: DroppedEvents
 
-    init(continuation: AsyncStream<Event>.Continuation) {
+    init(continuation: AsyncStream<Event>.Continuation, dropped: DroppedEvents) {
         self.continuation = continuation
+        self.dropped = dropped
     }
 
     func onEvent(event: Event) {
-        continuation.yield(event)
+        if case .dropped = continuation.yield(event) { dropped.add() }
+    }
+}
+
+/// The events of a session, in order. Buffer policy: up to the
+/// `eventBuffer` given to `WaxwingSession.init` wait for a slow consumer;
+/// beyond that the oldest are dropped and the consumer gets
+/// `.eventsDropped(count:)` before the next one (re-read from the store,
+/// which has everything). Memory stays bounded.
+public struct WaxwingEvents: AsyncSequence, Sendable {
+    public typealias Element = Event
+    let stream: AsyncStream<Event>
+    let dropped: DroppedEvents
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncStream<Event>.Iterator
+        let dropped: DroppedEvents
+
+        public mutating func next() async -> Event? {
+            if let held = dropped.takeHeld() { return held }
+            guard let event = await base.next() else { return nil }
+            return dropped.marker(before: event) ?? event
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: stream.makeAsyncIterator(), dropped: dropped)
     }
 }
 
 /// One account. Iterate `events` from one task at a time; the stream ends
-/// when the session is released.
+/// on `close()` or when the session is released. After `close()` every
+/// throwing call throws `WaxwingError.Closed`; getters and lifecycle hooks
+/// do nothing. Cancelling a Task that awaits a call is safe: a login goes
+/// on in the background, a logout or suspension still completes.
 public final class WaxwingSession: Sendable {
+    /// Events held for a slow consumer before the oldest are dropped.
+    public static let defaultEventBuffer = 1024
+
     /// Every event, in order, after the store has been updated.
-    public let events: AsyncStream<Event>
+    public let events: WaxwingEvents
     private let client: WaxwingClient
     private let continuation: AsyncStream<Event>.Continuation
 
     /// Opens the account's encrypted store; throws `WaxwingError.Store` on a wrong key or damage.
-    public init(config: AccountConfig) throws {
-        let (events, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .unbounded)
-        self.events = events
+    public init(config: AccountConfig, eventBuffer: Int = WaxwingSession.defaultEventBuffer) throws {
+        precondition(eventBuffer > 0, "eventBuffer must be positive")
+        let (stream, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(eventBuffer))
+        let dropped = DroppedEvents()
+        events = WaxwingEvents(stream: stream, dropped: dropped)
         self.continuation = continuation
-        client = try WaxwingClient.open(config: config, listener: StreamListener(continuation: continuation))
+        client = try WaxwingClient.open(config: config, listener: StreamListener(continuation: continuation, dropped: dropped))
     }
 
     deinit {
+        continuation.finish()
+    }
+
+    /// Releases the account: the connection drops (the server keeps the
+    /// session resumable) and the store closes; `events` ends.
+    public func close() {
+        client.shutdown()
         continuation.finish()
     }
 
@@ -44,7 +111,8 @@ public final class WaxwingSession: Sendable {
     /// Connects and logs in; returns the bound JID.
     @discardableResult
     public func login() async throws -> String { try await client.login() }
-    public func logout() async { await client.logout() }
+    /// Ends the session on the server (no pushes, nothing to resume).
+    public func logout() async throws { try await client.logout() }
 
     /// Stores the message first; it goes out now or on the next login.
     @discardableResult
@@ -95,8 +163,10 @@ public final class WaxwingSession: Sendable {
     public func networkAvailable() { client.networkAvailable() }
     public func networkLost() { client.networkLost() }
 
-    /// Disconnects but keeps the session for the Notification Service Extension. Call before suspension.
-    public func suspendSession() async { await client.suspend() }
+    /// Disconnects but keeps the session for the Notification Service
+    /// Extension, and closes the store's database until the next call that
+    /// needs it. Call before suspension.
+    public func suspendSession() async throws { try await client.suspend() }
 
     /// Registers for push with the app server's JID and the node it issued for this device's token.
     public func enablePush(service: String, node: String, secret: String? = nil) async throws {

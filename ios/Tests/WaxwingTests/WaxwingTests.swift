@@ -119,8 +119,8 @@ final class WaxwingTests: XCTestCase {
                 if case .messageStateChanged(let m) = event, m.id == sent.id, m.state == .delivered { return m }
                 return nil
             }
-            await alice.logout()
-            await bob.logout()
+            try await alice.logout()
+            try await bob.logout()
         }
         // Both sessions are released here; a new one reads the store back.
         let again = try WaxwingSession(config: config("salice", "pw1", aliceDir))
@@ -191,8 +191,8 @@ final class WaxwingTests: XCTestCase {
         XCTAssertEqual(try alice.send(body, to: "sbob@localhost").state, .queued)
         try await alice.login()
         _ = try await awaitEvent(bob, "bob receiving the queued message", received(body))
-        await alice.logout()
-        await bob.logout()
+        try await alice.logout()
+        try await bob.logout()
     }
 
     func testRosterEditsArriveAsEvents() async throws {
@@ -211,7 +211,7 @@ final class WaxwingTests: XCTestCase {
         }
         XCTAssertEqual(try alice.roster().map(\.name), ["Robert"])
         try await alice.removeContact("sbob@localhost")
-        await alice.logout()
+        try await alice.logout()
     }
 
     func testPresenceAndUnreadCountsOfAContact() async throws {
@@ -236,13 +236,13 @@ final class WaxwingTests: XCTestCase {
         XCTAssertGreaterThan(unread?.unreadCount ?? 0, 0)
         try alice.markRead("sbob@localhost")
         XCTAssertEqual(try alice.conversations().first { $0.peer == "sbob@localhost" }?.unreadCount, 0)
-        await bob.logout()
+        try await bob.logout()
         _ = try await awaitEvent(alice, "bob going offline") { event -> Bool? in
             if case .presenceChanged(let jid, _, .unavailable, _) = event, jid == "sbob@localhost" { return true }
             return nil
         }
         XCTAssertEqual(alice.presence(of: "sbob@localhost"), [])
-        await alice.logout()
+        try await alice.logout()
     }
 
     func testLifecycleHooksDropAndResumeTheSession() async throws {
@@ -265,8 +265,8 @@ final class WaxwingTests: XCTestCase {
         }
         _ = try await awaitEvent(alice, "the message sent while down", received(body))
         alice.setForeground(true)
-        await alice.logout()
-        await bob.logout()
+        try await alice.logout()
+        try await bob.logout()
     }
 
     /// The app server's record of each push (scripts/push_app_server.py), one JSON object a line.
@@ -286,7 +286,7 @@ final class WaxwingTests: XCTestCase {
             try await alice.login()
             try await bob.login()
             try await alice.enablePush(service: "push.localhost", node: "swift-node", secret: "s3cret")
-            await alice.suspendSession()
+            try await alice.suspendSession()
         }
         let body = unique("pushed")
         let seen = pushes().count
@@ -332,8 +332,8 @@ final class WaxwingTests: XCTestCase {
         let again = try WaxwingSession(config: config("salice", "pw1", dir))
         try await again.login()
         try await again.disablePush()
-        await again.logout()
-        await bob.logout()
+        try await again.logout()
+        try await bob.logout()
     }
 
     func testLogLinesReachTheAppSink() async throws {
@@ -351,7 +351,7 @@ final class WaxwingTests: XCTestCase {
         try await eventually("the log line about our new device") {
             lines.all.contains { $0.contains("created our OMEMO device") }
         }
-        await alice.logout()
+        try await alice.logout()
     }
 
     func testARustPanicIsAnExceptionNotACrash() {
@@ -404,7 +404,86 @@ final class WaxwingTests: XCTestCase {
         XCTAssertThrowsError(try bob.setTrust(.verified, jid: "salice@localhost", deviceId: 1)) { error in
             guard case WaxwingError.UnknownDevice = error else { return XCTFail("\(error)") }
         }
-        await alice.logout()
-        await bob.logout()
+        try await alice.logout()
+        try await bob.logout()
+    }
+
+    /// Issue 16, capability 6: a consumer that does not keep up costs the
+    /// oldest events, never unbounded memory, and is told so.
+    func testASlowCollectorGetsTheNewestEventsAndACountOfTheDropped() async throws {
+        let alice = try WaxwingSession(config: config("salice", "pw1", tempDir()), eventBuffer: 3)
+        try await alice.login()
+        // Nobody iterates while ten messages go out: each is stored, sent
+        // and acknowledged, an event each time.
+        let sent = try (1...10).map { try alice.send(unique("burst \($0)"), to: "sbob@localhost") }
+        let ids = Set(sent.map(\.id))
+        try await eventually("all ten acknowledged") {
+            try alice.history(with: "sbob@localhost", limit: 50).filter { ids.contains($0.id) }
+                .allSatisfy { $0.state == .acked || $0.state == .delivered }
+        }
+        // The buffer holds the three newest; the marker comes first, with at
+        // least one acknowledgement per message minus those three dropped.
+        var got: [Event] = []
+        for await event in alice.events {
+            got.append(event)
+            if got.count == 4 { break }
+        }
+        guard case .eventsDropped(let count) = got.first, count >= 7 else { return XCTFail("\(got)") }
+        XCTAssertFalse(got.dropFirst().contains { if case .eventsDropped = $0 { return true } else { return false } }, "\(got)")
+        // The oldest went: nine acknowledgements came after any event about the first message.
+        XCTAssertFalse(got.contains { if case .messageStateChanged(let m) = $0 { return m.id == sent[0].id } else { return false } }, "\(got)")
+        try await alice.logout()
+    }
+
+    /// Issue 16, capability 6: every call after close() is a typed error, never a crash.
+    func testCallsAfterCloseAreATypedError() async throws {
+        let alice = try WaxwingSession(config: config("salice", "pw1", tempDir()))
+        try await alice.login()
+        alice.close()
+        func closed(_ what: String, _ error: Error) {
+            guard case WaxwingError.Closed = error else { return XCTFail("\(what): \(error)") }
+        }
+        do { _ = try await alice.login(); XCTFail("login") } catch { closed("login", error) }
+        XCTAssertThrowsError(try alice.send("too late", to: "sbob@localhost")) { closed("send", $0) }
+        XCTAssertThrowsError(try alice.history(with: "sbob@localhost")) { closed("history", $0) }
+        XCTAssertThrowsError(try alice.roster()) { closed("roster", $0) }
+        do { try await alice.addContact("sbob@localhost"); XCTFail("addContact") } catch { closed("addContact", error) }
+        XCTAssertThrowsError(try alice.ownDevice()) { closed("ownDevice", $0) }
+        do { try await alice.enablePush(service: "push.localhost", node: "n"); XCTFail("enablePush") } catch { closed("enablePush", error) }
+        do { try await alice.suspendSession(); XCTFail("suspendSession") } catch { closed("suspendSession", error) }
+        do { try await alice.logout(); XCTFail("logout") } catch { closed("logout", error) }
+        // Getters and lifecycle hooks stay harmless.
+        XCTAssertEqual(alice.ownJid, "salice@localhost")
+        guard case .disconnected = alice.connectionState else { return XCTFail("\(alice.connectionState)") }
+        alice.setForeground(true)
+        alice.networkAvailable()
+        alice.networkLost()
+        XCTAssertEqual(alice.presence(of: "sbob@localhost"), [])
+        alice.close()
+    }
+
+    /// Issue 16, capability 6: cancelling the Task of a call leaves the account usable.
+    func testCancelledCallsLeaveTheAccountUsable() async throws {
+        let alice = try WaxwingSession(config: config("salice", "pw1", tempDir()))
+        let bob = try WaxwingSession(config: config("sbob", "pw2", tempDir()))
+        try await bob.login()
+        let login = Task { try await alice.login() }
+        try await Task.sleep(nanoseconds: 5_000_000)
+        login.cancel()
+        _ = await login.result
+        try await alice.login()
+        for call in [{ try await alice.logout() }, { try await alice.suspendSession() }] as [@Sendable () async throws -> Void] {
+            let task = Task { try await call() }
+            try await Task.sleep(nanoseconds: 2_000_000)
+            task.cancel()
+            _ = await task.result
+        }
+        // Whatever the cancelled calls left behind, a login brings it back.
+        try await alice.login()
+        let body = unique("after cancellations")
+        try bob.send(body, to: "salice@localhost")
+        _ = try await awaitEvent(alice, "the message after cancellations", received(body))
+        try await alice.logout()
+        try await bob.logout()
     }
 }

@@ -3,25 +3,46 @@
 // reads run on Dispatchers.IO so callers may use the main thread.
 package im.waxwing
 
+import java.util.concurrent.atomic.AtomicLong
 import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.channels.BufferOverflow
 import kotlinx.coroutines.channels.Channel
 import kotlinx.coroutines.flow.Flow
-import kotlinx.coroutines.flow.receiveAsFlow
+import kotlinx.coroutines.flow.flow
 import kotlinx.coroutines.withContext
 
-/** One account. Create with [Waxwing.open]; collect [events] once. */
+/**
+ * One account. Create with [Waxwing.open]; collect [events] once; [close]
+ * when done (every call after that throws [WaxwingException.Closed]).
+ * Cancelling a coroutine that awaits a call is safe: a login goes on in
+ * the background, a logout or suspension still completes.
+ */
 class Waxwing private constructor(
     private val client: WaxwingClient,
     private val channel: Channel<Event>,
+    private val dropped: AtomicLong,
 ) : AutoCloseable {
 
-    /** Every event, in order, after the store has been updated. Single collector. */
-    val events: Flow<Event> = channel.receiveAsFlow()
+    /**
+     * Every event, in order, after the store has been updated. Single
+     * collector. Buffer policy: up to the `eventBuffer` given to [open] wait
+     * for a slow collector; beyond that the oldest are dropped and the
+     * collector gets [Event.EventsDropped] before the next one (re-read
+     * from the store, which has everything). Memory stays bounded.
+     */
+    val events: Flow<Event> = flow {
+        for (event in channel) {
+            val lost = dropped.getAndSet(0)
+            if (lost > 0) emit(Event.EventsDropped(lost.toULong()))
+            emit(event)
+        }
+    }
 
     val ownJid: String get() = client.ownJid()
     val connectionState: ConnectionState get() = client.connectionState()
 
     suspend fun login(): String = client.login()
+    /** Ends the session on the server (no pushes, nothing to resume). */
     suspend fun logout() = client.logout()
 
     suspend fun sendMessage(to: String, body: String): Message =
@@ -63,7 +84,11 @@ class Waxwing private constructor(
     fun networkAvailable() = client.networkAvailable()
     fun networkLost() = client.networkLost()
 
-    /** Disconnects but keeps the session (and pushes) for the next login or the push handler. */
+    /**
+     * Disconnects but keeps the session (and pushes) for the next login or
+     * the push handler, and closes the store's database until the next call
+     * that needs it.
+     */
     suspend fun suspendSession() = client.suspend()
 
     /** Registers for push with the app server's JID and the node it issued for this device's token. */
@@ -88,21 +113,32 @@ class Waxwing private constructor(
     /** Takes devices of this account (old installations, or this one) off its published OMEMO lists. */
     fun removeDevices(deviceIds: List<UInt>) = client.removeOmemoDevices(deviceIds)
 
+    /**
+     * Releases the account: the connection drops (the server keeps the
+     * session resumable) and the store closes. Later calls throw
+     * [WaxwingException.Closed]; getters and lifecycle hooks do nothing.
+     * The native object itself is freed when this one is collected.
+     */
     override fun close() {
+        client.shutdown()
         channel.close()
-        client.close()
     }
 
     companion object {
+        /** Events held for a slow collector before the oldest are dropped. */
+        const val DEFAULT_EVENT_BUFFER = 1024
+
         /** Opens the account's encrypted store; throws [WaxwingException.Store] on a wrong key or damage. */
-        fun open(config: AccountConfig): Waxwing {
-            val channel = Channel<Event>(Channel.UNLIMITED)
+        fun open(config: AccountConfig, eventBuffer: Int = DEFAULT_EVENT_BUFFER): Waxwing {
+            require(eventBuffer > 0) { "eventBuffer must be positive" }
+            val dropped = AtomicLong()
+            val channel = Channel<Event>(eventBuffer, BufferOverflow.DROP_OLDEST) { dropped.incrementAndGet() }
             val listener = object : ClientListener {
                 override fun onEvent(event: Event) {
                     channel.trySend(event)
                 }
             }
-            return Waxwing(WaxwingClient.open(config, listener), channel)
+            return Waxwing(WaxwingClient.open(config, listener), channel, dropped)
         }
     }
 }

@@ -4,6 +4,7 @@ package im.waxwing
 import kotlin.system.exitProcess
 import org.junit.runner.Description
 import org.junit.runner.JUnitCore
+import org.junit.runner.Request
 import org.junit.runner.notification.Failure
 import org.junit.runner.notification.RunListener
 
@@ -22,7 +23,9 @@ fun main() {
         }
         override fun testFinished(d: Description) { if (!currentFailed) println("PASS ${d.methodName}") }
     })
-    core.run(WaxwingTest::class.java)
+    // -Dwaxwing.test=<method> runs one test (scripts/test-kotlin.sh passes WAXWING_KOTLIN_TEST).
+    val only = System.getProperty("waxwing.test")?.takeIf { it.isNotEmpty() }
+    if (only == null) core.run(WaxwingTest::class.java) else core.run(Request.method(WaxwingTest::class.java, only))
     println("kotlin: ${total - failed} passed, $failed failed")
     exitProcess(if (failed == 0) 0 else 1)
 }

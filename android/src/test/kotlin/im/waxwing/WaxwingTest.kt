@@ -9,9 +9,13 @@ import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
 import kotlin.test.assertFalse
 import kotlin.test.assertTrue
+import kotlinx.coroutines.cancelAndJoin
 import kotlinx.coroutines.delay
+import kotlinx.coroutines.launch
 import kotlinx.coroutines.flow.Flow
 import kotlinx.coroutines.flow.first
+import kotlinx.coroutines.flow.take
+import kotlinx.coroutines.flow.toList
 import kotlinx.coroutines.runBlocking
 import kotlinx.coroutines.withTimeout
 import org.junit.Test
@@ -340,6 +344,72 @@ class WaxwingTest {
         bob.events.awaitEvent { (it as? Event.OmemoTrustChanged)?.takeIf { e -> e.trust == DeviceTrust.VERIFIED } }
         assertEquals(DeviceTrust.VERIFIED, bob.devices("kalice@localhost").first { it.deviceId == seen.deviceId }.trust)
         assertFailsWith<WaxwingException.UnknownDevice> { bob.setTrust("kalice@localhost", 1u, DeviceTrust.VERIFIED) }
+        alice.logout(); bob.logout(); alice.close(); bob.close()
+    }
+
+    /** Issue 16, capability 6: a collector that does not keep up costs the
+     *  oldest events, never unbounded memory, and is told so. */
+    @Test
+    fun aSlowCollectorGetsTheNewestEventsAndACountOfTheDropped() = runBlocking<Unit> {
+        val alice = Waxwing.open(config("kalice", "pw1", tempDir()), eventBuffer = 3)
+        alice.login()
+        // Nobody collects while ten messages go out: each is stored, sent
+        // and acknowledged, an event each time.
+        val sent = (1..10).map { alice.sendMessage("kbob@localhost", "burst $it ${System.nanoTime()}") }
+        withTimeout(10_000) {
+            val ids = sent.map { it.id }.toSet()
+            val done = setOf(MessageState.ACKED, MessageState.DELIVERED)
+            while (alice.history("kbob@localhost", limit = 50).filter { it.id in ids }.any { it.state !in done }) delay(50)
+        }
+        // The buffer holds the three newest; the marker comes first, with at
+        // least one acknowledgement per message minus those three dropped.
+        val got = withTimeout(10_000) { alice.events.take(4).toList() }
+        val marker = got.first()
+        assertTrue(marker is Event.EventsDropped && marker.count >= 7uL, "$got")
+        assertTrue(got.drop(1).none { it is Event.EventsDropped }, "$got")
+        // The oldest went: nine acknowledgements came after any event about the first message.
+        assertTrue(got.none { (it as? Event.MessageStateChanged)?.message?.id == sent.first().id }, "$got")
+        alice.logout(); alice.close()
+    }
+
+    /** Issue 16, capability 6: every call after close() is a typed error, never a crash. */
+    @Test
+    fun callsAfterCloseAreATypedError() = runBlocking<Unit> {
+        val alice = Waxwing.open(config("kalice", "pw1", tempDir()))
+        alice.login()
+        alice.close()
+        assertFailsWith<WaxwingException.Closed> { alice.login() }
+        assertFailsWith<WaxwingException.Closed> { alice.sendMessage("kbob@localhost", "too late") }
+        assertFailsWith<WaxwingException.Closed> { alice.history("kbob@localhost") }
+        assertFailsWith<WaxwingException.Closed> { alice.roster() }
+        assertFailsWith<WaxwingException.Closed> { alice.addContact("kbob@localhost") }
+        assertFailsWith<WaxwingException.Closed> { alice.ownDevice() }
+        assertFailsWith<WaxwingException.Closed> { alice.enablePush("push.localhost", "n") }
+        assertFailsWith<WaxwingException.Closed> { alice.suspendSession() }
+        assertFailsWith<WaxwingException.Closed> { alice.logout() }
+        // Getters and lifecycle hooks stay harmless.
+        assertEquals("kalice@localhost", alice.ownJid)
+        assertTrue(alice.connectionState is ConnectionState.Disconnected)
+        alice.setForeground(true); alice.networkAvailable(); alice.networkLost()
+        assertEquals(emptyList(), alice.presence("kbob@localhost"))
+        alice.close()
+    }
+
+    /** Issue 16, capability 6: cancelling the coroutine of a call leaves the account usable. */
+    @Test
+    fun cancelledCallsLeaveTheAccountUsable() = runBlocking<Unit> {
+        val alice = Waxwing.open(config("kalice", "pw1", tempDir()))
+        val bob = Waxwing.open(config("kbob", "pw2", tempDir()))
+        bob.login()
+        launch { alice.login() }.also { delay(5) }.cancelAndJoin()
+        alice.login()
+        launch { alice.logout() }.also { delay(5) }.cancelAndJoin()
+        launch { alice.suspendSession() }.also { delay(1) }.cancelAndJoin()
+        // Whatever the cancelled calls left behind, a login brings it back.
+        alice.login()
+        val body = "after cancellations ${System.nanoTime()}"
+        bob.sendMessage("kalice@localhost", body)
+        alice.events.awaitEvent { (it as? Event.MessageReceived)?.message?.takeIf { m -> m.body == body } }
         alice.logout(); bob.logout(); alice.close(); bob.close()
     }
 }
