@@ -25,7 +25,7 @@ app_server=$!
 trap 'kill $app_server 2>/dev/null; bash scripts/prosody.sh stop "$server"; rm -rf "$server"' EXIT
 for _ in $(seq 100); do grep -q online "$server/app-server.log" 2>/dev/null && break; sleep 0.1; done
 
-java -Djna.library.path="$LIB_DIR" -Dwaxwing.c2s="$c2s" -Dwaxwing.ca="$ca" \
+java -Djna.library.path="$LIB_DIR" -Djava.library.path="$LIB_DIR" -Dwaxwing.c2s="$c2s" -Dwaxwing.ca="$ca" \
   -Dwaxwing.pushes="$server/pushes.jsonl" -Dwaxwing.test="${WAXWING_KOTLIN_TEST:-}" \
   -cp "$KT_OUT/tests.jar:$WAXWING_JAR:$KT_CP:$KT_LIB/kotlin-test.jar:$KT_LIB/kotlin-test-junit.jar:/usr/share/java/junit4.jar:/usr/share/java/hamcrest-core.jar" \
   im.waxwing.TestMainKt

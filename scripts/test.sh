@@ -30,6 +30,9 @@ gate "cargo clippy -D warnings" cargo clippy -q --workspace --all-targets --feat
 # Every public function of the Kotlin layer has its Swift counterpart, and
 # every Kotlin test scenario its XCTest (and the other way round).
 gate "kotlin/swift parity" python3 scripts/check-parity.py
+# The Android-only JNI entry point, type-checked for aarch64-linux-android
+# (no NDK here to link with).
+gate "android jni check" bash scripts/check-android.sh
 
 # The cli test runs the real example binary: build it first (cargo test
 # builds examples only as test harnesses).

@@ -1,6 +1,7 @@
 //! Waxwing's foreign API (uniffi): thin wrappers that convert between the
 //! core's types and FFI records, enums and errors. No logic lives here.
 
+mod android;
 mod logging;
 mod omemo;
 mod push;
@@ -18,6 +19,11 @@ pub use push::*;
 pub use types::*;
 
 uniffi::setup_scaffolding!();
+
+/// The platform certificate verifier has what it needs (see `android`).
+fn platform_verifier_ready() {
+    waxwing_core::platform_verifier_ready();
+}
 
 /// The core's configuration for an account record from the app.
 fn core_config(config: AccountConfig) -> Result<waxwing_core::ClientConfig, WaxwingError> {

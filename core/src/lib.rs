@@ -23,6 +23,7 @@ pub use waxwing_omemo as omemo;
 
 pub use client::{Client, ClientConfig, ClientError, ClientEvent, ConnectionState, EventListener};
 /// How to reach the server (host, port, direct TLS, test CA): part of [`ClientConfig`].
+pub use transport::tls::platform_verifier_ready;
 pub use transport::ConnectOptions;
 pub(crate) mod proto;
 pub mod store;

@@ -97,6 +97,9 @@ impl From<TransportError> for ClientError {
             TransportError::TlsSetup => {
                 ClientError::Config("TLS could not be set up on this device".into())
             }
+            TransportError::VerifierNotInitialised => ClientError::Config(
+                "call WaxwingAndroid.init(context) once before the first login".into(),
+            ),
             TransportError::BadCaFile => {
                 ClientError::Config("the extra CA file holds no certificate".into())
             }

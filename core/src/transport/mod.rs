@@ -45,6 +45,10 @@ pub enum TransportError {
     TlsHandshake,
     #[error("TLS could not be set up on this platform")]
     TlsSetup,
+    /// Android: the app has not handed the certificate verifier its
+    /// `Context` (`WaxwingAndroid.init`).
+    #[error("the platform certificate verifier is not initialised")]
+    VerifierNotInitialised,
     #[error("the extra CA file holds no usable certificate")]
     BadCaFile,
     #[error("the account's domain is not a valid host name")]
@@ -62,6 +66,7 @@ impl TransportError {
             self,
             TransportError::UntrustedCertificate
                 | TransportError::TlsSetup
+                | TransportError::VerifierNotInitialised
                 | TransportError::BadCaFile
                 | TransportError::InvalidDomain
         )

@@ -2,12 +2,27 @@
 //! through rustls-platform-verifier) plus an optional extra CA, used by
 //! tests and by private servers. Verification is never switched off.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::ClientConfig;
 
 use super::TransportError;
+
+/// Whether the platform verifier can be used. On Android it needs the
+/// app's `Context` first (the bindings' `WaxwingAndroid.init` hands it
+/// over and calls [`platform_verifier_ready`]); used before that, it would
+/// panic on the first certificate. Elsewhere it reads the system's trust
+/// store by itself.
+#[cfg_attr(not(target_os = "android"), allow(dead_code))] // read on Android only
+static PLATFORM_VERIFIER_READY: AtomicBool = AtomicBool::new(!cfg!(target_os = "android"));
+
+/// Called once the platform verifier has what it needs (Android: the
+/// app's `Context`).
+pub fn platform_verifier_ready() {
+    PLATFORM_VERIFIER_READY.store(true, Ordering::Release);
+}
 
 /// ALPN protocol id for direct TLS (XEP-0368 §3).
 const ALPN_XMPP_CLIENT: &[u8] = b"xmpp-client";
@@ -61,6 +76,9 @@ fn build_with_verifier(
     // Android's verifier cannot take extra roots; an extra CA replaces the
     // system store (private deployments).
     if extra.is_empty() {
+        if !PLATFORM_VERIFIER_READY.load(Ordering::Acquire) {
+            return Err(TransportError::VerifierNotInitialised);
+        }
         let verifier = rustls_platform_verifier::Verifier::new(provider)
             .map_err(|_| TransportError::TlsSetup)?;
         return Ok(builder

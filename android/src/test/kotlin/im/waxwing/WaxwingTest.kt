@@ -412,4 +412,13 @@ class WaxwingTest {
         alice.events.awaitEvent { (it as? Event.MessageReceived)?.message?.takeIf { m -> m.body == body } }
         alice.logout(); bob.logout(); alice.close(); bob.close()
     }
+
+    /** Issue 16, capability 4: the JNI entry point that hands Android's Context to the
+     *  certificate verifier is found under the name the Kotlin side calls. (On the JVM
+     *  there is no Context to check; on Android the Rust side checks its type.) */
+    @Test
+    fun theAndroidEntryPointIsReachable() {
+        WaxwingAndroid.init(Any())
+        WaxwingAndroid.init(Any())
+    }
 }
