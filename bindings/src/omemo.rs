@@ -29,6 +29,36 @@ pub enum DeviceTrust {
 }
 
 /// A conversation's end-to-end encryption setting.
+/// How keys the user has not verified are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum TrustPolicy {
+    /// Blind Trust Before Verification (the default): a contact's new keys
+    /// are trusted until the user verifies one of that contact's devices.
+    BlindTrustBeforeVerification,
+    /// Nothing is trusted blindly: every new key waits for the user.
+    Manual,
+}
+
+impl From<TrustPolicy> for waxwing_core::store::TrustPolicy {
+    fn from(p: TrustPolicy) -> Self {
+        match p {
+            TrustPolicy::BlindTrustBeforeVerification => Self::BlindTrustBeforeVerification,
+            TrustPolicy::Manual => Self::Manual,
+        }
+    }
+}
+
+impl From<waxwing_core::store::TrustPolicy> for TrustPolicy {
+    fn from(p: waxwing_core::store::TrustPolicy) -> Self {
+        match p {
+            waxwing_core::store::TrustPolicy::BlindTrustBeforeVerification => {
+                Self::BlindTrustBeforeVerification
+            }
+            waxwing_core::store::TrustPolicy::Manual => Self::Manual,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
 pub enum ConversationEncryption {
     Off,
@@ -140,16 +170,40 @@ impl WaxwingClient {
             .collect())
     }
 
-    /// Records a trust decision (after comparing fingerprints, say).
+    /// Records a trust decision. `Verified` takes the fingerprint the user
+    /// compared (as `OmemoDevice.fingerprint` shows it; spaces, colons and
+    /// case ignored) and fails with `FingerprintMismatch` unless it is the
+    /// device's key; `BlindlyTrusted` needs a known key (`NoIdentityKey`).
     pub fn set_omemo_trust(
         &self,
         jid: String,
         device_id: u32,
         trust: DeviceTrust,
+        fingerprint: Option<String>,
     ) -> Result<(), WaxwingError> {
         Ok(self
             .client()?
-            .set_omemo_trust(&jid, device_id, trust.into())?)
+            .set_omemo_trust(&jid, device_id, trust.into(), fingerprint.as_deref())?)
+    }
+
+    /// How keys the user has not verified are treated (applies to keys
+    /// learned from now on).
+    pub fn set_omemo_trust_policy(&self, policy: TrustPolicy) -> Result<(), WaxwingError> {
+        Ok(self.client()?.set_omemo_trust_policy(policy.into())?)
+    }
+
+    pub fn omemo_trust_policy(&self) -> Result<TrustPolicy, WaxwingError> {
+        Ok(self.client()?.omemo_trust_policy()?.into())
+    }
+
+    /// Whether push notifications may carry message text (on by default);
+    /// off, the push handler reports "a new message" without a preview.
+    pub fn set_push_previews(&self, shown: bool) -> Result<(), WaxwingError> {
+        Ok(self.client()?.set_push_previews(shown)?)
+    }
+
+    pub fn push_previews(&self) -> Result<bool, WaxwingError> {
+        Ok(self.client()?.push_previews()?)
     }
 
     /// Takes OMEMO devices of this account off its published lists: old

@@ -89,6 +89,12 @@ pub enum WaxwingError {
     Push { failure: crate::PushFailure },
     #[error("unknown OMEMO device")]
     UnknownDevice,
+    /// The fingerprint given to verify a device is not its identity key's.
+    #[error("the fingerprint does not match the device's key")]
+    FingerprintMismatch,
+    /// The device's identity key is not known yet: nothing to verify.
+    #[error("the device's key is not known yet")]
+    NoIdentityKey,
     /// The account object was closed (`close()` in Kotlin and Swift).
     #[error("the account was closed")]
     Closed,
@@ -147,6 +153,8 @@ impl From<ClientError> for WaxwingError {
             ClientError::Store(e) => WaxwingError::Store { failure: e.into() },
             ClientError::OpenStore(e) => WaxwingError::Store { failure: e.into() },
             ClientError::UnknownDevice => WaxwingError::UnknownDevice,
+            ClientError::FingerprintMismatch => WaxwingError::FingerprintMismatch,
+            ClientError::NoIdentityKey => WaxwingError::NoIdentityKey,
         }
     }
 }

@@ -15,10 +15,15 @@
 //!   --classic             do not use SASL2/Bind2/FAST even if offered
 //! commands:
 //!   send [--encrypt omemo0.3|omemo2|auto] TO BODY [--await-reply SECS]
+//!                                         (encrypted: also {"left_out": […]},
+//!                                          the devices that got no key)
 //!   listen [--count N] [--timeout SECS]   (messages show their encryption
 //!                                          and the sending device's trust)
 //!   fingerprints [JID]                    (ours, or JID's known devices)
-//!   trust JID DEVICE_ID verified|distrusted|blind
+//!   trust JID DEVICE_ID verified --fingerprint HEX | distrusted | blind
+//!                                         (HEX as `fingerprints` prints it;
+//!                                          spaces and colons are ignored)
+//!   trust-policy [blind|manual]           (show or set the account's policy)
 //!   roster
 //!   history WITH [--limit N]
 //!   push enable --service JID --node NODE [--secret S]
@@ -37,14 +42,17 @@ use tokio::sync::mpsc;
 use waxwing_core::client::wake::{self, EncryptedPush, WakeOutcome};
 use waxwing_core::client::ConnectionState;
 use waxwing_core::features::presence::Availability;
-use waxwing_core::store::{ConversationEncryption, DeviceTrust, MessageState, StoreKey};
+use waxwing_core::store::{
+    ConversationEncryption, DeviceTrust, MessageState, StoreKey, TrustPolicy,
+};
 use waxwing_core::ConnectOptions;
 use waxwing_core::{Client, ClientConfig, ClientEvent, EventListener};
 
 const USAGE: &str = "usage: cli --jid JID [--server HOST:PORT] [--direct-tls] [--ca FILE] [--store DIR] \
     [--logout] [--background] [--classic] \
     (send [--encrypt omemo0.3|omemo2|auto] TO BODY [--await-reply SECS] | listen [--count N] [--timeout SECS] \
-    | roster | history WITH [--limit N] | fingerprints [JID] | trust JID DEVICE_ID verified|distrusted|blind \
+    | roster | history WITH [--limit N] | fingerprints [JID] \
+    | trust JID DEVICE_ID (verified --fingerprint HEX|distrusted|blind) | trust-policy [blind|manual] \
     | push enable --service JID --node NODE [--secret S] | push disable | wake [--payload FILE] [--deadline SECS])";
 
 struct Args {
@@ -67,6 +75,7 @@ struct Args {
     payload: Option<String>,
     deadline: u64,
     encrypt: Option<String>,
+    fingerprint: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -90,6 +99,7 @@ fn parse_args() -> Result<Args, String> {
         payload: None,
         deadline: 25,
         encrypt: None,
+        fingerprint: None,
     };
     let mut it = std::env::args().skip(1);
     let number = |v: Option<String>, name: &str| -> Result<u64, String> {
@@ -121,6 +131,7 @@ fn parse_args() -> Result<Args, String> {
             "--payload" => args.payload = it.next(),
             "--deadline" => args.deadline = number(it.next(), "--deadline")?,
             "--encrypt" => args.encrypt = it.next(),
+            "--fingerprint" => args.fingerprint = it.next(),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other if other.starts_with("--") => {
                 return Err(format!("unknown option {other}\n{USAGE}"))
@@ -309,6 +320,7 @@ async fn run(args: Args) -> i32 {
             0
         }
         ["send", to, body] => {
+            let mut encrypted = false;
             if let Some(mode) = &args.encrypt {
                 let mode = match mode.as_str() {
                     "omemo0.3" => ConversationEncryption::Omemo03,
@@ -318,8 +330,30 @@ async fn run(args: Args) -> i32 {
                     _ => fail("--encrypt takes omemo0.3, omemo2, auto or none"),
                 };
                 client.set_encryption(to, mode).unwrap_or_else(|e| fail(e));
+                encrypted = mode != ConversationEncryption::Off;
             }
-            send(&client, &mut events, to, body, args.await_reply).await
+            let status = send(&client, &mut events, to, body, args.await_reply).await;
+            if encrypted {
+                print(json!({"left_out": left_out(&client, to)}));
+            }
+            status
+        }
+        ["trust-policy"] => {
+            let policy = client.omemo_trust_policy().unwrap_or_else(|e| fail(e));
+            print(json!({"trust_policy": policy}));
+            0
+        }
+        ["trust-policy", policy] => {
+            let policy = match *policy {
+                "blind" => TrustPolicy::BlindTrustBeforeVerification,
+                "manual" => TrustPolicy::Manual,
+                _ => fail("trust-policy takes blind or manual"),
+            };
+            client
+                .set_omemo_trust_policy(policy)
+                .unwrap_or_else(|e| fail(e));
+            print(json!({"trust_policy": policy}));
+            0
         }
         ["fingerprints"] => {
             let own = client.own_omemo_device().unwrap_or_else(|e| fail(e));
@@ -343,8 +377,11 @@ async fn run(args: Args) -> i32 {
                 .unwrap_or_else(|_| fail("DEVICE_ID is a number"));
             let trust = DeviceTrust::from_label(decision)
                 .unwrap_or_else(|| fail("trust takes verified, distrusted or blind"));
+            if trust == DeviceTrust::Verified && args.fingerprint.is_none() {
+                fail("verified needs --fingerprint HEX: the fingerprint you compared with the contact's")
+            }
             client
-                .set_omemo_trust(jid, device, trust)
+                .set_omemo_trust(jid, device, trust, args.fingerprint.as_deref())
                 .unwrap_or_else(|e| fail(e));
             print(json!({"trust": {"jid": jid, "device_id": device, "trust": trust}}));
             0
@@ -445,6 +482,18 @@ async fn login(
         }
         Err(e) => fail(format!("login failed: {e}")),
     }
+}
+
+/// The listed devices of `to` and of our own account that get no message
+/// key because they are not trusted (undecided or distrusted).
+fn left_out(client: &Client, to: &str) -> Vec<Value> {
+    let own = client.own_jid();
+    [to, own.as_str()]
+        .into_iter()
+        .flat_map(|jid| client.omemo_devices(jid).unwrap_or_else(|e| fail(e)))
+        .filter(|d| !d.this_device && !d.versions.is_empty() && !d.trust.is_trusted())
+        .map(|d| json!({"jid": d.jid, "device_id": d.device_id, "trust": d.trust}))
+        .collect()
 }
 
 async fn send(

@@ -4,10 +4,11 @@
 
 use jid::BareJid;
 
+use super::connection::account::AccountState;
 use super::omemo::Omemo;
 use super::{Client, ClientError, ClientEvent};
 use crate::omemo::PeerIdentity;
-use crate::store::{ConversationEncryption, DeviceTrust};
+use crate::store::{ConversationEncryption, DeviceTrust, TrustPolicy};
 
 /// An OMEMO device as the user sees it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -83,28 +84,53 @@ impl Client {
             .collect())
     }
 
-    /// Records the user's decision about a device. Verifying any device of
-    /// a contact ends blind trust for that contact's future devices.
+    /// Records the user's decision about a device. `Verified` needs the
+    /// fingerprint the user compared (hex as [`OmemoDevice::fingerprint`]
+    /// shows it; spaces, colons and case do not matter): it must match the
+    /// device's pinned key, so a verification can never apply to a key the
+    /// server hands out later. `BlindlyTrusted` needs a pinned key too;
+    /// `Distrusted` and `Undecided` need nothing. Verifying any device of a
+    /// contact ends blind trust for that contact's future devices.
     pub fn set_omemo_trust(
         &self,
         jid: &str,
         device_id: u32,
         trust: DeviceTrust,
+        fingerprint: Option<&str>,
     ) -> Result<(), ClientError> {
         let jid: BareJid = jid.parse().map_err(|_| ClientError::InvalidJid)?;
-        let known = self
-            .store()?
-            .lock()
-            .omemo_set_trust(jid.as_str(), device_id, trust)?;
-        if !known {
-            return Err(ClientError::UnknownDevice);
-        }
+        let handle = self.store()?;
+        let mut store = handle.lock();
+        let device = store
+            .omemo_device(jid.as_str(), device_id)?
+            .ok_or(ClientError::UnknownDevice)?;
+        check_trust_decision(device.identity_key.as_ref(), trust, fingerprint)?;
+        store.omemo_set_trust(jid.as_str(), device_id, trust)?;
+        drop(store);
         self.listener.on_event(ClientEvent::OmemoTrustChanged {
             jid: jid.to_string(),
             device_id,
             trust,
         });
         Ok(())
+    }
+
+    /// How devices whose keys the user has not verified are treated:
+    /// Blind Trust Before Verification (the default) or manual. Applies to
+    /// keys learned from now on.
+    pub fn set_omemo_trust_policy(&self, policy: TrustPolicy) -> Result<(), ClientError> {
+        Ok(self
+            .store()?
+            .lock()
+            .put(AccountState::OMEMO_TRUST_POLICY, Some(&policy))?)
+    }
+
+    pub fn omemo_trust_policy(&self) -> Result<TrustPolicy, ClientError> {
+        Ok(self
+            .store()?
+            .lock()
+            .get(AccountState::OMEMO_TRUST_POLICY)?
+            .unwrap_or_default())
     }
 
     /// Sets end-to-end encryption for the conversation with `peer`. With
@@ -135,5 +161,73 @@ impl Client {
 impl Client {
     fn own_bare(&self) -> BareJid {
         self.own.clone()
+    }
+}
+
+/// Whether `trust` may be recorded for a device whose pinned key (Curve25519
+/// form) is `pinned`, given the fingerprint the user compared.
+fn check_trust_decision(
+    pinned: Option<&[u8; 32]>,
+    trust: DeviceTrust,
+    fingerprint: Option<&str>,
+) -> Result<(), ClientError> {
+    match trust {
+        DeviceTrust::Distrusted | DeviceTrust::Undecided => Ok(()),
+        DeviceTrust::BlindlyTrusted => pinned.map(|_| ()).ok_or(ClientError::NoIdentityKey),
+        DeviceTrust::Verified => {
+            let pinned = pinned.ok_or(ClientError::NoIdentityKey)?;
+            let compared: String = fingerprint
+                .unwrap_or_default()
+                .chars()
+                .filter(|c| !c.is_whitespace() && *c != ':')
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if compared == hex::encode(pinned) {
+                Ok(())
+            } else {
+                Err(ClientError::FingerprintMismatch)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 13, defect 2: verification is bound to the fingerprint the user
+    /// compared (the old API verified a device whatever its key, even none).
+    #[test]
+    fn verification_needs_the_pinned_keys_fingerprint() {
+        let key = [0xab; 32];
+        let shown = hex::encode(key);
+        let spaced: String = shown
+            .as_bytes()
+            .chunks(8)
+            .map(|c| std::str::from_utf8(c).unwrap().to_ascii_uppercase())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let verify = |pinned, fp| check_trust_decision(pinned, DeviceTrust::Verified, fp);
+        assert_eq!(verify(Some(&key), Some(shown.as_str())), Ok(()));
+        assert_eq!(verify(Some(&key), Some(spaced.as_str())), Ok(()));
+        assert_eq!(
+            verify(Some(&key), Some("ab:ab")),
+            Err(ClientError::FingerprintMismatch)
+        );
+        assert_eq!(
+            verify(Some(&key), None),
+            Err(ClientError::FingerprintMismatch)
+        );
+        assert_eq!(
+            verify(None, Some(shown.as_str())),
+            Err(ClientError::NoIdentityKey)
+        );
+        let blind = |pinned| check_trust_decision(pinned, DeviceTrust::BlindlyTrusted, None);
+        assert_eq!(blind(Some(&key)), Ok(()));
+        assert_eq!(blind(None), Err(ClientError::NoIdentityKey));
+        assert_eq!(
+            check_trust_decision(None, DeviceTrust::Distrusted, None),
+            Ok(())
+        );
     }
 }

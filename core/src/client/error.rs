@@ -49,6 +49,13 @@ pub enum ClientError {
     /// No such OMEMO device is known for that JID.
     #[error("unknown OMEMO device")]
     UnknownDevice,
+    /// The fingerprint given to verify a device is not its identity key's.
+    #[error("the fingerprint does not match the device's identity key")]
+    FingerprintMismatch,
+    /// The device's identity key is not known yet (no bundle or message
+    /// from it): there is nothing to verify or trust.
+    #[error("the device's identity key is not known yet")]
+    NoIdentityKey,
 }
 
 impl ClientError {

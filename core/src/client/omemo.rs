@@ -10,9 +10,12 @@
 //! received `<encrypted>` goes through [`Omemo::decrypt`], which always
 //! yields something to store: the body, or a placeholder with the reason.
 //!
-//! Trust is Blind Trust Before Verification: a contact's new devices are
-//! trusted until the user verifies one of them; after that, new devices
-//! wait for a decision and get no keys.
+//! Trust is decided when a device's identity key is learned (from a
+//! verified bundle or an authenticated key exchange) and stays bound to
+//! that key. The default policy is Blind Trust Before Verification: a
+//! contact's new keys are trusted until the user verifies one of that
+//! contact's devices; after that, new ones wait for a decision and get no
+//! message keys. The manual policy trusts nothing blindly.
 
 use crate::client::connection::account::AccountState;
 use crate::ns::NS_EME;
@@ -31,11 +34,12 @@ use crate::features::omemo::{encrypted_child, pep, sce};
 use crate::features::with_attrs;
 use crate::omemo::wire::KeyExchange;
 use crate::omemo::{
-    payload, Bundle, IdentityKeyPair, KeyPair, OmemoError, OmemoVersion, OwnPreKeys, RatchetSession,
+    payload, Bundle, IdentityKeyPair, KeyPair, OmemoError, OmemoVersion, OwnPreKeys, PeerIdentity,
+    RatchetSession,
 };
 use crate::store::{
     ConversationEncryption, DeviceRecord, DeviceTrust, EncryptionScheme, MessageSecurity,
-    OmemoWrites, OwnDevice, Store, StoreError,
+    OmemoWrites, OwnDevice, Pinned, Store, StoreError, TrustPolicy,
 };
 
 /// How many one-time prekeys we keep published.
@@ -46,6 +50,8 @@ const SIGNED_PRE_KEY_LIFETIME_MS: i64 = 7 * 24 * 3600 * 1000;
 /// encrypted to it (unless it is the contact's only one). It comes back
 /// by sending a message.
 const STALE_DEVICE_MS: i64 = 90 * 24 * 3600 * 1000;
+/// Why a message from a distrusted device is not shown.
+pub(crate) const DISTRUSTED_SENDER: &str = "sent from a device you distrusted";
 /// Body sent alongside for clients without OMEMO.
 pub(crate) const FALLBACK_BODY: &str =
     "This message is OMEMO encrypted; your client does not seem to support that.";
@@ -198,19 +204,14 @@ impl Omemo {
                     next_pre_key_id: PRE_KEYS + 1,
                 };
                 store.omemo_create_own(&device, signed.secret(), &pre_keys, now_ms())?;
-                let own_jid = own.to_string();
-                store.omemo_add_device(
-                    &own_jid,
-                    device.device_id,
-                    DeviceTrust::Verified,
-                    now_ms(),
-                )?;
                 let public = identity.public();
-                store.omemo_set_identity(
-                    &own_jid,
+                store.omemo_pin_identity(
+                    own.as_str(),
                     device.device_id,
                     &public.curve25519(),
                     public.ed25519().as_ref(),
+                    DeviceTrust::Verified,
+                    now_ms(),
                 )?;
                 tracing::info!(device = device.device_id, "created our OMEMO device");
                 device
@@ -646,10 +647,19 @@ impl Omemo {
         (out, retry)
     }
 
-    /// Blind Trust Before Verification: a new device is trusted unless the
-    /// user has verified one of that JID's devices (this installation,
-    /// verified by definition, does not count).
+    /// The trust a newly learned identity key of `jid` gets. Blind Trust
+    /// Before Verification (the default policy): trusted unless the user
+    /// has verified one of that JID's devices (this installation, verified
+    /// by definition, does not count). Manual policy: never trusted blindly.
     fn initial_trust(&self, store: &Store, jid: &str) -> DeviceTrust {
+        let policy = store
+            .get(AccountState::OMEMO_TRUST_POLICY)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if policy == TrustPolicy::Manual {
+            return DeviceTrust::Undecided;
+        }
         let this = (jid == self.own.as_str()).then_some(self.device_id);
         let verified = store
             .omemo_devices(jid)
@@ -673,14 +683,8 @@ impl Omemo {
         version: OmemoVersion,
         ids: &[u32],
     ) -> Result<(), StoreError> {
-        let trust = self.initial_trust(store, jid);
-        let new = store.omemo_update_device_list(
-            jid,
-            version == OmemoVersion::V2,
-            ids,
-            trust,
-            now_ms(),
-        )?;
+        let new =
+            store.omemo_update_device_list(jid, version == OmemoVersion::V2, ids, now_ms())?;
         if !new.is_empty() {
             tracing::info!(count = new.len(), "new OMEMO devices");
             self.new_devices.push(jid.to_owned());
@@ -689,7 +693,8 @@ impl Omemo {
     }
 
     /// Builds a session from a verified bundle, unless the device's identity
-    /// differs from the one we know.
+    /// differs from the one we know. The bundle is where we learn a
+    /// device's key: its trust is decided here.
     fn start_session(
         &mut self,
         store: &mut Store,
@@ -698,23 +703,45 @@ impl Omemo {
         version: OmemoVersion,
         bundle: &Bundle,
     ) -> Result<(), OmemoError> {
-        let known = store.omemo_device(jid, device).ok().flatten();
-        if let Some(known) = known.as_ref().and_then(|d| d.identity_key) {
-            if known != bundle.identity.curve25519() {
-                return Err(OmemoError::IdentityChanged);
-            }
-        }
         let session = RatchetSession::initiate(version, &self.identity, self.device_id, bundle)?;
-        let identity = bundle.identity;
-        store
-            .omemo_set_identity(
+        self.pin_identity(store, jid, device, &bundle.identity)?;
+        self.save_session(store, jid, device, version_code(version), &session)
+    }
+
+    /// Pins `device`'s identity key, deciding its trust if the key is new
+    /// (a key that needs the user's decision raises a devices-changed
+    /// event); another key than the pinned one is refused.
+    fn pin_identity(
+        &mut self,
+        store: &mut Store,
+        jid: &str,
+        device: u32,
+        identity: &PeerIdentity,
+    ) -> Result<DeviceTrust, OmemoError> {
+        let initial = self.initial_trust(store, jid);
+        let pinned = store
+            .omemo_pin_identity(
                 jid,
                 device,
                 &identity.curve25519(),
                 identity.ed25519().as_ref(),
+                initial,
+                now_ms(),
             )
             .map_err(|_| OmemoError::NoSession)?;
-        self.save_session(store, jid, device, version_code(version), &session)
+        match pinned {
+            Pinned::Changed => {
+                tracing::warn!(device, "a device presented another identity key");
+                Err(OmemoError::IdentityChanged)
+            }
+            Pinned::Known(trust) => Ok(trust),
+            Pinned::New(trust) => {
+                if !trust.is_trusted() {
+                    self.new_devices.push(jid.to_owned());
+                }
+                Ok(trust)
+            }
+        }
     }
 
     /// The version to use with `devices` (a contact's): OMEMO 2 when every
@@ -786,9 +813,14 @@ impl Omemo {
         // (an uninstalled app) costs a bundle fetch per send otherwise.
         let stale =
             |d: &DeviceRecord| now - d.last_message_ms.unwrap_or(d.first_seen_ms) > STALE_DEVICE_MS;
+        // A device whose key we have not learned yet may turn out trusted
+        // once its bundle comes (its trust is decided then).
+        let candidate = |d: &DeviceRecord| {
+            d.trust.is_trusted() || (d.identity_key.is_none() && d.trust == DeviceTrust::Undecided)
+        };
         let usable: Vec<&DeviceRecord> = devices
             .iter()
-            .filter(|d| listed(d) && d.trust.is_trusted())
+            .filter(|d| listed(d) && candidate(d))
             .filter(|d| {
                 !self
                     .unreachable
@@ -810,7 +842,7 @@ impl Omemo {
         for own_device in store.omemo_devices(&own).unwrap_or_default() {
             if own_device.device_id != self.device_id
                 && listed(&own_device)
-                && own_device.trust.is_trusted()
+                && candidate(&own_device)
                 && !stale(&own_device)
                 && !self
                     .unreachable
@@ -842,6 +874,15 @@ impl Omemo {
         if !requests.is_empty() || self.awaiting(peer, false) {
             return self.park(id, peer, requests);
         }
+        // Keys learned from the bundles just fetched have their trust now:
+        // only trusted devices get the message key.
+        targets.retain(|(jid, device)| {
+            store
+                .omemo_device(jid, *device)
+                .ok()
+                .flatten()
+                .is_some_and(|d| d.trust.is_trusted())
+        });
         match self.encrypt(store, version, peer, body, &targets) {
             Ok(encrypted)
                 if encrypted
@@ -953,12 +994,9 @@ impl Omemo {
                 out,
             ));
         }
-        let trust = self.initial_trust(store, sender);
-        match store.omemo_add_device(sender, device, trust, now_ms()) {
-            Ok(true) => self.new_devices.push(sender.to_owned()),
-            Ok(false) => {}
-            Err(err) => tracing::warn!(error = %err, "cannot record an OMEMO device"),
-        }
+        // Nothing about the device is recorded before the message
+        // authenticates: a device id in an `<encrypted>` anyone could have
+        // sent carries no trust (issue 13).
         let known = store.omemo_device(sender, device).ok().flatten();
         let trust = known.as_ref().map(|d| d.trust);
         let Some(key) = parsed.key_for(self.own.as_str(), self.device_id) else {
@@ -995,6 +1033,13 @@ impl Omemo {
         // Only the staleness clock: a lost write makes the device look
         // quieter than it is, nothing more.
         let _ = store.omemo_touch_device(sender, device, now_ms());
+        // Authenticated now; a key exchange may just have pinned its key.
+        let trust = store
+            .omemo_device(sender, device)
+            .ok()
+            .flatten()
+            .map(|d| d.trust)
+            .or(trust);
         let Some(ciphertext) = &parsed.payload else {
             return Some((Received::KeyTransport, out));
         };
@@ -1013,6 +1058,15 @@ impl Omemo {
                 }),
             });
         Some(match body {
+            // The user refused this device: its words are not shown as
+            // a message (Conversations refuses them too).
+            Ok(_) if trust == Some(DeviceTrust::Distrusted) => (
+                Received::Message {
+                    body: "[OMEMO message from a device you distrusted]".into(),
+                    security: security(Some(DISTRUSTED_SENDER.into())),
+                },
+                out,
+            ),
             Ok(body) => (
                 Received::Message {
                     body,
@@ -1063,18 +1117,10 @@ impl Omemo {
                     return Err(OmemoError::IdentityChanged);
                 }
             }
+            // The key exchange authenticated: this is where we learn the
+            // device's key (and decide its trust).
+            self.pin_identity(store, sender, device, &identity)?;
             self.stage_session(sender, device, code, &responded.session);
-            let pinned = store.omemo_set_identity(
-                sender,
-                device,
-                &identity.curve25519(),
-                identity.ed25519().as_ref(),
-            );
-            if let Err(err) = pinned {
-                // The session still carries the key; the next key exchange
-                // from this device pins it.
-                tracing::warn!(%err, "cannot record a device's identity key");
-            }
             if let Some(used) = responded.used_pre_key_id {
                 self.replace_pre_key(store, used);
             }

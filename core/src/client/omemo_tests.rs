@@ -69,6 +69,28 @@ fn alice_bundle(f: &Fixture, version: OmemoVersion) -> Bundle {
     .unwrap()
 }
 
+/// A bundle of a device with `identity`, a fresh signed prekey and one
+/// one-time prekey.
+fn bundle_of(identity: &IdentityKeyPair, version: OmemoVersion) -> Bundle {
+    let spk = KeyPair::generate().public();
+    let encoded = signed_pre_key_encoding(version, &spk);
+    let signature = identity.sign(version, &encoded);
+    let public = identity.public();
+    let ik = match version {
+        OmemoVersion::V2 => public.ed25519().unwrap().to_vec(),
+        OmemoVersion::V0_3 => crate::omemo::wire::djb_key(&public.curve25519()),
+    };
+    Bundle::verified(
+        version,
+        &ik,
+        1,
+        &encoded,
+        &signature,
+        vec![(1, KeyPair::generate().public())],
+    )
+    .unwrap()
+}
+
 /// Bob's device: his session with Alice, built from her bundle.
 struct Bob {
     identity: IdentityKeyPair,
@@ -359,7 +381,7 @@ fn our_silent_devices_leave_our_device_list() {
     let long_ago = now_ms() - STALE_DEVICE_MS - 1;
     // Device 5 was first seen long ago and never wrote; 6 is new.
     f.store
-        .omemo_update_device_list(ALICE, true, &[5], DeviceTrust::BlindlyTrusted, long_ago)
+        .omemo_update_device_list(ALICE, true, &[5], long_ago)
         .unwrap();
     let out = f
         .omemo
@@ -393,7 +415,7 @@ fn retiring_this_device_takes_down_its_lists_and_bundles() {
     let mut f = fixture();
     let me = f.omemo.device_id();
     f.store
-        .omemo_update_device_list(ALICE, true, &[me, 6], DeviceTrust::BlindlyTrusted, now_ms())
+        .omemo_update_device_list(ALICE, true, &[me, 6], now_ms())
         .unwrap();
     let out: Vec<String> = f
         .omemo
@@ -452,13 +474,13 @@ fn stale_devices_get_no_keys_unless_they_are_all_there_is() {
         .omemo_set_conversation_encryption(BOB, ConversationEncryption::Omemo2)
         .unwrap();
     f.store
-        .omemo_update_device_list(BOB, true, &[1, 2], DeviceTrust::BlindlyTrusted, now_ms())
+        .omemo_update_device_list(BOB, true, &[1, 2], now_ms())
         .unwrap();
     let long_ago = now_ms() - STALE_DEVICE_MS - 1;
     // Issue 12: device 3 was first listed long ago and never wrote: it is
     // stale too (it used to count as fresh for ever).
     f.store
-        .omemo_update_device_list(BOB, true, &[1, 2, 3], DeviceTrust::BlindlyTrusted, long_ago)
+        .omemo_update_device_list(BOB, true, &[1, 2, 3], long_ago)
         .unwrap();
     f.store.omemo_touch_device(BOB, 1, long_ago).unwrap();
     // Device lists count as fetched on this connection.
@@ -485,6 +507,14 @@ fn stale_devices_get_no_keys_unless_they_are_all_there_is() {
     assert_eq!(requests.len(), 3);
 }
 
+/// Pins a fresh identity for `jid`'s `device`, as a fetched bundle would.
+fn learn_key(f: &mut Fixture, jid: &str, device: u32) -> DeviceTrust {
+    let identity = IdentityKeyPair::generate().public();
+    f.omemo
+        .pin_identity(&mut f.store, jid, device, &identity)
+        .unwrap()
+}
+
 #[test]
 fn blind_trust_until_the_user_verifies_one_device() {
     let mut f = fixture();
@@ -497,18 +527,17 @@ fn blind_trust_until_the_user_verifies_one_device() {
             &[f.omemo.device_id(), 5],
         )
         .unwrap();
+    // Listed, key unknown: no trust yet.
     assert_eq!(
         f.store.omemo_device(ALICE, 5).unwrap().unwrap().trust,
-        DeviceTrust::BlindlyTrusted
+        DeviceTrust::Undecided
     );
+    assert_eq!(learn_key(&mut f, ALICE, 5), DeviceTrust::BlindlyTrusted);
     // A contact: blindly trusted until one of theirs is verified ...
     f.omemo
         .record_device_list(&mut f.store, BOB, OmemoVersion::V2, &[1])
         .unwrap();
-    assert_eq!(
-        f.store.omemo_device(BOB, 1).unwrap().unwrap().trust,
-        DeviceTrust::BlindlyTrusted
-    );
+    assert_eq!(learn_key(&mut f, BOB, 1), DeviceTrust::BlindlyTrusted);
     f.store
         .omemo_set_trust(BOB, 1, DeviceTrust::Verified)
         .unwrap();
@@ -516,12 +545,144 @@ fn blind_trust_until_the_user_verifies_one_device() {
     f.omemo
         .record_device_list(&mut f.store, BOB, OmemoVersion::V2, &[1, 2])
         .unwrap();
-    assert_eq!(
-        f.store.omemo_device(BOB, 2).unwrap().unwrap().trust,
-        DeviceTrust::Undecided
-    );
+    assert_eq!(learn_key(&mut f, BOB, 2), DeviceTrust::Undecided);
     assert_eq!(
         f.omemo.take_new_devices(),
         vec![ALICE.to_owned(), BOB.to_owned()]
     );
+}
+
+/// Issue 13, defect 1: a device id seen only in an `<encrypted>` that does
+/// not authenticate carries no trust. The old code recorded it with the
+/// conversation's initial (blind) trust before decrypting anything; once the
+/// user verified another device and the server listed the id, the first key
+/// fetched for it was pinned, trusted, and given message keys.
+#[test]
+fn a_device_id_from_an_unauthenticated_message_gets_no_trust() {
+    let mut f = fixture();
+    let device = f.omemo.device_id();
+    let mut bob = Bob::new(&f, OmemoVersion::V2);
+    assert_eq!(
+        body_of(receive(&mut f, &bob.message("hi", device, BOB))).0,
+        "hi"
+    );
+    // Garbage "from" Bob under device id 666.
+    let mut garbage = bob.message("x", device, BOB);
+    let encrypted = garbage
+        .get_child_mut("encrypted", OmemoVersion::V2.namespace())
+        .unwrap();
+    crate::features::set_attr(
+        encrypted
+            .get_child_mut("header", OmemoVersion::V2.namespace())
+            .unwrap(),
+        "sid",
+        "666",
+    );
+    let (_, security) = body_of(receive(&mut f, &garbage));
+    assert!(security.undecryptable.is_some());
+    assert_eq!(
+        f.store.omemo_device(BOB, 666).unwrap(),
+        None,
+        "not recorded"
+    );
+    // The user verifies Bob's real device; then the server lists 666.
+    let fingerprint = hex::encode(bob.identity.public().curve25519());
+    assert!(matches!(
+        f.store.omemo_device(BOB, BOB_DEVICE).unwrap().unwrap().identity_key,
+        Some(key) if hex::encode(key) == fingerprint
+    ));
+    f.store
+        .omemo_set_trust(BOB, BOB_DEVICE, DeviceTrust::Verified)
+        .unwrap();
+    f.omemo.take_new_devices();
+    f.omemo
+        .record_device_list(&mut f.store, BOB, OmemoVersion::V2, &[BOB_DEVICE, 666])
+        .unwrap();
+    assert_eq!(
+        f.omemo.take_new_devices(),
+        vec![BOB.to_owned()],
+        "devices-changed"
+    );
+    // Whatever key the server hands out for 666 is undecided: no message key.
+    assert_eq!(learn_key(&mut f, BOB, 666), DeviceTrust::Undecided);
+    f.store
+        .omemo_set_conversation_encryption(BOB, ConversationEncryption::Omemo2)
+        .unwrap();
+    for version in OmemoVersion::ALL {
+        f.omemo.lists_requested.insert((BOB.into(), version));
+        f.omemo.lists_requested.insert((ALICE.into(), version));
+    }
+    // (The bundle request the garbage message caused is not answered.)
+    f.omemo.pending.clear();
+    let session = RatchetSession::initiate(
+        OmemoVersion::V2,
+        &f.omemo.identity,
+        device,
+        &bundle_of(&IdentityKeyPair::generate(), OmemoVersion::V2),
+    )
+    .unwrap();
+    f.store
+        .omemo_save_session(BOB, 666, 2, &session.to_bytes())
+        .unwrap();
+    let stanza = match f.omemo.prepare(&mut f.store, 1, BOB, "secret", "o1") {
+        Prepared::Encrypted(stanza, _) => stanza,
+        Prepared::Wait(r) => panic!(
+            "waits for {:?}",
+            r.iter().map(String::from).collect::<Vec<_>>()
+        ),
+        Prepared::Fail(why) => panic!("fails: {why}"),
+        Prepared::Plain => panic!("plain"),
+    };
+    let rids: Vec<String> = stanza
+        .get_child("encrypted", OmemoVersion::V2.namespace())
+        .unwrap()
+        .get_child("header", OmemoVersion::V2.namespace())
+        .unwrap()
+        .children()
+        .flat_map(|keys| keys.children())
+        .filter_map(|key| key.attr("rid").map(str::to_owned))
+        .collect();
+    assert_eq!(rids, vec![BOB_DEVICE.to_string()]);
+}
+
+/// Issue 13, item 3: a distrusted device's messages are not shown as
+/// messages; an undecided device's are marked as such.
+#[test]
+fn a_distrusted_device_is_not_shown_and_an_undecided_one_is_marked() {
+    let mut f = fixture();
+    let device = f.omemo.device_id();
+    let mut bob = Bob::new(&f, OmemoVersion::V2);
+    assert_eq!(
+        body_of(receive(&mut f, &bob.message("hi", device, BOB))).0,
+        "hi"
+    );
+    f.store
+        .omemo_set_trust(BOB, BOB_DEVICE, DeviceTrust::Undecided)
+        .unwrap();
+    let (body, security) = body_of(receive(&mut f, &bob.message("hello", device, BOB)));
+    assert_eq!(body, "hello");
+    assert_eq!(security.sender_trust, Some(DeviceTrust::Undecided));
+    f.store
+        .omemo_set_trust(BOB, BOB_DEVICE, DeviceTrust::Distrusted)
+        .unwrap();
+    let (body, security) = body_of(receive(&mut f, &bob.message("buy now", device, BOB)));
+    assert!(!body.contains("buy now"), "{body}");
+    assert_eq!(security.undecryptable.as_deref(), Some(DISTRUSTED_SENDER));
+    assert_eq!(security.sender_trust, Some(DeviceTrust::Distrusted));
+}
+
+/// Issue 13, item 13: under the manual policy no new key is trusted blindly.
+#[test]
+fn the_manual_policy_trusts_no_new_key() {
+    let mut f = fixture();
+    f.store
+        .put(AccountState::OMEMO_TRUST_POLICY, Some(&TrustPolicy::Manual))
+        .unwrap();
+    assert_eq!(learn_key(&mut f, BOB, 1), DeviceTrust::Undecided);
+    assert_eq!(learn_key(&mut f, ALICE, 9), DeviceTrust::Undecided);
+    let device = f.omemo.device_id();
+    let mut bob = Bob::new(&f, OmemoVersion::V2);
+    let (body, security) = body_of(receive(&mut f, &bob.message("hi", device, BOB)));
+    assert_eq!(body, "hi");
+    assert_eq!(security.sender_trust, Some(DeviceTrust::Undecided));
 }

@@ -48,6 +48,25 @@ impl Client {
         Ok(())
     }
 
+    /// Whether push notifications may show message text (on by default).
+    /// Off, the wake-up API reports "a new message" without a preview: for
+    /// users whose threat model includes the push provider or a locked
+    /// phone's screen.
+    pub fn set_push_previews(&self, shown: bool) -> Result<(), ClientError> {
+        Ok(self
+            .store()?
+            .lock()
+            .put(AccountState::PUSH_PREVIEWS, Some(&shown))?)
+    }
+
+    pub fn push_previews(&self) -> Result<bool, ClientError> {
+        Ok(self
+            .store()?
+            .lock()
+            .get(AccountState::PUSH_PREVIEWS)?
+            .unwrap_or(true))
+    }
+
     /// The app server and node pushes go to, if enabled.
     pub fn push_target(&self) -> Result<Option<(String, String)>, ClientError> {
         Ok(load_registration(&self.store()?.lock())?.map(|r| (r.service.clone(), r.node.clone())))

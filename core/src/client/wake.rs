@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use super::connection::account::AccountState;
 use super::lock::SessionLock;
 use super::push::load_registration;
 use super::{Client, ClientConfig, ClientError, ClientEvent, ConnectionState, EventListener};
@@ -83,9 +84,19 @@ pub fn decrypt_push(
     Ok(NotificationItem {
         conversation: notification.sender.clone(),
         sender: notification.sender,
-        preview: notification.body,
+        preview: notification.body.filter(|_| previews_shown(&store)),
         message_id: None,
     })
+}
+
+/// Whether notifications may show message text (the account setting
+/// [`Client::set_push_previews`]; on unless turned off).
+fn previews_shown(store: &Store) -> bool {
+    store
+        .get(AccountState::PUSH_PREVIEWS)
+        .ok()
+        .flatten()
+        .unwrap_or(true)
 }
 
 /// Why a wake-up or a payload decryption failed.
@@ -171,8 +182,14 @@ pub async fn wake_up(
     };
     let finished = tokio::time::timeout(deadline, run).await;
     let online = client.connection_state();
+    let previews = client.push_previews().unwrap_or(true);
     client.suspend().await;
-    let items = std::mem::take(&mut *collector.items.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut items = std::mem::take(&mut *collector.items.lock().unwrap_or_else(|p| p.into_inner()));
+    if !previews {
+        for item in &mut items {
+            item.preview = None;
+        }
+    }
     let outcome = match finished {
         Err(_) => WakeOutcome::DeadlineReached,
         Ok(Err(err)) => return Err(err),

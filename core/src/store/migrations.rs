@@ -134,6 +134,20 @@ const MIGRATIONS: &[&str] = &[
     // archive catch-up.
     "CREATE INDEX IF NOT EXISTS messages_by_remote_id ON messages(conversation_id, remote_id)
         WHERE remote_id IS NOT NULL;",
+    // 8 (issue 13): trust belongs to an identity key, so a device whose key
+    // we never learned carries none (blind trust recorded from an
+    // unauthenticated message, or a verification without a key, is void);
+    // sessions replaced by a newer one are kept a while (up to 40 per
+    // device) so that late messages for them still decrypt.
+    "UPDATE omemo_devices SET trust = 0 WHERE identity_key IS NULL AND trust IN (1, 2);
+    CREATE TABLE IF NOT EXISTS omemo_old_sessions (
+        jid       TEXT NOT NULL,
+        device_id INTEGER NOT NULL,
+        version   INTEGER NOT NULL,
+        archived  INTEGER NOT NULL,                   -- order of archiving
+        record    BLOB NOT NULL,
+        PRIMARY KEY (jid, device_id, version, archived)
+    );",
 ];
 
 /// The schema version this build writes.

@@ -30,7 +30,7 @@ pub use messages::{
 };
 pub use omemo::{
     ConversationEncryption, DeviceRecord, DeviceTrust, EncryptionScheme, MessageSecurity,
-    OmemoWrites, OwnDevice, SecretKey,
+    OmemoWrites, OwnDevice, Pinned, SecretKey, TrustPolicy,
 };
 pub use roster::{RosterEntry, Subscription};
 

@@ -54,11 +54,15 @@ impl EncryptionScheme {
 }
 
 /// What the user decided (or we assumed) about a device's identity key.
+/// Trust is decided when the key is learned and stays bound to it: a
+/// device whose key is unknown is `Undecided`, and a device never changes
+/// its key (another key under the same id is refused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceTrust {
-    /// A new device of a contact whose devices the user has verified: needs
-    /// a decision; messages are not encrypted to it meanwhile.
+    /// No decision: the key is not known yet, or it is a new device of a
+    /// contact whose devices the user has verified (or the account trusts
+    /// nothing blindly). Messages are not encrypted to it meanwhile.
     Undecided,
     /// Trusted without verification (Blind Trust Before Verification).
     BlindlyTrusted,
@@ -114,6 +118,22 @@ impl DeviceTrust {
     }
 }
 
+/// How the account treats devices whose keys the user has not verified:
+/// a choice the app offers in its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum TrustPolicy {
+    /// Blind Trust Before Verification: a new key is trusted until the user
+    /// verifies one of that JID's devices; after that, new keys wait for a
+    /// decision.
+    #[default]
+    #[serde(rename = "blind")]
+    BlindTrustBeforeVerification,
+    /// Nothing is trusted blindly: every new key waits for the user, and a
+    /// conversation never silently gains a recipient.
+    #[serde(rename = "manual")]
+    Manual,
+}
+
 /// A conversation's end-to-end encryption setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -163,6 +183,9 @@ pub struct DeviceRecord {
     pub last_message_ms: Option<i64>,
 }
 
+/// A replaced session kept for late messages: (archive order, record).
+pub type ArchivedSession = (i64, Zeroizing<Vec<u8>>);
+
 /// A secret key with its id.
 pub type SecretKey = (u32, Zeroizing<[u8; 32]>);
 
@@ -174,16 +197,24 @@ pub type SecretKey = (u32, Zeroizing<[u8; 32]>);
 pub struct OmemoWrites {
     /// (jid, device id, version code, session record), in order.
     pub sessions: Vec<(String, u32, u8, Zeroizing<Vec<u8>>)>,
+    /// Sessions replaced by a newer one, kept for late messages (same
+    /// tuple), in order.
+    pub archived_sessions: Vec<(String, u32, u8, Zeroizing<Vec<u8>>)>,
     /// (used prekey id, replacement id, replacement secret).
     pub replaced_pre_keys: Vec<(u32, u32, Zeroizing<[u8; 32]>)>,
 }
 
 impl OmemoWrites {
     pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty() && self.replaced_pre_keys.is_empty()
+        self.sessions.is_empty()
+            && self.archived_sessions.is_empty()
+            && self.replaced_pre_keys.is_empty()
     }
 
     pub(super) fn apply(&self, tx: &rusqlite::Connection) -> rusqlite::Result<()> {
+        for (jid, device, version, record) in &self.archived_sessions {
+            archive_session(tx, jid, *device, *version, record)?;
+        }
         for (jid, device, version, record) in &self.sessions {
             tx.prepare_cached("INSERT OR REPLACE INTO omemo_sessions(jid, device_id, version, record) VALUES (?1, ?2, ?3, ?4)")?
                 .execute(params![jid, device, version, &record[..]])?;
@@ -201,6 +232,44 @@ impl OmemoWrites {
         }
         Ok(())
     }
+}
+
+/// How many replaced sessions are kept per device and version (libsignal
+/// keeps 40 too).
+pub const OLD_SESSIONS_KEPT: usize = 40;
+
+fn archive_session(
+    tx: &rusqlite::Connection,
+    jid: &str,
+    device: u32,
+    version: u8,
+    record: &[u8],
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO omemo_old_sessions(jid, device_id, version, archived, record)
+         VALUES (?1, ?2, ?3, (SELECT coalesce(max(archived), 0) + 1 FROM omemo_old_sessions
+                              WHERE jid = ?1 AND device_id = ?2 AND version = ?3), ?4)",
+    )?
+    .execute(params![jid, device, version, record])?;
+    tx.prepare_cached(
+        "DELETE FROM omemo_old_sessions WHERE jid = ?1 AND device_id = ?2 AND version = ?3
+         AND archived NOT IN (SELECT archived FROM omemo_old_sessions
+                              WHERE jid = ?1 AND device_id = ?2 AND version = ?3
+                              ORDER BY archived DESC LIMIT ?4)",
+    )?
+    .execute(params![jid, device, version, OLD_SESSIONS_KEPT as i64])?;
+    Ok(())
+}
+
+/// What pinning a device's identity key found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pinned {
+    /// The key was not known: it is now, with this trust.
+    New(DeviceTrust),
+    /// The same key as before, with its trust.
+    Known(DeviceTrust),
+    /// The device has another key: nothing was changed.
+    Changed,
 }
 
 fn key32(blob: Vec<u8>) -> rusqlite::Result<[u8; 32]> {
@@ -320,14 +389,13 @@ impl Store {
     }
 
     /// Records a device list: listed devices are marked for `version` (new
-    /// ones are added with `initial_trust`), the others unmarked. Returns
-    /// the devices seen for the first time.
+    /// ones are added, `Undecided` until their key is learned), the others
+    /// unmarked. Returns the devices seen for the first time.
     pub fn omemo_update_device_list(
         &mut self,
         jid: &str,
         v2: bool,
         device_ids: &[u32],
-        initial_trust: DeviceTrust,
         now_ms: i64,
     ) -> Result<Vec<u32>, StoreError> {
         let column = if v2 { "listed_v2" } else { "listed_v03" };
@@ -340,7 +408,7 @@ impl Store {
         for id in device_ids {
             let inserted = tx.execute(
                 "INSERT OR IGNORE INTO omemo_devices(jid, device_id, trust, first_seen_ms) VALUES (?1, ?2, ?3, ?4)",
-                params![jid, id, initial_trust.to_i64(), now_ms],
+                params![jid, id, DeviceTrust::Undecided.to_i64(), now_ms],
             )?;
             if inserted == 1 {
                 new.push(*id);
@@ -354,19 +422,63 @@ impl Store {
         Ok(new)
     }
 
-    /// Adds a device we heard from without seeing it in a list (a message
-    /// from it); known devices are left alone. Returns whether it was new.
-    pub fn omemo_add_device(
+    /// Pins a device's identity key, learned from a verified bundle or an
+    /// authenticated key exchange, adding the device if it is new. A key
+    /// seen for the first time gets `initial_trust` (a device the user
+    /// distrusted before its key was known stays distrusted); the same key
+    /// again changes nothing; another key is refused.
+    pub fn omemo_pin_identity(
         &mut self,
         jid: &str,
         device_id: u32,
-        trust: DeviceTrust,
+        curve: &[u8; 32],
+        ed25519: Option<&[u8; 32]>,
+        initial_trust: DeviceTrust,
         now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        Ok(self.conn.execute(
+    ) -> Result<Pinned, StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
             "INSERT OR IGNORE INTO omemo_devices(jid, device_id, trust, first_seen_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![jid, device_id, trust.to_i64(), now_ms],
-        )? == 1)
+            params![jid, device_id, DeviceTrust::Undecided.to_i64(), now_ms],
+        )?;
+        let (known, trust): (Option<Vec<u8>>, i64) = tx.query_row(
+            "SELECT identity_key, trust FROM omemo_devices WHERE jid = ?1 AND device_id = ?2",
+            params![jid, device_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let trust = DeviceTrust::from_i64(trust);
+        let pinned = match known {
+            Some(known) if known.as_slice() != curve.as_slice() => Pinned::Changed,
+            Some(_) => {
+                tx.execute(
+                    "UPDATE omemo_devices SET identity_ed25519 = coalesce(identity_ed25519, ?3)
+                     WHERE jid = ?1 AND device_id = ?2",
+                    params![jid, device_id, ed25519.map(|k| k.to_vec())],
+                )?;
+                Pinned::Known(trust)
+            }
+            None => {
+                let decided = if trust == DeviceTrust::Distrusted {
+                    trust
+                } else {
+                    initial_trust
+                };
+                tx.execute(
+                    "UPDATE omemo_devices SET identity_key = ?3, identity_ed25519 = ?4, trust = ?5
+                     WHERE jid = ?1 AND device_id = ?2",
+                    params![
+                        jid,
+                        device_id,
+                        &curve[..],
+                        ed25519.map(|k| k.to_vec()),
+                        decided.to_i64()
+                    ],
+                )?;
+                Pinned::New(decided)
+            }
+        };
+        tx.commit()?;
+        Ok(pinned)
     }
 
     /// The devices known for `jid`.
@@ -394,23 +506,6 @@ impl Store {
                 device_from_row,
             )
             .optional()?)
-    }
-
-    /// Learns a device's identity key (from a verified bundle or a key
-    /// exchange).
-    pub fn omemo_set_identity(
-        &mut self,
-        jid: &str,
-        device_id: u32,
-        curve: &[u8; 32],
-        ed25519: Option<&[u8; 32]>,
-    ) -> Result<(), StoreError> {
-        self.conn.execute(
-            "UPDATE omemo_devices SET identity_key = ?3, identity_ed25519 = coalesce(?4, identity_ed25519)
-             WHERE jid = ?1 AND device_id = ?2",
-            params![jid, device_id, &curve[..], ed25519.map(|k| k.to_vec())],
-        )?;
-        Ok(())
     }
 
     /// Records a trust decision.
@@ -468,6 +563,23 @@ impl Store {
             .prepare_cached("INSERT OR REPLACE INTO omemo_sessions(jid, device_id, version, record) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![jid, device_id, version, record])?;
         Ok(())
+    }
+
+    /// Sessions with the device replaced by newer ones, newest first.
+    pub fn omemo_old_sessions(
+        &self,
+        jid: &str,
+        device_id: u32,
+        version: u8,
+    ) -> Result<Vec<ArchivedSession>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT archived, record FROM omemo_old_sessions
+             WHERE jid = ?1 AND device_id = ?2 AND version = ?3 ORDER BY archived DESC",
+        )?;
+        let rows = stmt.query_map(params![jid, device_id, version], |r| {
+            Ok((r.get(0)?, Zeroizing::new(r.get::<_, Vec<u8>>(1)?)))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Forgets every session with `jid`'s devices (they are rebuilt on

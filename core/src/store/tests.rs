@@ -454,3 +454,46 @@ fn a_plaintext_header_store_is_recognisable_as_sqlite_and_nothing_else_is_readab
         Some(OpenStoreError::WrongKey)
     );
 }
+
+/// Issue 13: trust recorded for a device whose key was never learned (the
+/// old code trusted ids from unauthenticated messages, and verified devices
+/// without a key) is void after the upgrade; trust bound to a key stays.
+#[test]
+fn migration_8_voids_trust_that_no_key_backs() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = StoreKey::from_bytes([4; 32]);
+    {
+        let store = Store::open(dir.path(), &key).unwrap();
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO omemo_devices(jid, device_id, trust, first_seen_ms) VALUES
+                     ('bob@example.org', 666, 1, 0), ('bob@example.org', 7, 2, 0);
+                 INSERT INTO omemo_devices(jid, device_id, trust, first_seen_ms, identity_key) VALUES
+                     ('bob@example.org', 1, 2, 0, zeroblob(32)), ('bob@example.org', 2, 1, 0, zeroblob(32));
+                 DROP TABLE omemo_old_sessions;
+                 PRAGMA user_version = 7;",
+            )
+            .unwrap();
+    }
+    let store = Store::open(dir.path(), &key).unwrap();
+    let trust: Vec<(u32, DeviceTrust)> = store
+        .omemo_devices("bob@example.org")
+        .unwrap()
+        .into_iter()
+        .map(|d| (d.device_id, d.trust))
+        .collect();
+    assert_eq!(
+        trust,
+        vec![
+            (1, DeviceTrust::Verified),
+            (2, DeviceTrust::BlindlyTrusted),
+            (7, DeviceTrust::Undecided),
+            (666, DeviceTrust::Undecided),
+        ]
+    );
+    assert!(store
+        .omemo_old_sessions("bob@example.org", 1, 2)
+        .unwrap()
+        .is_empty());
+}

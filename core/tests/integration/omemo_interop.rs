@@ -233,10 +233,105 @@ fn cli_sends_encrypted_and_shows_fingerprints_and_trust() {
         .as_u64()
         .unwrap()
         .to_string();
-    let trusted = run(&["trust", "bob@localhost", &device, "verified"]);
+    // Issue 13: verification takes the fingerprint the user compared.
+    let fingerprint = theirs[0]["device"]["fingerprint"].as_str().unwrap();
+    let refused = |args: &[&str], why: &str| {
+        let out = run_cli(&server, "alice", "pw", store.path(), &"cd".repeat(32), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(why),
+            "{args:?}: {stderr}"
+        );
+    };
+    refused(
+        &["trust", "bob@localhost", &device, "verified"],
+        "--fingerprint",
+    );
+    let wrong = format!("00{}", &fingerprint[2..]);
+    refused(
+        &[
+            "trust",
+            "bob@localhost",
+            &device,
+            "verified",
+            "--fingerprint",
+            &wrong,
+        ],
+        "does not match",
+    );
+    // As people read it out: groups, colons, upper case.
+    let spoken = fingerprint
+        .as_bytes()
+        .chunks(8)
+        .map(|c| std::str::from_utf8(c).unwrap().to_uppercase())
+        .collect::<Vec<_>>()
+        .join(": ");
+    let trusted = run(&[
+        "trust",
+        "bob@localhost",
+        &device,
+        "verified",
+        "--fingerprint",
+        &spoken,
+    ]);
     assert_eq!(trusted[0]["trust"]["trust"], "verified");
     let after = run(&["fingerprints", "bob@localhost"]);
     assert_eq!(after[0]["device"]["trust"], "verified");
+
+    // Manual trust: a second device of ours that appears now is undecided,
+    // gets no key, and `send` names it.
+    let policy = run(&["trust-policy", "manual"]);
+    assert_eq!(policy[0]["trust_policy"], "manual");
+    let second = tempfile::tempdir().unwrap();
+    let out = run_cli(
+        &server,
+        "alice",
+        "pw",
+        second.path(),
+        &"ef".repeat(32),
+        &["fingerprints"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second_device = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["device"]["this_device"] == true)
+        .map(|l| l["device"]["device_id"].clone())
+        .expect("the second device");
+    let out = run_cli(
+        &server,
+        "alice",
+        "pw",
+        second.path(),
+        &"ef".repeat(32),
+        &["send", "bob@localhost", "publishing my device"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = run(&[
+        "send",
+        "--encrypt",
+        "omemo2",
+        "bob@localhost",
+        "only to the trusted",
+    ]);
+    let left_out = lines
+        .iter()
+        .find_map(|l| l.get("left_out"))
+        .expect("a left_out line");
+    assert_eq!(
+        left_out,
+        &serde_json::json!([{"jid": "alice@localhost", "device_id": second_device, "trust": "undecided"}]),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -182,9 +182,17 @@ public final class WaxwingSession: Sendable {
     public func encryption(with peer: String) throws -> ConversationEncryption { try client.encryption(peer: peer) }
     public func ownDevice() throws -> OmemoDevice { try client.ownOmemoDevice() }
     public func devices(of jid: String) throws -> [OmemoDevice] { try client.omemoDevices(jid: jid) }
-    public func setTrust(_ trust: DeviceTrust, jid: String, deviceId: UInt32) throws {
-        try client.setOmemoTrust(jid: jid, deviceId: deviceId, trust: trust)
+    /// `.verified` takes the fingerprint the users compared and throws
+    /// `WaxwingError.FingerprintMismatch` unless it is the device's key.
+    public func setTrust(_ trust: DeviceTrust, jid: String, deviceId: UInt32, fingerprint: String? = nil) throws {
+        try client.setOmemoTrust(jid: jid, deviceId: deviceId, trust: trust, fingerprint: fingerprint)
     }
+    /// Blind Trust Before Verification (the default) or manual: for keys learned from now on.
+    public func setTrustPolicy(_ policy: TrustPolicy) throws { try client.setOmemoTrustPolicy(policy: policy) }
+    public func trustPolicy() throws -> TrustPolicy { try client.omemoTrustPolicy() }
+    /// Off: push notifications report "a new message" without its text.
+    public func setPushPreviews(_ shown: Bool) throws { try client.setPushPreviews(shown: shown) }
+    public func pushPreviews() throws -> Bool { try client.pushPreviews() }
     /// Takes devices of this account (old installations, or this one) off
     /// its published OMEMO lists.
     public func removeDevices(_ deviceIds: [UInt32]) throws {

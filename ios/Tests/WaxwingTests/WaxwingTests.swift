@@ -395,15 +395,24 @@ final class WaxwingTests: XCTestCase {
         XCTAssertTrue(aliceDevice.thisDevice)
         let seen = try XCTUnwrap(try bob.devices(of: "salice@localhost").first { $0.deviceId == got.security.senderDevice })
         XCTAssertEqual(seen.fingerprint, aliceDevice.fingerprint)
-        try bob.setTrust(.verified, jid: "salice@localhost", deviceId: seen.deviceId)
+        // Verification takes the fingerprint compared; another one is refused.
+        let wrong = "00" + String(try XCTUnwrap(seen.fingerprint).dropFirst(2))
+        XCTAssertThrowsError(try bob.setTrust(.verified, jid: "salice@localhost", deviceId: seen.deviceId, fingerprint: wrong)) { error in
+            guard case WaxwingError.FingerprintMismatch = error else { return XCTFail("\(error)") }
+        }
+        try bob.setTrust(.verified, jid: "salice@localhost", deviceId: seen.deviceId, fingerprint: seen.fingerprint)
         _ = try await awaitEvent(bob, "the trust change") { event -> Bool? in
             if case .omemoTrustChanged(_, _, .verified) = event { return true }
             return nil
         }
         XCTAssertEqual(try bob.devices(of: "salice@localhost").first { $0.deviceId == seen.deviceId }?.trust, .verified)
-        XCTAssertThrowsError(try bob.setTrust(.verified, jid: "salice@localhost", deviceId: 1)) { error in
+        XCTAssertThrowsError(try bob.setTrust(.verified, jid: "salice@localhost", deviceId: 1, fingerprint: "00")) { error in
             guard case WaxwingError.UnknownDevice = error else { return XCTFail("\(error)") }
         }
+        // The account's policy: blind trust by default, manual on request.
+        XCTAssertEqual(try bob.trustPolicy(), .blindTrustBeforeVerification)
+        try bob.setTrustPolicy(.manual)
+        XCTAssertEqual(try bob.trustPolicy(), .manual)
         try await alice.logout()
         try await bob.logout()
     }

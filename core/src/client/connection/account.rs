@@ -10,7 +10,7 @@ use crate::features::push::PushRegistration;
 use crate::proto::fast::FastToken;
 use crate::proto::stream_features::Features;
 use crate::proto::{Session, SmState};
-use crate::store::Field;
+use crate::store::{Field, TrustPolicy};
 
 /// Every value the client keeps about the account (the store's own, the
 /// roster version, is `store::StoreFields`; OMEMO keys have their tables).
@@ -56,6 +56,11 @@ impl AccountState {
     /// The server's post-TLS stream features as of the last connection,
     /// for pipelining a FAST login behind the stream header.
     pub const SERVER_FEATURES: Field<Features> = Field::new("server_features");
+    /// How devices whose keys are not verified are treated (issue 13).
+    pub const OMEMO_TRUST_POLICY: Field<TrustPolicy> = Field::new("omemo_trust_policy");
+    /// `false`: push notifications say "a new message" without its text
+    /// (for users who do not want it to pass the push provider's hands).
+    pub const PUSH_PREVIEWS: Field<bool> = Field::new("push_previews");
 }
 
 /// Our presence as stored.

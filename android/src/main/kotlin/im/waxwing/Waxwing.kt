@@ -108,8 +108,20 @@ class Waxwing private constructor(
     suspend fun encryption(peer: String): ConversationEncryption = withContext(Dispatchers.IO) { client.encryption(peer) }
     suspend fun ownDevice(): OmemoDevice = withContext(Dispatchers.IO) { client.ownOmemoDevice() }
     suspend fun devices(jid: String): List<OmemoDevice> = withContext(Dispatchers.IO) { client.omemoDevices(jid) }
-    suspend fun setTrust(jid: String, deviceId: UInt, trust: DeviceTrust) =
-        withContext(Dispatchers.IO) { client.setOmemoTrust(jid, deviceId, trust) }
+    /**
+     * Records a trust decision. [DeviceTrust.VERIFIED] takes the [fingerprint]
+     * the users compared and throws [WaxwingException.FingerprintMismatch]
+     * unless it is the device's key (so a verification never applies to a
+     * key the server hands out later).
+     */
+    suspend fun setTrust(jid: String, deviceId: UInt, trust: DeviceTrust, fingerprint: String? = null) =
+        withContext(Dispatchers.IO) { client.setOmemoTrust(jid, deviceId, trust, fingerprint) }
+    /** Blind Trust Before Verification (the default) or manual: for keys learned from now on. */
+    suspend fun setTrustPolicy(policy: TrustPolicy) = withContext(Dispatchers.IO) { client.setOmemoTrustPolicy(policy) }
+    suspend fun trustPolicy(): TrustPolicy = withContext(Dispatchers.IO) { client.omemoTrustPolicy() }
+    /** Off: push notifications report "a new message" without its text. */
+    suspend fun setPushPreviews(shown: Boolean) = withContext(Dispatchers.IO) { client.setPushPreviews(shown) }
+    suspend fun pushPreviews(): Boolean = withContext(Dispatchers.IO) { client.pushPreviews() }
     /** Takes devices of this account (old installations, or this one) off its published OMEMO lists. */
     fun removeDevices(deviceIds: List<UInt>) = client.removeOmemoDevices(deviceIds)
 

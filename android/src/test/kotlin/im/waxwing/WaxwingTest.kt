@@ -340,10 +340,18 @@ class WaxwingTest {
         assertTrue(aliceDevice.thisDevice)
         val seen = bob.devices("kalice@localhost").first { it.deviceId == got.security.senderDevice }
         assertEquals(aliceDevice.fingerprint, seen.fingerprint)
-        bob.setTrust("kalice@localhost", seen.deviceId, DeviceTrust.VERIFIED)
+        // Verification takes the fingerprint compared; another one is refused.
+        assertFailsWith<WaxwingException.FingerprintMismatch> {
+            bob.setTrust("kalice@localhost", seen.deviceId, DeviceTrust.VERIFIED, "00" + seen.fingerprint!!.drop(2))
+        }
+        bob.setTrust("kalice@localhost", seen.deviceId, DeviceTrust.VERIFIED, seen.fingerprint)
         bob.events.awaitEvent { (it as? Event.OmemoTrustChanged)?.takeIf { e -> e.trust == DeviceTrust.VERIFIED } }
         assertEquals(DeviceTrust.VERIFIED, bob.devices("kalice@localhost").first { it.deviceId == seen.deviceId }.trust)
-        assertFailsWith<WaxwingException.UnknownDevice> { bob.setTrust("kalice@localhost", 1u, DeviceTrust.VERIFIED) }
+        assertFailsWith<WaxwingException.UnknownDevice> { bob.setTrust("kalice@localhost", 1u, DeviceTrust.VERIFIED, "00") }
+        // The account's policy: blind trust by default, manual on request.
+        assertEquals(TrustPolicy.BLIND_TRUST_BEFORE_VERIFICATION, bob.trustPolicy())
+        bob.setTrustPolicy(TrustPolicy.MANUAL)
+        assertEquals(TrustPolicy.MANUAL, bob.trustPolicy())
         alice.logout(); bob.logout(); alice.close(); bob.close()
     }
 
