@@ -39,10 +39,8 @@ android {
             // JVM by the tests, so it uses no Android API).
             // src/main/generated/kotlin: the uniffi bindings, written by
             // scripts/build-android.sh (not in git).
-            // src/androidOnly/kotlin: Kotlin that needs the Android SDK
-            // (android.content.Context, System.loadLibrary for a JNI entry
-            // point); kept apart so the JVM tests never see it.
-            java.srcDirs("src/main/kotlin", "src/main/generated/kotlin", "src/androidOnly/kotlin")
+            // (WaxwingAndroid.init takes the Context as Any for that reason.)
+            java.srcDirs("src/main/kotlin", "src/main/generated/kotlin")
             // libwaxwing_ffi.so per ABI, written by scripts/build-android.sh.
             jniLibs.srcDirs("src/main/jniLibs")
         }

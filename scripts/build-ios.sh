@@ -22,12 +22,14 @@ for target in "${targets[@]}"; do
   cargo build --release -p waxwing-ffi --lib --target "$target"
 done
 
-# The bindings come from the library's own metadata, read from a host build.
-cargo build --release -p waxwing-ffi --lib
-cargo build --release -p waxwing-ffi --features cli --bin uniffi-bindgen
+# The bindings come from the library's own metadata, read from a host debug
+# build: the release profile strips symbols, and the metadata with them (as
+# in scripts/build-android.sh).
+cargo build -p waxwing-ffi --lib
+cargo build -p waxwing-ffi --features cli --bin uniffi-bindgen
 out=target/apple
 rm -rf "$out"; mkdir -p "$out/gen" "$out/include" "$out/ios-simulator"
-target/release/uniffi-bindgen generate --library target/release/libwaxwing_ffi.dylib --language swift \
+target/debug/uniffi-bindgen generate --library target/debug/libwaxwing_ffi.dylib --language swift \
   --config uniffi.toml --out-dir "$out/gen"
 cp "$out/gen/WaxwingFFI.h" "$out/include/"
 cp "$out/gen/WaxwingFFI.modulemap" "$out/include/module.modulemap"
@@ -43,4 +45,5 @@ xcodebuild -create-xcframework \
 
 rm -rf ios/Sources/Waxwing/Generated; mkdir -p ios/Sources/Waxwing/Generated
 cp "$out/gen/"*.swift ios/Sources/Waxwing/Generated/
-echo "build-ios: ios/WaxwingFFI.xcframework and ios/Sources/Waxwing/Generated are ready (swift build / swift test in ios/)"
+echo "build-ios: ios/WaxwingFFI.xcframework and ios/Sources/Waxwing/Generated are ready (swift build in ios/;"
+echo "  its XCTests need the test Prosody and WAXWING_* variables that scripts/test-swift.sh sets up)"

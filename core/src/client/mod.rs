@@ -100,9 +100,9 @@ pub struct Client {
     config: ClientConfig,
     own: BareJid,
     /// The open store, or `None` while suspended: see [`Client::suspend`].
-    store: Mutex<Option<StoreHandle>>,
+    store: Arc<Mutex<Option<StoreHandle>>>,
     listener: Arc<dyn EventListener>,
-    running: Mutex<Option<Running>>,
+    running: Arc<Mutex<Option<Running>>>,
     state: watch::Sender<ConnectionState>,
     presences: Arc<Mutex<PresenceBook>>,
     /// A session lock taken before login (the wake-up path does), handed to
@@ -139,9 +139,9 @@ impl Client {
         Ok(Client {
             config,
             own,
-            store: Mutex::new(Some(StoreHandle(Arc::new(Mutex::new(store))))),
+            store: Arc::new(Mutex::new(Some(StoreHandle(Arc::new(Mutex::new(store)))))),
             listener,
-            running: Mutex::new(None),
+            running: Arc::default(),
             state,
             presences: Arc::default(),
             held_lock: Mutex::new(None),
@@ -281,10 +281,12 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         let state = self.state.clone();
+        let (store, tasks) = (self.store.clone(), self.running.clone());
         // In a task of its own, so a caller that stops waiting (a cancelled
         // coroutine or Swift Task drops this future) does not cut the close
         // short: the server still gets its goodbye, the session lock is
-        // released, and a login meanwhile waits for `stopping`.
+        // released, a suspension still closes the store, and a login
+        // meanwhile waits for `stopping`.
         let closing = tokio::spawn(async move {
             let _stopping = stopping;
             if let Some(running) = running {
@@ -307,24 +309,11 @@ impl Client {
                 error: None,
                 will_retry: false,
             });
+            if suspending {
+                close_store_if_idle(&store, &tasks);
+            }
         });
         let _ = closing.await;
-        if suspending {
-            self.close_store_if_idle();
-        }
-    }
-
-    /// Closes the store's database unless a connection task (started by a
-    /// login since) uses it. iOS kills a suspended app that holds a lock on
-    /// a file in a shared (App Group) container — SQLite's WAL locks
-    /// included — so a suspended client holds none; the next call that
-    /// needs the store opens it again.
-    fn close_store_if_idle(&self) {
-        let running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        if running.as_ref().is_none_or(|r| r.task.is_finished()) {
-            self.store.lock().unwrap_or_else(|p| p.into_inner()).take();
-            tracing::debug!("store closed while suspended");
-        }
     }
 
     /// Stores the message in the outbox, then sends it if online. Returns the
@@ -516,9 +505,22 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        if let Some(running) = self.running.get_mut().ok().and_then(|r| r.take()) {
+        if let Some(running) = self.running.lock().ok().and_then(|mut r| r.take()) {
             running.task.abort();
         }
+    }
+}
+
+/// Closes the store's database unless a connection task (started by a
+/// login since) uses it. iOS kills a suspended app that holds a lock on a
+/// file in a shared (App Group) container — SQLite's WAL locks included —
+/// so a suspended client holds none; the next call that needs the store
+/// opens it again.
+fn close_store_if_idle(store: &Mutex<Option<StoreHandle>>, running: &Mutex<Option<Running>>) {
+    let running = running.lock().unwrap_or_else(|p| p.into_inner());
+    if running.as_ref().is_none_or(|r| r.task.is_finished()) {
+        store.lock().unwrap_or_else(|p| p.into_inner()).take();
+        tracing::debug!("store closed while suspended");
     }
 }
 

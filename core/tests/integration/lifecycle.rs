@@ -225,6 +225,15 @@ async fn a_cancelled_logout_or_suspension_leaves_the_client_usable() {
         let _ = tokio::time::timeout(wait, alice.logout()).await;
         alice.login().await.expect("login after a cancelled logout");
         let _ = tokio::time::timeout(wait, alice.suspend()).await;
+        // The suspension completes in the background, store close included.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while alice.store_is_open() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a cancelled suspension left the store open"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         alice
             .login()
             .await

@@ -28,11 +28,13 @@ final class PlatformSink: LogSink {
 
     func log(level: LogLevel, line: String) {
         #if canImport(os)
+        // Public: the core never logs bodies, passwords or keys, and with
+        // the default (private) the lines read "<private>" outside a debugger.
         switch level {
-        case .error: logger.error("\(line)")
-        case .warn: logger.warning("\(line)")
-        case .info: logger.info("\(line)")
-        case .debug, .trace: logger.debug("\(line)")
+        case .error: logger.error("\(line, privacy: .public)")
+        case .warn: logger.warning("\(line, privacy: .public)")
+        case .info: logger.info("\(line, privacy: .public)")
+        case .debug, .trace: logger.debug("\(line, privacy: .public)")
         }
         #endif
         app?.log(level: level, line: line)

@@ -13,19 +13,27 @@ final class DroppedEvents: @unchecked Sendable {
     /// An event held back while its marker goes first.
     private var held: Event?
 
-    func add() { lock.withLock { count += 1 } }
+    // lock()/unlock() rather than withLock, which Apple platforms have only
+    // from iOS 16 / macOS 13 (Package.swift supports iOS 15 / macOS 12).
+    func add() {
+        lock.lock(); defer { lock.unlock() }
+        count += 1
+    }
 
     /// The held event, if any: it is next.
-    func takeHeld() -> Event? { lock.withLock { defer { held = nil }; return held } }
+    func takeHeld() -> Event? {
+        lock.lock(); defer { lock.unlock() }
+        defer { held = nil }
+        return held
+    }
 
     /// The marker to hand out before `event` (which is then held), or nil.
     func marker(before event: Event) -> Event? {
-        lock.withLock {
-            guard count > 0 else { return nil }
-            defer { count = 0 }
-            held = event
-            return .eventsDropped(count: count)
-        }
+        lock.lock(); defer { lock.unlock() }
+        guard count > 0 else { return nil }
+        defer { count = 0 }
+        held = event
+        return .eventsDropped(count: count)
     }
 }
 
