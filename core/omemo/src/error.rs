@@ -28,6 +28,12 @@ pub enum OmemoError {
     /// or never ours).
     #[error("unknown prekey")]
     UnknownPreKey,
+    /// A key exchange without a one-time prekey, or a bundle offering none.
+    /// Refused both ways: without the one-time prekey's DH the key exchange
+    /// can be replayed to build the same session again (Conversations
+    /// rejects such OMEMO 0.3 messages too; OMEMO 2 requires the prekey).
+    #[error("no one-time prekey")]
+    MissingPreKey,
     /// A key exchange names a signed prekey we do not have.
     #[error("unknown signed prekey")]
     UnknownSignedPreKey,

@@ -80,6 +80,7 @@ pub struct Responded {
     /// The first message's plaintext (key material).
     pub plaintext: Zeroizing<Vec<u8>>,
     /// The one-time prekey it used: delete it and publish a replacement.
+    /// Always `Some` (a key exchange without one is refused).
     pub used_pre_key_id: Option<u32>,
 }
 
@@ -128,12 +129,13 @@ impl RatchetSession {
         registration_id: u32,
         bundle: &Bundle,
     ) -> Result<Self, OmemoError> {
-        let pre_key = bundle.pre_keys.choose(&mut rand::rngs::OsRng).copied();
-        if pre_key.is_none() && version == OmemoVersion::V2 {
-            return Err(OmemoError::Malformed("bundle without prekeys"));
-        }
-        let (secret, ephemeral) =
-            x3dh::initiate(version, own, bundle, pre_key.as_ref().map(|(_, k)| k))?;
+        // Both versions: a session without a one-time prekey could be
+        // replayed into existence by anyone who saw its key exchange.
+        let (pre_key_id, pre_key) = *bundle
+            .pre_keys
+            .choose(&mut rand::rngs::OsRng)
+            .ok_or(OmemoError::MissingPreKey)?;
+        let (secret, ephemeral) = x3dh::initiate(version, own, bundle, &pre_key)?;
         let own_public = own.public();
         let dh_self = KeyPair::generate();
         let (root, send_key) = root_step(version, &secret, &*dh_self.dh(&bundle.signed_pre_key)?);
@@ -155,7 +157,7 @@ impl RatchetSession {
             previous_send_len: 0,
             skipped: VecDeque::new(),
             pending: Some(PendingKeyExchange {
-                pre_key_id: pre_key.map(|(id, _)| id),
+                pre_key_id: Some(pre_key_id),
                 signed_pre_key_id: bundle.signed_pre_key_id,
                 base_key: ephemeral.public(),
                 own_identity: x3dh::identity_encoding(version, &own_public)?,
@@ -181,18 +183,11 @@ impl RatchetSession {
         let signed = keys
             .signed_pre_key(kex.signed_pre_key_id)
             .ok_or(OmemoError::UnknownSignedPreKey)?;
-        let one_time = match kex.pre_key_id {
-            Some(id) => Some(keys.pre_key(id).ok_or(OmemoError::UnknownPreKey)?),
-            None => None,
-        };
-        let secret = x3dh::respond(
-            version,
-            own,
-            &initiator,
-            &kex.base_key,
-            &signed,
-            one_time.as_ref(),
-        )?;
+        // Parsing refuses a key exchange without one; checked again here so
+        // no path builds a replayable session.
+        let pre_key_id = kex.pre_key_id.ok_or(OmemoError::MissingPreKey)?;
+        let one_time = keys.pre_key(pre_key_id).ok_or(OmemoError::UnknownPreKey)?;
+        let secret = x3dh::respond(version, own, &initiator, &kex.base_key, &signed, &one_time)?;
         let associated_data = x3dh::associated_data(version, &initiator, &own.public())?;
         let (ad_sending, ad_receiving) = directional_ad(version, false, &associated_data);
         let mut session = Self {
@@ -218,7 +213,7 @@ impl RatchetSession {
         Ok(Responded {
             session,
             plaintext,
-            used_pre_key_id: kex.pre_key_id,
+            used_pre_key_id: Some(pre_key_id),
         })
     }
 

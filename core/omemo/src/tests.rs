@@ -388,3 +388,38 @@ fn payloads_round_trip_and_refuse_tampering() {
         Err(OmemoError::Malformed(_))
     ));
 }
+
+#[test]
+fn key_exchanges_without_a_one_time_prekey_are_refused_both_ways() {
+    for version in OmemoVersion::ALL {
+        let alice = Device::new();
+        let bob = Device::new();
+        // Initiating from a bundle that offers no one-time prekey.
+        let mut bundle = bob.bundle(version);
+        bundle.pre_keys.clear();
+        assert_eq!(
+            RatchetSession::initiate(version, &alice.identity, 1, &bundle).unwrap_err(),
+            OmemoError::MissingPreKey,
+            "{version:?}"
+        );
+        // Receiving a key exchange that names none (0.3's preKeyId, 2's pk_id).
+        let mut a =
+            RatchetSession::initiate(version, &alice.identity, 1, &bob.bundle(version)).unwrap();
+        let m = a.encrypt(b"k").unwrap();
+        let mut kex = wire::KeyExchange::parse(version, &m.data).unwrap();
+        assert!(kex.pre_key_id.is_some());
+        kex.pre_key_id = None;
+        let stripped = wire::encode_key_exchange(version, &kex, 1);
+        assert_eq!(
+            wire::KeyExchange::parse(version, &stripped).unwrap_err(),
+            OmemoError::MissingPreKey,
+            "{version:?}"
+        );
+        assert_eq!(
+            RatchetSession::respond(version, &bob.identity, &bob, &stripped).unwrap_err(),
+            OmemoError::MissingPreKey,
+            "{version:?}"
+        );
+        assert!(RatchetSession::respond(version, &bob.identity, &bob, &m.data).is_ok());
+    }
+}

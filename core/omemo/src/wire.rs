@@ -108,7 +108,8 @@ pub(crate) struct RatchetMessage {
 /// responder answers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyExchange {
-    /// The responder's one-time prekey used (optional in 0.3 only).
+    /// The responder's one-time prekey used. Always `Some` in a parsed key
+    /// exchange: one without is refused ([`OmemoError::MissingPreKey`]).
     pub pre_key_id: Option<u32>,
     /// The responder's signed prekey used.
     pub signed_pre_key_id: u32,
@@ -301,7 +302,9 @@ pub(crate) fn decode_key_exchange(
             let body = PreKeySignalMessage::decode(rest)
                 .map_err(|_| OmemoError::Malformed("undecodable PreKeySignalMessage"))?;
             Ok(KeyExchange {
-                pre_key_id: body.pre_key_id,
+                // libsignal makes it optional, but a key exchange without it
+                // can be replayed: refuse it.
+                pre_key_id: Some(body.pre_key_id.ok_or(OmemoError::MissingPreKey)?),
                 signed_pre_key_id: body
                     .signed_pre_key_id
                     .ok_or(OmemoError::Malformed("no signed prekey id"))?,
@@ -320,7 +323,7 @@ pub(crate) fn decode_key_exchange(
             let body = OmemoKeyExchange::decode(bytes)
                 .map_err(|_| OmemoError::Malformed("undecodable OMEMOKeyExchange"))?;
             Ok(KeyExchange {
-                pre_key_id: Some(body.pk_id.ok_or(OmemoError::Malformed("no pk_id"))?),
+                pre_key_id: Some(body.pk_id.ok_or(OmemoError::MissingPreKey)?),
                 signed_pre_key_id: body.spk_id.ok_or(OmemoError::Malformed("no spk_id"))?,
                 identity_key: key_32(body.ik, "ik")?,
                 base_key: key_32(body.ek, "ek")?,

@@ -3,7 +3,9 @@
 //!
 //! Shared secret = HKDF-SHA-256(salt 32×0, 32×0xFF ‖ DH1 ‖ DH2 ‖ DH3 ‖ DH4,
 //! version's info, 32 bytes) with DH1 = DH(IK_A, SPK_B), DH2 = DH(EK_A, IK_B),
-//! DH3 = DH(EK_A, SPK_B), DH4 = DH(EK_A, OPK_B).
+//! DH3 = DH(EK_A, SPK_B), DH4 = DH(EK_A, OPK_B). DH4 is never left out (the
+//! Signal spec allows it): without a one-time prekey a key exchange can be
+//! replayed, so both sides refuse one ([`OmemoError::MissingPreKey`]).
 
 use zeroize::Zeroizing;
 
@@ -116,20 +118,14 @@ pub(crate) fn initiate(
     version: OmemoVersion,
     own: &IdentityKeyPair,
     bundle: &Bundle,
-    pre_key: Option<&[u8; 32]>,
+    pre_key: &[u8; 32],
 ) -> Result<(Zeroizing<[u8; 32]>, KeyPair), OmemoError> {
     let ephemeral = KeyPair::generate();
     let dh1 = own.dh(&bundle.signed_pre_key)?;
     let dh2 = ephemeral.dh(&bundle.identity.curve25519())?;
     let dh3 = ephemeral.dh(&bundle.signed_pre_key)?;
-    let secret = match pre_key {
-        Some(pre_key) => {
-            let dh4 = ephemeral.dh(pre_key)?;
-            shared_secret(version, &[&dh1, &dh2, &dh3, &dh4])
-        }
-        None => shared_secret(version, &[&dh1, &dh2, &dh3]),
-    };
-    Ok((secret, ephemeral))
+    let dh4 = ephemeral.dh(pre_key)?;
+    Ok((shared_secret(version, &[&dh1, &dh2, &dh3, &dh4]), ephemeral))
 }
 
 /// The responder's side, from the initiator's identity and base key and our
@@ -140,16 +136,11 @@ pub(crate) fn respond(
     initiator: &PeerIdentity,
     base_key: &[u8; 32],
     signed_pre_key: &KeyPair,
-    pre_key: Option<&KeyPair>,
+    pre_key: &KeyPair,
 ) -> Result<Zeroizing<[u8; 32]>, OmemoError> {
     let dh1 = signed_pre_key.dh(&initiator.curve25519())?;
     let dh2 = own.dh(base_key)?;
     let dh3 = signed_pre_key.dh(base_key)?;
-    Ok(match pre_key {
-        Some(pre_key) => {
-            let dh4 = pre_key.dh(base_key)?;
-            shared_secret(version, &[&dh1, &dh2, &dh3, &dh4])
-        }
-        None => shared_secret(version, &[&dh1, &dh2, &dh3]),
-    })
+    let dh4 = pre_key.dh(base_key)?;
+    Ok(shared_secret(version, &[&dh1, &dh2, &dh3, &dh4]))
 }
