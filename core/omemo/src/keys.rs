@@ -44,6 +44,27 @@ fn x25519(secret: &[u8; 32], their_public: &[u8; 32]) -> Result<Zeroizing<[u8; 3
     Ok(shared)
 }
 
+/// p = 2^255 − 19, little-endian.
+const FIELD_PRIME: [u8; 32] = {
+    let mut p = [0xff; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    p
+};
+
+/// Whether 32 little-endian bytes are the canonical encoding of a field
+/// element: below p, so bit 255 clear too. Curve arithmetic reduces the
+/// others silently, which would give one key two encodings (and two
+/// fingerprints). Public keys only: not constant time.
+fn is_canonical_field_element(bytes: &[u8; 32]) -> bool {
+    for (b, p) in bytes.iter().zip(FIELD_PRIME.iter()).rev() {
+        if b != p {
+            return b < p;
+        }
+    }
+    false // equal to p
+}
+
 /// The account device's long-term identity key. The secret seed is zeroized
 /// on drop (ed25519-dalek's `zeroize` feature).
 pub struct IdentityKeyPair {
@@ -168,8 +189,15 @@ impl Eq for PeerIdentity {}
 
 impl PeerIdentity {
     /// From an Ed25519 public key (OMEMO 2 bundles and key exchanges).
+    /// Refuses a y-coordinate ≥ p and small-order points; bit 255 is the
+    /// sign of x and may be either.
     pub fn from_ed25519(bytes: &[u8]) -> Result<Self, OmemoError> {
         let bytes: [u8; 32] = bytes.try_into().map_err(|_| OmemoError::InvalidKey)?;
+        let mut y = bytes;
+        y[31] &= 0x7f;
+        if !is_canonical_field_element(&y) {
+            return Err(OmemoError::InvalidKey);
+        }
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| OmemoError::InvalidKey)?;
         if key.is_weak() {
             return Err(OmemoError::InvalidKey);
@@ -181,7 +209,12 @@ impl PeerIdentity {
     }
 
     /// From a Curve25519 public key (OMEMO 0.3), without the Ed25519 sign.
+    /// Refuses a u-coordinate ≥ p or with bit 255 set (X25519 ignores the
+    /// bit and reduces mod p), and small-order points.
     pub fn from_curve25519(bytes: &[u8; 32]) -> Result<Self, OmemoError> {
+        if !is_canonical_field_element(bytes) {
+            return Err(OmemoError::InvalidKey);
+        }
         let point = MontgomeryPoint(*bytes)
             .to_edwards(0)
             .ok_or(OmemoError::InvalidKey)?;
@@ -256,6 +289,92 @@ impl PeerIdentity {
 mod tests {
     use super::*;
     use curve25519_dalek::constants::EIGHT_TORSION;
+
+    /// `value` as a little-endian field encoding plus `extra` (below 2^8).
+    fn plus(value: &[u8; 32], extra: u8) -> [u8; 32] {
+        let mut out = *value;
+        let mut carry = extra as u16;
+        for b in out.iter_mut() {
+            let sum = *b as u16 + carry;
+            *b = sum as u8;
+            carry = sum >> 8;
+        }
+        out
+    }
+
+    #[test]
+    fn non_canonical_identity_keys_are_refused() {
+        // Real keys still pass, Ed25519 ones with either x sign bit.
+        let mut signs = [false; 2];
+        while !(signs[0] && signs[1]) {
+            let public = IdentityKeyPair::generate().public();
+            let ed = public.ed25519().unwrap();
+            signs[(ed[31] >> 7) as usize] = true;
+            assert_eq!(PeerIdentity::from_ed25519(&ed).unwrap(), public);
+            assert_eq!(
+                PeerIdentity::from_curve25519(&public.curve25519()).unwrap(),
+                public
+            );
+            // The same Curve25519 key with bit 255 set: X25519 reads it as
+            // the same point, so it would be a second fingerprint.
+            let mut high = public.curve25519();
+            high[31] |= 0x80;
+            assert_eq!(
+                PeerIdentity::from_curve25519(&high).unwrap_err(),
+                OmemoError::InvalidKey
+            );
+        }
+        // u = p and u = p + 1 (0 and 1 reduced), and p + k for every k that
+        // reaches a valid point.
+        for k in 0..19 {
+            assert_eq!(
+                PeerIdentity::from_curve25519(&plus(&FIELD_PRIME, k)).unwrap_err(),
+                OmemoError::InvalidKey,
+                "u = p + {k}"
+            );
+        }
+        // Ed25519: y = p + k, for k whose canonical point is a valid key of
+        // large order (the canonical encoding is accepted, the other not).
+        let mut tried = 0;
+        for k in 0..19u8 {
+            let mut canonical = [0u8; 32];
+            canonical[0] = k;
+            let Ok(key) = VerifyingKey::from_bytes(&canonical) else {
+                continue;
+            };
+            if key.is_weak() {
+                continue;
+            }
+            tried += 1;
+            assert!(PeerIdentity::from_ed25519(&canonical).is_ok());
+            for sign in [0, 0x80] {
+                let mut encoding = plus(&FIELD_PRIME, k);
+                encoding[31] |= sign;
+                assert_eq!(
+                    PeerIdentity::from_ed25519(&encoding).unwrap_err(),
+                    OmemoError::InvalidKey,
+                    "y = p + {k}, sign {sign}"
+                );
+            }
+        }
+        assert!(tried > 0);
+        // Small order: the identity (y = 1, with either sign bit), y = p + 1,
+        // y = -1 and y = 0.
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        let mut minus_one = FIELD_PRIME;
+        minus_one[0] -= 1;
+        for encoding in [one, plus(&FIELD_PRIME, 1), minus_one, [0; 32]] {
+            for sign in [0, 0x80] {
+                let mut encoding = encoding;
+                encoding[31] |= sign;
+                assert_eq!(
+                    PeerIdentity::from_ed25519(&encoding).unwrap_err(),
+                    OmemoError::InvalidKey
+                );
+            }
+        }
+    }
 
     #[test]
     fn x25519_on_edwards_equals_the_montgomery_ladder() {

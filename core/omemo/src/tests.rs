@@ -423,3 +423,45 @@ fn key_exchanges_without_a_one_time_prekey_are_refused_both_ways() {
         assert!(RatchetSession::respond(version, &bob.identity, &bob, &m.data).is_ok());
     }
 }
+
+#[test]
+fn non_canonical_identity_keys_are_refused_in_bundles_and_key_exchanges() {
+    // OMEMO 0.3: the same identity with bit 255 of its Curve25519 key set
+    // is the same X25519 key under a second fingerprint.
+    let version = OmemoVersion::V0_3;
+    let alice = Device::new();
+    let bob = Device::new();
+    let spk = bob.signed.1.public();
+    let signature = bob
+        .identity
+        .sign(version, &signed_pre_key_encoding(version, &spk));
+    let mut high = bob.identity.public().curve25519();
+    high[31] |= 0x80;
+    assert_eq!(
+        Bundle::verified(
+            version,
+            &wire::djb_key(&high),
+            7,
+            &wire::djb_key(&spk),
+            &signature,
+            vec![]
+        )
+        .unwrap_err(),
+        OmemoError::InvalidKey
+    );
+    let mut a =
+        RatchetSession::initiate(version, &alice.identity, 1, &bob.bundle(version)).unwrap();
+    let m = a.encrypt(b"k").unwrap();
+    let mut kex = wire::KeyExchange::parse(version, &m.data).unwrap();
+    kex.identity_key[31] |= 0x80;
+    let altered = wire::encode_key_exchange(version, &kex, 1);
+    assert_eq!(
+        RatchetSession::respond(version, &bob.identity, &bob, &altered).unwrap_err(),
+        OmemoError::InvalidKey
+    );
+    let responded = RatchetSession::respond(version, &bob.identity, &bob, &m.data).unwrap();
+    assert_eq!(
+        responded.session.remote_identity().fingerprint(),
+        alice.identity.public().fingerprint()
+    );
+}
