@@ -3,15 +3,19 @@
 //! and signed-prekey signatures.
 //!
 //! OMEMO 0.3 publishes identity keys in their Curve25519 (Montgomery) form and
-//! signs with XEdDSA; the Ed25519 sign bit, lost in the Montgomery form,
-//! travels in bit 7 of the signature's last byte (libsignal's convention,
-//! also python-omemo's). OMEMO 2 publishes the Ed25519 key and signs with
-//! plain Ed25519.
+//! signs with XEdDSA. The Ed25519 sign bit is lost in the Montgomery form:
+//! libsignal-style signers carry it in bit 7 of the signature's last byte,
+//! XEdDSA proper signs so that the key with sign bit 0 verifies. We sign the
+//! latter way (readable by both kinds of verifier) and verify both. OMEMO 2
+//! publishes the Ed25519 key and signs with plain Ed25519.
 
+use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::montgomery::MontgomeryPoint;
+use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand::RngCore;
-use zeroize::Zeroizing;
+use sha2::{Digest, Sha512};
+use zeroize::{Zeroize, Zeroizing};
 
 use super::{OmemoError, OmemoVersion};
 
@@ -116,13 +120,43 @@ impl IdentityKeyPair {
 
     /// Signs a signed prekey's public encoding for `version`.
     pub fn sign(&self, version: OmemoVersion, message: &[u8]) -> [u8; 64] {
-        let mut signature = self.signing.sign(message).to_bytes();
-        if version == OmemoVersion::V0_3 {
-            // An Ed25519 `s` is below 2^253, so bit 7 of byte 63 is free to
-            // carry the public key's sign bit for XEdDSA verifiers.
-            signature[63] |= self.signing.verifying_key().to_bytes()[31] & 0x80;
+        match version {
+            OmemoVersion::V2 => self.signing.sign(message).to_bytes(),
+            OmemoVersion::V0_3 => self.xeddsa_sign(message),
         }
-        signature
+    }
+
+    /// XEdDSA as its specification defines it: a verifier converts our
+    /// Montgomery key to Edwards with sign bit 0, so when our Edwards key's
+    /// sign bit is 1 we sign with the negated scalar (whose public key is
+    /// that sign-0 point). Bit 7 of byte 63 stays 0, so verifiers that read
+    /// the sign from there (libsignal's convention) accept it as well.
+    fn xeddsa_sign(&self, message: &[u8]) -> [u8; 64] {
+        let seed = Zeroizing::new(self.signing.to_bytes());
+        let expanded = ExpandedSecretKey::from(&*seed);
+        let negate = self.signing.verifying_key().to_bytes()[31] >> 7 == 1;
+        let scalar = if negate {
+            -expanded.scalar
+        } else {
+            expanded.scalar
+        };
+        // A nonce prefix of its own: the same prefix and message signed with
+        // both the scalar and its negation would reveal the key.
+        let mut prefix = Sha512::new()
+            .chain_update(b"Waxwing XEdDSA nonce prefix")
+            .chain_update(expanded.hash_prefix)
+            .finalize();
+        let mut hash_prefix = [0u8; 32];
+        hash_prefix.copy_from_slice(&prefix[..32]);
+        prefix.as_mut_slice().zeroize();
+        let key = ExpandedSecretKey {
+            scalar,
+            hash_prefix,
+        };
+        hash_prefix.zeroize();
+        let public = VerifyingKey::from(EdwardsPoint::mul_base(&key.scalar));
+        debug_assert_eq!(public.to_bytes()[31] >> 7, 0);
+        raw_sign::<Sha512>(&key, message, &public).to_bytes()
     }
 }
 
@@ -173,7 +207,7 @@ impl KeyPair {
 
 /// Another device's identity key. Devices are compared by the Curve25519
 /// form, which both versions can produce; the Ed25519 form is known when the
-/// device published it (OMEMO 2) or signed with it (a verified 0.3 bundle).
+/// device published it (OMEMO 2) or its 0.3 signature carried sign bit 1.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerIdentity {
     curve: [u8; 32],
@@ -243,8 +277,12 @@ impl PeerIdentity {
         hex::encode(self.curve)
     }
 
-    /// Verifies a signed prekey signature made for `version`; for 0.3 this
-    /// also learns the Ed25519 form from the sign bit in the signature.
+    /// Verifies a signed prekey signature made for `version`. For 0.3 the
+    /// Edwards key is the Montgomery key with the sign bit that bit 7 of
+    /// byte 63 carries: 1 from libsignal-style signers whose key has sign
+    /// bit 1, else 0 (XEdDSA proper, which signs with the negated key when
+    /// needed, as we do). Only a 1 tells the signer's real Ed25519 key, so
+    /// only then is it learnt.
     pub fn verify(
         &mut self,
         version: OmemoVersion,
@@ -252,13 +290,14 @@ impl PeerIdentity {
         signature: &[u8],
     ) -> Result<(), OmemoError> {
         let mut signature: [u8; 64] = signature.try_into().map_err(|_| OmemoError::BadSignature)?;
+        let mut sign = 0;
         let verifying = match version {
             OmemoVersion::V2 => {
                 let ed = self.ed25519.ok_or(OmemoError::BadSignature)?;
                 VerifyingKey::from_bytes(&ed).map_err(|_| OmemoError::InvalidKey)?
             }
             OmemoVersion::V0_3 => {
-                let sign = signature[63] >> 7;
+                sign = signature[63] >> 7;
                 signature[63] &= 0x7f;
                 let point = MontgomeryPoint(self.curve)
                     .to_edwards(sign)
@@ -269,7 +308,7 @@ impl PeerIdentity {
         verifying
             .verify_strict(message, &Signature::from_bytes(&signature))
             .map_err(|_| OmemoError::BadSignature)?;
-        if self.ed25519.is_none() {
+        if self.ed25519.is_none() && sign == 1 {
             self.ed25519 = Some(verifying.to_bytes());
         }
         Ok(())

@@ -1,12 +1,17 @@
 //! Message payloads: the body is encrypted once with a fresh key, and that
 //! key material is what the ratchet encrypts for each device.
 //!
-//! - OMEMO 0.3: AES-128-GCM, 12-byte IV sent in `<iv>`; key material is
-//!   key(16) ‖ tag(16), the `<payload>` the ciphertext without the tag.
+//! - OMEMO 0.3: AES-128-GCM, 12-byte IV sent in `<iv>` (16-byte IVs from
+//!   older clients are accepted); key material is key(16) ‖ tag(16), the
+//!   `<payload>` the ciphertext without the tag.
 //! - OMEMO 2 (XEP-0384 §6.1): a random 32-byte key → HKDF-SHA-256(salt 32×0,
 //!   info "OMEMO Payload", 80) → AES-256-CBC key, HMAC key, IV; key material
 //!   is key(32) ‖ HMAC-SHA-256(ciphertext) truncated to 16.
 
+use aes_gcm::aead::consts::U16;
+use aes_gcm::aead::{Nonce as AesNonce, Tag};
+use aes_gcm::aes::Aes128;
+use aes_gcm::{AeadInOut, AesGcm, KeyInit};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM};
 use zeroize::Zeroizing;
 
@@ -78,9 +83,10 @@ pub fn decrypt(
     }
     match version {
         OmemoVersion::V0_3 => {
-            let iv: [u8; 12] = iv
-                .and_then(|iv| iv.try_into().ok())
-                .ok_or(OmemoError::Malformed("the IV must be 12 bytes"))?;
+            let iv = iv.ok_or(OmemoError::Malformed("no IV"))?;
+            if iv.len() != 12 && iv.len() != 16 {
+                return Err(OmemoError::Malformed("the IV must be 12 or 16 bytes"));
+            }
             // Key material is key ‖ tag; some old clients sent only the key
             // and appended the tag to the payload instead.
             let mut sealed = Zeroizing::new(match key_material.len() {
@@ -88,10 +94,14 @@ pub fn decrypt(
                 16 => ciphertext.to_vec(),
                 _ => return Err(OmemoError::Malformed("key material length")),
             });
-            let plain_len = gcm_key(&key_material[..16])
-                .open_in_place(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut sealed)
-                .map_err(|_| OmemoError::PayloadAuthentication)?
-                .len();
+            let key = &key_material[..16];
+            let plain_len = match <[u8; 12]>::try_from(iv) {
+                Ok(iv) => gcm_key(key)
+                    .open_in_place(Nonce::assume_unique_for_key(iv), Aad::empty(), &mut sealed)
+                    .map_err(|_| OmemoError::PayloadAuthentication)?
+                    .len(),
+                Err(_) => open_with_16_byte_iv(key, iv, &mut sealed)?,
+            };
             sealed.truncate(plain_len);
             Ok(sealed)
         }
@@ -105,6 +115,25 @@ pub fn decrypt(
             keys.decrypt(ciphertext).map(Zeroizing::new)
         }
     }
+}
+
+/// AES-128-GCM with a 16-byte IV (GCM hashes an IV of any length other than
+/// 12 bytes into its counter block): older OMEMO 0.3 clients send these.
+/// Opens `sealed` (ciphertext ‖ tag) in place; returns the plaintext length.
+fn open_with_16_byte_iv(key: &[u8], iv: &[u8], sealed: &mut [u8]) -> Result<usize, OmemoError> {
+    type Aes128Gcm16 = AesGcm<Aes128, U16>;
+    let plain_len = sealed
+        .len()
+        .checked_sub(16)
+        .ok_or(OmemoError::PayloadAuthentication)?; // as ring answers
+    let (text, tag) = sealed.split_at_mut(plain_len);
+    let tag = Tag::<Aes128Gcm16>::try_from(&*tag).map_err(|_| OmemoError::PayloadAuthentication)?;
+    let nonce = AesNonce::<Aes128Gcm16>::try_from(iv).map_err(|_| OmemoError::Malformed("IV"))?;
+    Aes128Gcm16::new_from_slice(key)
+        .map_err(|_| OmemoError::Malformed("key material length"))?
+        .decrypt_inout_detached(&nonce, &[], text.into(), &tag)
+        .map_err(|_| OmemoError::PayloadAuthentication)?;
+    Ok(plain_len)
 }
 
 fn gcm_key(key: &[u8]) -> LessSafeKey {

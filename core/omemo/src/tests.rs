@@ -3,6 +3,9 @@
 
 use std::collections::HashMap;
 
+use curve25519_dalek::montgomery::MontgomeryPoint;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+
 use super::keys::{IdentityKeyPair, KeyPair};
 use super::ratchet::{RatchetSession, MAX_SKIP_PER_MESSAGE};
 use super::x3dh::{signed_pre_key_encoding, Bundle, OwnPreKeys};
@@ -319,19 +322,62 @@ fn bundles_with_bad_signatures_are_refused() {
 }
 
 #[test]
-fn xeddsa_sign_bit_round_trips_for_both_signs() {
+fn libsignal_style_signatures_verify_for_both_signs() {
+    // Other 0.3 clients sign with the Ed25519 key itself and carry its sign
+    // bit in bit 7 of byte 63: still accepted, and a 1 there tells us the
+    // real Ed25519 form.
     let mut seen = [false, false];
     while !(seen[0] && seen[1]) {
-        let device = Device::new();
-        let sign = device.identity.public().ed25519().unwrap()[31] >> 7;
+        let seed = super::keys::random_bytes::<32>();
+        let identity = IdentityKeyPair::from_seed(&seed);
+        let public = identity.public();
+        let ed = public.ed25519().unwrap();
+        let sign = ed[31] >> 7;
         seen[sign as usize] = true;
-        let bundle = device.bundle(OmemoVersion::V0_3);
-        // The Ed25519 form recovered from the signature is the real one.
-        assert_eq!(
-            bundle.identity.ed25519(),
-            device.identity.public().ed25519()
-        );
+        let spk = KeyPair::generate().public();
+        let encoding = signed_pre_key_encoding(OmemoVersion::V0_3, &spk);
+        let mut signature = SigningKey::from_bytes(&seed).sign(&encoding).to_bytes();
+        signature[63] |= sign << 7;
+        let bundle = Bundle::verified(
+            OmemoVersion::V0_3,
+            &wire::djb_key(&public.curve25519()),
+            7,
+            &encoding,
+            &signature,
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(bundle.identity, public);
+        assert_eq!(bundle.identity.ed25519(), (sign == 1).then_some(ed));
+        // Our own 0.3 signatures verify too.
+        let device = Device::with_identity(identity);
+        assert_eq!(device.bundle(OmemoVersion::V0_3).identity, public);
     }
+}
+
+#[test]
+fn our_xeddsa_signatures_verify_under_the_sign_0_key() {
+    // A strict XEdDSA verifier: the Montgomery key converted with sign bit
+    // 0, the 64 signature bytes taken as they are.
+    let mut signs = [0; 2];
+    for _ in 0..64 {
+        let device = Device::new();
+        let public = device.identity.public();
+        signs[(public.ed25519().unwrap()[31] >> 7) as usize] += 1;
+        let spk = device.signed.1.public();
+        let encoding = signed_pre_key_encoding(OmemoVersion::V0_3, &spk);
+        let signature = device.identity.sign(OmemoVersion::V0_3, &encoding);
+        let edwards = MontgomeryPoint(public.curve25519()).to_edwards(0).unwrap();
+        VerifyingKey::from(edwards)
+            .verify_strict(&encoding, &Signature::from_bytes(&signature))
+            .expect("verifies under the sign-0 key");
+        // And our own verifier (the bundle as a peer parses it).
+        assert_eq!(device.bundle(OmemoVersion::V0_3).identity, public);
+    }
+    assert!(
+        signs[0] > 0 && signs[1] > 0,
+        "both sign bits seen: {signs:?}"
+    );
 }
 
 #[test]
@@ -378,15 +424,67 @@ fn payloads_round_trip_and_refuse_tampering() {
         ));
     }
     let enc = payload::encrypt(OmemoVersion::V0_3, b"x");
-    assert!(matches!(
+    assert_eq!(enc.iv.unwrap().len(), 12);
+    for (iv, err) in [
+        (None, OmemoError::Malformed("no IV")),
+        (
+            Some(&[0; 8][..]),
+            OmemoError::Malformed("the IV must be 12 or 16 bytes"),
+        ),
+        (Some(&[0; 16][..]), OmemoError::PayloadAuthentication),
+    ] {
+        assert_eq!(
+            payload::decrypt(OmemoVersion::V0_3, &enc.key_material, iv, &enc.ciphertext)
+                .unwrap_err(),
+            err
+        );
+    }
+}
+
+#[test]
+fn payloads_with_16_byte_ivs_decrypt() {
+    use aes_gcm::aead::consts::U16;
+    use aes_gcm::aes::Aes128;
+    use aes_gcm::{AeadInOut, AesGcm, KeyInit};
+
+    // As older OMEMO 0.3 clients encrypt: AES-128-GCM under a 16-byte IV.
+    let key = super::keys::random_bytes::<16>();
+    let iv = super::keys::random_bytes::<16>();
+    let body = b"from an older client".to_vec();
+    let mut ciphertext = body.clone();
+    let tag = AesGcm::<Aes128, U16>::new_from_slice(&key)
+        .unwrap()
+        .encrypt_inout_detached(&iv.into(), &[], ciphertext.as_mut_slice().into())
+        .unwrap();
+    let key_material = [&key[..], &tag[..]].concat();
+    let plain =
+        payload::decrypt(OmemoVersion::V0_3, &key_material, Some(&iv), &ciphertext).unwrap();
+    assert_eq!(&plain[..], &body[..]);
+    // The tag appended to the payload, key alone in the key material.
+    let appended = [&ciphertext[..], &tag[..]].concat();
+    let plain = payload::decrypt(OmemoVersion::V0_3, &key, Some(&iv), &appended).unwrap();
+    assert_eq!(&plain[..], &body[..]);
+    // Tampering and the wrong IV fail to authenticate.
+    let mut bad = ciphertext.clone();
+    bad[0] ^= 1;
+    assert_eq!(
+        payload::decrypt(OmemoVersion::V0_3, &key_material, Some(&iv), &bad).unwrap_err(),
+        OmemoError::PayloadAuthentication
+    );
+    assert_eq!(
         payload::decrypt(
             OmemoVersion::V0_3,
-            &enc.key_material,
-            Some(&[0; 16]),
-            &enc.ciphertext
-        ),
-        Err(OmemoError::Malformed(_))
-    ));
+            &key_material,
+            Some(&iv[..12]),
+            &ciphertext
+        )
+        .unwrap_err(),
+        OmemoError::PayloadAuthentication
+    );
+    assert_eq!(
+        payload::decrypt(OmemoVersion::V0_3, &key, Some(&iv), &appended[..10]).unwrap_err(),
+        OmemoError::PayloadAuthentication
+    );
 }
 
 #[test]
