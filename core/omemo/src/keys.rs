@@ -15,6 +15,7 @@ use ed25519_dalek::hazmat::{raw_sign, ExpandedSecretKey};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rand::RngCore;
 use sha2::{Digest, Sha512};
+use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{OmemoError, OmemoVersion};
@@ -42,7 +43,8 @@ fn x25519(secret: &[u8; 32], their_public: &[u8; 32]) -> Result<Zeroizing<[u8; 3
         Some(edwards) => edwards.mul_clamped(*secret).to_montgomery().to_bytes(),
         None => point.mul_clamped(*secret).to_bytes(),
     });
-    if shared.iter().all(|b| *b == 0) {
+    // Constant time: the shared secret must not leak through timing.
+    if bool::from(shared.ct_eq(&[0u8; 32])) {
         return Err(OmemoError::InvalidKey);
     }
     Ok(shared)

@@ -25,7 +25,7 @@ pub const MAX_PAYLOAD_LEN: usize = 256 * 1024;
 const PAYLOAD_INFO_2: &[u8] = b"OMEMO Payload";
 
 /// An encrypted payload and the key material to send to each device.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EncryptedPayload {
     /// The `<payload>` bytes.
     pub ciphertext: Vec<u8>,
@@ -33,6 +33,16 @@ pub struct EncryptedPayload {
     pub iv: Option<[u8; 12]>,
     /// What each device's ratchet encrypts.
     pub key_material: Zeroizing<Vec<u8>>,
+}
+
+/// Leaves the key material out.
+impl std::fmt::Debug for EncryptedPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptedPayload")
+            .field("ciphertext_len", &self.ciphertext.len())
+            .field("iv", &self.iv.map(hex::encode))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Encrypts a payload for `version`.

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 
 use prost::Message;
 use rand::seq::SliceRandom;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::kdf::{chain_step, hmac, root_step, verify_hmac, CbcHmacKeys};
 use super::keys::{IdentityKeyPair, KeyPair, PeerIdentity};
@@ -73,7 +73,6 @@ pub struct EncryptedKey {
 }
 
 /// A session built from someone else's key exchange.
-#[derive(Debug)]
 pub struct Responded {
     /// The new session.
     pub session: RatchetSession,
@@ -82,6 +81,17 @@ pub struct Responded {
     /// The one-time prekey it used: delete it and publish a replacement.
     /// Always `Some` (a key exchange without one is refused).
     pub used_pre_key_id: Option<u32>,
+}
+
+/// Leaves the plaintext (key material) out.
+impl std::fmt::Debug for Responded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responded")
+            .field("session", &self.session)
+            .field("plaintext_len", &self.plaintext.len())
+            .field("used_pre_key_id", &self.used_pre_key_id)
+            .finish()
+    }
 }
 
 /// A Double Ratchet session with one device.
@@ -439,9 +449,10 @@ impl KeyExchange {
     }
 }
 
-// Persistence: a protobuf record, compact and extensible.
+// Persistence: a protobuf record, compact and extensible. The records hold
+// root, chain and message keys: every one is zeroized when dropped.
 
-#[derive(Clone, PartialEq, Message)]
+#[derive(Clone, PartialEq, Message, Zeroize, ZeroizeOnDrop)]
 struct SessionRecord {
     #[prost(uint32, tag = "1")]
     version: u32,
@@ -477,7 +488,7 @@ struct SessionRecord {
     past_remote: Vec<Vec<u8>>,
 }
 
-#[derive(Clone, PartialEq, Message)]
+#[derive(Clone, PartialEq, Message, Zeroize, ZeroizeOnDrop)]
 struct ChainRecord {
     #[prost(bytes = "vec", tag = "1")]
     key: Vec<u8>,
@@ -485,7 +496,7 @@ struct ChainRecord {
     n: u32,
 }
 
-#[derive(Clone, PartialEq, Message)]
+#[derive(Clone, PartialEq, Message, Zeroize, ZeroizeOnDrop)]
 struct SkippedRecord {
     #[prost(bytes = "vec", tag = "1")]
     dh: Vec<u8>,
@@ -495,7 +506,7 @@ struct SkippedRecord {
     key: Vec<u8>,
 }
 
-#[derive(Clone, PartialEq, Message)]
+#[derive(Clone, PartialEq, Message, Zeroize)]
 struct PendingRecord {
     #[prost(uint32, optional, tag = "1")]
     pre_key_id: Option<u32>,
@@ -621,5 +632,19 @@ impl RatchetSession {
             remote_base_key: r.remote_base_key.as_deref().map(arr).transpose()?,
             registration_id: r.registration_id,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zeroized_on_drop<T: ZeroizeOnDrop>() {}
+
+    #[test]
+    fn records_holding_keys_are_zeroized_on_drop() {
+        zeroized_on_drop::<SessionRecord>();
+        zeroized_on_drop::<ChainRecord>();
+        zeroized_on_drop::<SkippedRecord>();
     }
 }

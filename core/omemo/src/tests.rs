@@ -563,3 +563,26 @@ fn non_canonical_identity_keys_are_refused_in_bundles_and_key_exchanges() {
         alice.identity.public().fingerprint()
     );
 }
+
+#[test]
+fn debug_output_leaves_key_material_out() {
+    // No byte list and no hex of a secret may appear in `{:?}`.
+    fn assert_hidden(debug: &str, secret: &[u8]) {
+        assert!(!debug.contains(&format!("{secret:?}")), "{debug}");
+        assert!(!debug.contains(&hex::encode(secret)), "{debug}");
+        assert!(!debug.contains(&hex::encode(&secret[..8])), "{debug}");
+    }
+    for version in OmemoVersion::ALL {
+        let enc = payload::encrypt(version, b"hello");
+        assert_hidden(&format!("{enc:?}"), &enc.key_material);
+
+        let alice = Device::new();
+        let bob = Device::new();
+        let mut a =
+            RatchetSession::initiate(version, &alice.identity, 1, &bob.bundle(version)).unwrap();
+        let m = a.encrypt(&enc.key_material).unwrap();
+        let responded = RatchetSession::respond(version, &bob.identity, &bob, &m.data).unwrap();
+        assert_eq!(&responded.plaintext[..], &enc.key_material[..]);
+        assert_hidden(&format!("{responded:?}"), &enc.key_material);
+    }
+}
