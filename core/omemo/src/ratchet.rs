@@ -23,6 +23,11 @@ use super::{OmemoError, OmemoVersion};
 pub const MAX_SKIP_PER_MESSAGE: u32 = 1000;
 /// Most skipped message keys a session keeps; the oldest go first.
 pub const MAX_SKIPPED_KEYS: usize = 1000;
+/// After this many messages decrypted in a row without one sent back, send
+/// an empty OMEMO message so the other device's ratchet steps forward
+/// (XEP-0384, Business Rules: the heartbeat). See
+/// [`RatchetSession::needs_heartbeat`].
+pub const HEARTBEAT_AFTER: u32 = 53;
 /// How many of the other device's past ratchet keys we remember, to tell a
 /// replayed old message from a forged new ratchet step.
 const PAST_REMOTE_KEYS: usize = 8;
@@ -117,6 +122,8 @@ pub struct RatchetSession {
     /// The base key of the key exchange that built this session (responder).
     remote_base_key: Option<[u8; 32]>,
     registration_id: u32,
+    /// Messages decrypted since our last `encrypt` (for heartbeats).
+    received_since_send: u32,
 }
 
 impl std::fmt::Debug for RatchetSession {
@@ -174,6 +181,7 @@ impl RatchetSession {
             }),
             remote_base_key: None,
             registration_id,
+            received_since_send: 0,
         })
     }
 
@@ -218,6 +226,7 @@ impl RatchetSession {
             pending: None,
             remote_base_key: Some(kex.base_key),
             registration_id: 0,
+            received_since_send: 0,
         };
         let plaintext = session.decrypt(&kex.message)?;
         Ok(Responded {
@@ -243,6 +252,16 @@ impl RatchetSession {
         self.pending.is_none()
     }
 
+    /// Whether we have decrypted [`HEARTBEAT_AFTER`] or more messages from
+    /// the other device since we last encrypted one for it: then send it an
+    /// empty OMEMO message (a heartbeat), so its ratchet moves forward and
+    /// its chain does not grow without bound. XEP-0384 words the rule as a
+    /// message counter of 53 or more on a new ratchet key; counting what we
+    /// decrypted since we last sent is the same in a lossless conversation.
+    pub fn needs_heartbeat(&self) -> bool {
+        self.received_since_send >= HEARTBEAT_AFTER
+    }
+
     /// Whether a key exchange is the one that built this session (a
     /// duplicate or replay, to be decrypted with this session rather than
     /// replacing it).
@@ -253,6 +272,7 @@ impl RatchetSession {
     /// Encrypts key material (or any short plaintext) for the other device.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<EncryptedKey, OmemoError> {
         let send = self.send.as_mut().ok_or(OmemoError::NoSession)?;
+        self.received_since_send = 0;
         let header = RatchetHeader {
             dh: self.dh_self.public(),
             n: send.n,
@@ -295,7 +315,9 @@ impl RatchetSession {
     /// session is unchanged.
     pub fn decrypt(&mut self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, OmemoError> {
         let message = wire::decode_message(self.version, data)?;
-        self.decrypt_message(&message)
+        let plaintext = self.decrypt_message(&message)?;
+        self.received_since_send = self.received_since_send.saturating_add(1);
+        Ok(plaintext)
     }
 
     /// Decrypts without touching `self` until the message has authenticated
@@ -486,6 +508,9 @@ struct SessionRecord {
     registration_id: u32,
     #[prost(bytes = "vec", repeated, tag = "16")]
     past_remote: Vec<Vec<u8>>,
+    /// Absent in records of older versions: loads as 0.
+    #[prost(uint32, optional, tag = "17")]
+    received_since_send: Option<u32>,
 }
 
 #[derive(Clone, PartialEq, Message, Zeroize, ZeroizeOnDrop)]
@@ -564,6 +589,7 @@ impl RatchetSession {
             remote_base_key: self.remote_base_key.map(|k| k.to_vec()),
             registration_id: self.registration_id,
             past_remote: self.past_remote.iter().map(|k| k.to_vec()).collect(),
+            received_since_send: Some(self.received_since_send),
         };
         Zeroizing::new(record.encode_to_vec())
     }
@@ -631,6 +657,7 @@ impl RatchetSession {
                 .transpose()?,
             remote_base_key: r.remote_base_key.as_deref().map(arr).transpose()?,
             registration_id: r.registration_id,
+            received_since_send: r.received_since_send.unwrap_or(0),
         })
     }
 }

@@ -7,7 +7,7 @@ use curve25519_dalek::montgomery::MontgomeryPoint;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use super::keys::{IdentityKeyPair, KeyPair};
-use super::ratchet::{RatchetSession, MAX_SKIP_PER_MESSAGE};
+use super::ratchet::{RatchetSession, HEARTBEAT_AFTER, MAX_SKIP_PER_MESSAGE};
 use super::x3dh::{signed_pre_key_encoding, Bundle, OwnPreKeys};
 use super::{payload, wire, OmemoError, OmemoVersion};
 
@@ -585,4 +585,72 @@ fn debug_output_leaves_key_material_out() {
         assert_eq!(&responded.plaintext[..], &enc.key_material[..]);
         assert_hidden(&format!("{responded:?}"), &enc.key_material);
     }
+}
+
+#[test]
+fn heartbeat_after_53_messages_without_a_reply() {
+    assert_eq!(HEARTBEAT_AFTER, 53);
+    for version in OmemoVersion::ALL {
+        let (mut a, mut b, _) = pair(version);
+        // Bob decrypted Alice's first message in `pair`; he answers, so both
+        // counters start from a reply.
+        let r = b.encrypt(b"r").unwrap();
+        a.decrypt(&r.data).unwrap();
+        assert!(!a.needs_heartbeat() && !b.needs_heartbeat());
+        for i in 1..=53 {
+            let m = a.encrypt(b"m").unwrap();
+            b.decrypt(&m.data).unwrap();
+            assert_eq!(b.needs_heartbeat(), i >= 53, "{version:?} message {i}");
+            assert!(!a.needs_heartbeat());
+        }
+        // Kept across the store.
+        let mut b = RatchetSession::from_bytes(&b.to_bytes()).unwrap();
+        assert!(b.needs_heartbeat());
+        // A failed decryption does not count; one message back resets it.
+        assert!(b.decrypt(&r.data).is_err());
+        let heartbeat = b.encrypt(&payload::empty_key_material(version)).unwrap();
+        assert!(!b.needs_heartbeat());
+        a.decrypt(&heartbeat.data).unwrap();
+        assert!(!a.needs_heartbeat());
+    }
+}
+
+/// Two sessions (OMEMO 2) stored by the code before the heartbeat counter:
+/// Alice had decrypted three messages from Bob.
+const OLD_RECORD_ALICE: &str = concat!(
+    "080210011a20a2b52f5c263a1059977798be6c1735c5f2d25194af23c2d6e370b32f645d68352220fb181f8b",
+    "840bb521b6dec0fa983a02330eed7be1f06e860453bafa66866bbd002a408bbb46c6bc8e3f2384564a041237",
+    "f4886acec2b007428eac2f1acd457ba75b86fb181f8b840bb521b6dec0fa983a02330eed7be1f06e860453ba",
+    "fa66866bbd00322074fd59edfb0e3f724f01ca0a5823dbbfc5d3ea3ac04b14dc7d491cec53ae2ac53a2073e2",
+    "bb1b9d770d4b000b48f165c250bea7c2dcc036263f32133e5ff1953a6be142207b561237a8dba17683c33814",
+    "4509934a54d23c63041fdca457d5060a492b8f314a220a200d04959d4ec6347aec781c7429eb7d89c875faa0",
+    "d4d7b4401040de710011d1ea52240a20e6091195967851489521206bbc20c6ef5c51c55087277e83de6d6cd8",
+    "6031c6b01003580178d209820120021fae79c9054f8f52129bd96deb39030b79c8837f2657b06de6453171e5",
+    "852f",
+);
+const OLD_RECORD_BOB: &str = concat!(
+    "08021a20dff49b23f33d3312492e262858a7ec25f30312ee193a2ec170b840c2c64e7b0d22208bbb46c6bc8e",
+    "3f2384564a041237f4886acec2b007428eac2f1acd457ba75b862a408bbb46c6bc8e3f2384564a041237f488",
+    "6acec2b007428eac2f1acd457ba75b86fb181f8b840bb521b6dec0fa983a02330eed7be1f06e860453bafa66",
+    "866bbd0032204a3093bef01bc6bb4cbdc70f9256b316a3b69e606fe89a0480b9aabc3610df403a2030e509fc",
+    "f650868426a522d53e12287dec57c6b66c21ed6bc56f055f130e156c422070e518ed0c7a4d46fec921f92769",
+    "1051f1d45497c545b1c4a190c59c8ed404574a240a20e6091195967851489521206bbc20c6ef5c51c5508727",
+    "7e83de6d6cd86031c6b0100352240a20f9da546d6c5b7136a1eed03e192390fa5b565567a730d879650687b3",
+    "535489711001722063be83e361fab2e2c05fd8c26c0527494a450d6febd54d3cc07832fbfe8f9410",
+);
+
+#[test]
+fn records_stored_before_the_heartbeat_counter_load() {
+    let mut a = RatchetSession::from_bytes(&hex::decode(OLD_RECORD_ALICE).unwrap()).unwrap();
+    let mut b = RatchetSession::from_bytes(&hex::decode(OLD_RECORD_BOB).unwrap()).unwrap();
+    assert!(!a.needs_heartbeat() && !b.needs_heartbeat());
+    for _ in 0..HEARTBEAT_AFTER {
+        let m = b.encrypt(b"x").unwrap();
+        assert_eq!(&a.decrypt(&m.data).unwrap()[..], b"x");
+    }
+    // The counter started from 0: the three before do not count.
+    assert!(a.needs_heartbeat());
+    let m = a.encrypt(b"y").unwrap();
+    assert_eq!(&b.decrypt(&m.data).unwrap()[..], b"y");
+    assert!(!a.needs_heartbeat());
 }
