@@ -186,6 +186,13 @@ impl WaxwingClient {
             .set_omemo_trust(&jid, device_id, trust.into(), fingerprint.as_deref())?)
     }
 
+    /// Replaces the session with a device, by the user's decision (for a
+    /// contact whose messages keep failing to decrypt; never done
+    /// automatically). The old one still reads late messages.
+    pub fn replace_omemo_session(&self, jid: String, device_id: u32) -> Result<(), WaxwingError> {
+        Ok(self.client()?.replace_omemo_session(&jid, device_id)?)
+    }
+
     /// How keys the user has not verified are treated (applies to keys
     /// learned from now on).
     pub fn set_omemo_trust_policy(&self, policy: TrustPolicy) -> Result<(), WaxwingError> {

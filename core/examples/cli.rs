@@ -24,6 +24,7 @@
 //!                                         (HEX as `fingerprints` prints it;
 //!                                          spaces and colons are ignored)
 //!   trust-policy [blind|manual]           (show or set the account's policy)
+//!   replace-session JID DEVICE_ID         (a new OMEMO session, by hand)
 //!   roster
 //!   history WITH [--limit N]
 //!   push enable --service JID --node NODE [--secret S]
@@ -52,7 +53,7 @@ const USAGE: &str = "usage: cli --jid JID [--server HOST:PORT] [--direct-tls] [-
     [--logout] [--background] [--classic] \
     (send [--encrypt omemo0.3|omemo2|auto] TO BODY [--await-reply SECS] | listen [--count N] [--timeout SECS] \
     | roster | history WITH [--limit N] | fingerprints [JID] \
-    | trust JID DEVICE_ID (verified --fingerprint HEX|distrusted|blind) | trust-policy [blind|manual] \
+    | trust JID DEVICE_ID (verified --fingerprint HEX|distrusted|blind) | trust-policy [blind|manual] | replace-session JID DEVICE_ID \
     | push enable --service JID --node NODE [--secret S] | push disable | wake [--payload FILE] [--deadline SECS])";
 
 struct Args {
@@ -337,6 +338,17 @@ async fn run(args: Args) -> i32 {
                 print(json!({"left_out": left_out(&client, to)}));
             }
             status
+        }
+        ["replace-session", jid, device] => {
+            let device: u32 = device
+                .parse()
+                .unwrap_or_else(|_| fail("DEVICE_ID is a number"));
+            login(&client, &mut events).await;
+            client
+                .replace_omemo_session(jid, device)
+                .unwrap_or_else(|e| fail(e));
+            print(json!({"replaced_session": {"jid": jid, "device_id": device}}));
+            0
         }
         ["trust-policy"] => {
             let policy = client.omemo_trust_policy().unwrap_or_else(|e| fail(e));

@@ -5,6 +5,7 @@
 use jid::BareJid;
 
 use super::connection::account::AccountState;
+use super::connection::Command;
 use super::omemo::Omemo;
 use super::{Client, ClientError, ClientEvent};
 use crate::omemo::PeerIdentity;
@@ -112,6 +113,27 @@ impl Client {
             device_id,
             trust,
         });
+        Ok(())
+    }
+
+    /// Replaces the session with `jid`'s `device`, by the user's decision
+    /// (XEP-0384 §9: never automatically): the current one is archived (it
+    /// still decrypts late messages) and a new one is built — now if
+    /// connected (an empty message tells the device), else with the next
+    /// message. For a contact whose messages keep failing to decrypt.
+    pub fn replace_omemo_session(&self, jid: &str, device_id: u32) -> Result<(), ClientError> {
+        let jid: BareJid = jid.parse().map_err(|_| ClientError::InvalidJid)?;
+        {
+            let handle = self.store()?;
+            let mut store = handle.lock();
+            store
+                .omemo_device(jid.as_str(), device_id)?
+                .ok_or(ClientError::UnknownDevice)?;
+            store.omemo_archive_sessions(jid.as_str(), device_id)?;
+        }
+        if let Some(commands) = self.commands() {
+            let _ = commands.send(Command::RebuildOmemoSession(jid.to_string(), device_id));
+        }
         Ok(())
     }
 

@@ -128,6 +128,9 @@ pub(crate) enum Received {
     },
     /// A key-transport message: it moved a session on, nothing to show.
     KeyTransport,
+    /// A redelivery of a message already decrypted: dropped silently
+    /// (XEP-0384 §8), not stored as undecryptable.
+    Duplicate,
 }
 
 /// Our secret prekeys, read from the store for a key exchange; those used
@@ -169,10 +172,18 @@ pub(crate) struct Omemo {
     lists_requested: HashSet<(String, OmemoVersion)>,
     /// Devices whose bundle could not be had on this connection.
     unreachable: HashSet<(String, u32, OmemoVersion)>,
-    /// Devices we already started healing on this connection.
+    /// Devices we built (or started building) a session with on this
+    /// connection because they wrote to us without one: at most once per
+    /// device per connection, so a contact cannot make us fetch bundles
+    /// and answer without end.
     healed: HashSet<(String, u32)>,
-    /// Devices whose bundle we wait for, to send a healing message.
+    /// Devices whose bundle we wait for, to send them an empty message.
     healing: HashSet<(String, u32, OmemoVersion)>,
+    /// Devices to send an empty OMEMO message once the batch is committed:
+    /// a session just built from their key exchange (completing it), or
+    /// one that received [`RatchetSession::needs_heartbeat`] messages in a
+    /// row without answering (XEP-0384 §7).
+    to_answer: Vec<(String, u32, OmemoVersion)>,
     /// Session and prekey changes from decrypting, stored with the batch.
     writes: OmemoWrites,
     /// A prekey was used: publish the bundle again once committed.
@@ -227,6 +238,7 @@ impl Omemo {
             unreachable: HashSet::new(),
             healed: HashSet::new(),
             healing: HashSet::new(),
+            to_answer: Vec::new(),
             writes: OmemoWrites::default(),
             republish: false,
             retired: false,
@@ -303,12 +315,23 @@ impl Omemo {
 
     /// After the batch's transaction: republish our bundle if a prekey
     /// was used.
-    pub(crate) fn after_commit(&mut self, store: &Store) -> Vec<Element> {
-        if std::mem::take(&mut self.republish) {
+    pub(crate) fn after_commit(&mut self, store: &mut Store) -> Vec<Element> {
+        let mut out = if std::mem::take(&mut self.republish) {
             self.publish_bundles(store, &OmemoVersion::ALL, false)
         } else {
             Vec::new()
+        };
+        // Empty messages, once the sessions they continue are committed
+        // (sent before, a crash would leave the peer a step ahead of us).
+        let mut answers = std::mem::take(&mut self.to_answer);
+        answers.dedup();
+        for (jid, device, version) in answers {
+            match self.key_transport(store, &jid, device, version) {
+                Some(message) => out.push(message),
+                None => tracing::warn!(device, "cannot answer with an empty OMEMO message"),
+            }
         }
+        out
     }
 
     pub(crate) fn device_id(&self) -> u32 {
@@ -1013,16 +1036,19 @@ impl Omemo {
         let key_material = match self.open_key(store, sender, device, version, key, known.as_ref())
         {
             Ok(key_material) => key_material,
+            // XEP-0384 §8: a redelivery of what we decrypted already is
+            // dropped without a word.
+            Err(OmemoError::DuplicateMessage) => return Some((Received::Duplicate, out)),
             Err(err) => {
-                // The sender believes in a session we cannot use (we lost
-                // it, or its prekey is gone): build a new one for it.
-                let broken = match err {
-                    OmemoError::NoSession | OmemoError::BadMac => !key.key_exchange,
-                    OmemoError::UnknownPreKey | OmemoError::UnknownSignedPreKey => true,
-                    _ => false,
-                };
-                if broken {
-                    out.extend(self.heal(sender, device, version));
+                // A device that writes without a session of ours (we never
+                // had one, or lost it): build one from its bundle and answer
+                // with an empty message (XEP-0384 §7, SHOULD). A failure on
+                // an existing session never replaces it (§9: "MUST NOT react
+                // to decryption errors by initiating new sessions
+                // automatically"); the app can, by the user's decision
+                // (`replace_session`).
+                if err == OmemoError::NoSession && !key.key_exchange {
+                    out.extend(self.build_session_for(sender, device, version));
                 }
                 return Some((
                     undecryptable(scheme(version), Some(device), trust, err),
@@ -1093,16 +1119,31 @@ impl Omemo {
         known: Option<&DeviceRecord>,
     ) -> Result<zeroize::Zeroizing<Vec<u8>>, OmemoError> {
         let code = version_code(version);
-        let existing = self
-            .load_session(store, sender, device, code)
-            .map(|r| RatchetSession::from_bytes(&r))
+        let existing_record = self.load_session(store, sender, device, code);
+        let existing = existing_record
+            .as_ref()
+            .map(|r| RatchetSession::from_bytes(r))
             .transpose()?;
         if key.key_exchange {
             let exchange = KeyExchange::parse(version, &key.data)?;
-            if let Some(mut session) = existing.filter(|s| s.built_by(&exchange)) {
+            if let Some(mut session) = existing.clone().filter(|s| s.built_by(&exchange)) {
                 // A repeat of the key exchange that built our session.
                 let plain = session.decrypt(&exchange.message)?;
                 self.stage_session(sender, device, code, &session);
+                return Ok(plain);
+            }
+            // A repeat of one that built a session replaced since (the
+            // peer has not heard from us on it yet).
+            let repeat = |s: &RatchetSession| s.built_by(&exchange);
+            if let Some(plain) = self.open_with_archived(
+                store,
+                sender,
+                device,
+                version,
+                &exchange.message,
+                repeat,
+                existing_record.clone(),
+            ) {
                 return Ok(plain);
             }
             let responded = RatchetSession::respond(
@@ -1120,16 +1161,118 @@ impl Omemo {
             // The key exchange authenticated: this is where we learn the
             // device's key (and decide its trust).
             self.pin_identity(store, sender, device, &identity)?;
+            // The session it replaces is kept for messages still on their
+            // way (the peer may have sent some before this one).
+            if let Some(record) = existing_record {
+                self.writes
+                    .archived_sessions
+                    .push((sender.to_owned(), device, code, record));
+            }
             self.stage_session(sender, device, code, &responded.session);
+            // Completes the session on the peer's side, which otherwise
+            // keeps sending key exchanges (XEP-0384 §7).
+            self.to_answer.push((sender.to_owned(), device, version));
             if let Some(used) = responded.used_pre_key_id {
                 self.replace_pre_key(store, used);
             }
             return Ok(responded.plaintext);
         }
-        let mut session = existing.ok_or(OmemoError::NoSession)?;
-        let plain = session.decrypt(&key.data)?;
+        let any = |_: &RatchetSession| true;
+        let Some(mut session) = existing else {
+            // The user replaced the session and the new one is not built
+            // yet: a late message for the old one still reads.
+            return self
+                .open_with_archived(store, sender, device, version, &key.data, any, None)
+                .ok_or(OmemoError::NoSession);
+        };
+        let plain = match session.decrypt(&key.data) {
+            Ok(plain) => plain,
+            Err(err @ (OmemoError::BadMac | OmemoError::TooManySkipped)) => {
+                // Perhaps for a session a key exchange replaced.
+                return self
+                    .open_with_archived(
+                        store,
+                        sender,
+                        device,
+                        version,
+                        &key.data,
+                        any,
+                        existing_record,
+                    )
+                    .ok_or(err);
+            }
+            Err(err) => return Err(err),
+        };
         self.stage_session(sender, device, code, &session);
+        self.heartbeat_if_due(sender, device, version, &session);
         Ok(plain)
+    }
+
+    /// Tries the sessions with `device` that newer ones replaced (those
+    /// `eligible`), newest first, on a ratchet message `data`. With a
+    /// `current` session, the one that decrypts becomes current again (the
+    /// peer is evidently still on it) and the current one is archived in
+    /// its place; without one (the user replaced it and the new one is not
+    /// built yet) it stays archived, so the replacement goes ahead.
+    #[allow(clippy::too_many_arguments)]
+    fn open_with_archived(
+        &mut self,
+        store: &Store,
+        sender: &str,
+        device: u32,
+        version: OmemoVersion,
+        data: &[u8],
+        eligible: impl Fn(&RatchetSession) -> bool,
+        current: Option<zeroize::Zeroizing<Vec<u8>>>,
+    ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        let code = version_code(version);
+        let archived = store.omemo_old_sessions(sender, device, code).ok()?;
+        for (archive_id, record) in archived {
+            let Ok(mut session) = RatchetSession::from_bytes(&record) else {
+                continue;
+            };
+            if !eligible(&session) {
+                continue;
+            }
+            let Ok(plain) = session.decrypt(data) else {
+                continue;
+            };
+            tracing::debug!(device, "decrypted with an older session");
+            let key = (sender.to_owned(), device, code);
+            self.writes
+                .promoted_sessions
+                .push((key.0.clone(), device, code, archive_id));
+            match current {
+                Some(current) => {
+                    self.writes
+                        .archived_sessions
+                        .push((key.0, device, code, current));
+                    self.stage_session(sender, device, code, &session);
+                    self.heartbeat_if_due(sender, device, version, &session);
+                }
+                None => {
+                    self.writes
+                        .archived_sessions
+                        .push((key.0, device, code, session.to_bytes()))
+                }
+            }
+            return Some(plain);
+        }
+        None
+    }
+
+    /// XEP-0384 §7: after 53 messages received in a row on a session without
+    /// an answer, send an empty one so the ratchet moves on.
+    fn heartbeat_if_due(
+        &mut self,
+        jid: &str,
+        device: u32,
+        version: OmemoVersion,
+        session: &RatchetSession,
+    ) {
+        if session.needs_heartbeat() {
+            self.to_answer.push((jid.to_owned(), device, version));
+        }
     }
 
     /// Stages the deletion of a used prekey and its replacement; the
@@ -1146,14 +1289,17 @@ impl Omemo {
         self.republish = true;
     }
 
-    /// A broken session heals by a fresh key exchange: fetch the device's
-    /// bundle; the next message (or the key-transport one sent when the
-    /// bundle arrives) carries it. Once per device per connection.
-    fn heal(&mut self, jid: &str, device: u32, version: OmemoVersion) -> Vec<Element> {
+    /// A session for a device that wrote to us without one: fetch its
+    /// bundle; the empty message sent when the bundle arrives (or our next
+    /// message) carries the key exchange. Once per device per connection.
+    fn build_session_for(&mut self, jid: &str, device: u32, version: OmemoVersion) -> Vec<Element> {
         if !self.healed.insert((jid.to_owned(), device)) {
             return Vec::new();
         }
-        tracing::info!(device, "rebuilding a broken OMEMO session");
+        tracing::info!(
+            device,
+            "building an OMEMO session for a device that has none"
+        );
         let jid = jid.to_owned();
         self.healing.insert((jid.clone(), device, version));
         vec![self.request(
@@ -1164,6 +1310,42 @@ impl Omemo {
             },
             |id| pep::fetch_bundle(id, &jid, version, device),
         )]
+    }
+
+    /// After the user replaced the session with `jid`'s `device` (the old
+    /// one is archived): fetch its bundle for each version it is listed in;
+    /// an empty message with the new key exchange goes out when it comes.
+    pub(crate) fn rebuild_session(
+        &mut self,
+        store: &Store,
+        jid: &str,
+        device: u32,
+    ) -> Vec<Element> {
+        let Ok(Some(record)) = store.omemo_device(jid, device) else {
+            return Vec::new();
+        };
+        let versions = [
+            (OmemoVersion::V2, record.listed_v2),
+            (OmemoVersion::V0_3, record.listed_v03),
+        ];
+        let mut out = Vec::new();
+        for (version, listed) in versions {
+            if !listed {
+                continue;
+            }
+            self.unreachable.remove(&(jid.to_owned(), device, version));
+            self.healing.insert((jid.to_owned(), device, version));
+            let jid = jid.to_owned();
+            out.push(self.request(
+                Pending::Bundle {
+                    jid: jid.clone(),
+                    device,
+                    version,
+                },
+                |id| pep::fetch_bundle(id, &jid, version, device),
+            ));
+        }
+        out
     }
 
     /// Builds a key-transport (empty) message to `jid`'s `device` using its

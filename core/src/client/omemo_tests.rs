@@ -162,7 +162,7 @@ fn receive(f: &mut Fixture, message: &Element) -> Received {
 fn body_of(received: Received) -> (String, MessageSecurity) {
     match received {
         Received::Message { body, security } => (body, security),
-        Received::KeyTransport => panic!("expected a message"),
+        Received::KeyTransport | Received::Duplicate => panic!("expected a message"),
     }
 }
 
@@ -203,11 +203,10 @@ fn bad_input_is_kept_as_undecryptable_with_its_reason_and_breaks_nothing() {
         assert_eq!(body_of(receive(&mut f, &first)).0, "first");
         let reason = |f: &mut Fixture, m: &Element| body_of(receive(f, m)).1.undecryptable;
 
-        // The same message again (a replay).
-        assert_eq!(
-            reason(&mut f, &first).as_deref(),
-            Some("message already decrypted or too old")
-        );
+        // The same message again (a redelivery, or a replay): dropped
+        // without a word (issue 13, item 7: it used to be stored as
+        // undecryptable).
+        assert!(matches!(receive(&mut f, &first), Received::Duplicate));
         // A key for another device only.
         let other = bob.message("not for you", device + 1, BOB);
         assert_eq!(
@@ -318,10 +317,15 @@ fn a_used_prekey_is_replaced_and_the_bundle_republished_after_commit() {
     assert_eq!(after.len(), before.len(), "still 100 prekeys");
     assert_ne!(after, before, "the used one was replaced");
     assert!(f.store.omemo_session(BOB, BOB_DEVICE, 2).unwrap().is_some());
+    let after_commit = f.omemo.after_commit(&mut f.store);
     assert_eq!(
-        f.omemo.after_commit(&f.store).len(),
+        after_commit.iter().filter(|s| s.name() == "iq").count(),
         2,
         "bundles republished for both versions"
+    );
+    assert!(
+        empty_message_to(&after_commit, BOB),
+        "and the session completed"
     );
 }
 
@@ -363,7 +367,7 @@ fn a_bundle_is_published_only_when_it_changed() {
     let mut bob = Bob::new(&f, OmemoVersion::V2);
     let device = f.omemo.device_id();
     receive(&mut f, &bob.message("uses a prekey", device, BOB));
-    let republished = publishes(&f.omemo.after_commit(&f.store));
+    let republished = publishes(&f.omemo.after_commit(&mut f.store));
     assert_eq!(republished.len(), 2, "a used prekey changes both bundles");
     assert_eq!(
         publishes(&f.omemo.on_online(&mut f.store, now)).len(),
@@ -685,4 +689,206 @@ fn the_manual_policy_trusts_no_new_key() {
     let (body, security) = body_of(receive(&mut f, &bob.message("hi", device, BOB)));
     assert_eq!(body, "hi");
     assert_eq!(security.sender_trust, Some(DeviceTrust::Undecided));
+}
+
+/// Flips the last byte of the key Alice's device gets (inside the ratchet
+/// message's MAC): a message that fails authentication on its session.
+fn with_bad_mac(message: &Element, version: OmemoVersion, rid: u32) -> Element {
+    use base64::Engine;
+    let mut message = message.clone();
+    let ns = version.namespace();
+    let header = message
+        .get_child_mut("encrypted", ns)
+        .unwrap()
+        .get_child_mut("header", ns)
+        .unwrap();
+    let mut keys: Vec<&mut Element> = match version {
+        OmemoVersion::V2 => header
+            .children_mut()
+            .flat_map(|keys| keys.children_mut())
+            .collect(),
+        OmemoVersion::V0_3 => header
+            .children_mut()
+            .filter(|c| c.name() == "key")
+            .collect(),
+    };
+    let key = keys
+        .iter_mut()
+        .find(|k| k.attr("rid") == Some(rid.to_string().as_str()))
+        .unwrap();
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut data = engine.decode(key.text()).unwrap();
+    *data.last_mut().unwrap() ^= 1;
+    let attrs: Vec<(&str, String)> = ["rid", "prekey", "kex"]
+        .into_iter()
+        .filter_map(|name| key.attr(name).map(|v| (name, v.to_owned())))
+        .collect();
+    let mut replaced = crate::features::text_element("key", ns, &engine.encode(data));
+    for (k, v) in attrs {
+        crate::features::set_attr(&mut replaced, k, &v);
+    }
+    **key = replaced;
+    message
+}
+
+/// Bob reads the empty message among `stanzas` (which confirms his session).
+fn read_answer(bob: &mut Bob, stanzas: &[Element]) {
+    let message = stanzas.iter().find(|s| s.name() == "message").unwrap();
+    let parsed = EncryptedElement::parse(encrypted_child(message).unwrap()).unwrap();
+    let key = parsed.key_for(BOB, BOB_DEVICE).unwrap();
+    assert!(!key.key_exchange);
+    bob.session.decrypt(&key.data).unwrap();
+}
+
+/// Whether `stanzas` hold a message (an empty OMEMO one) to `jid`.
+fn empty_message_to(stanzas: &[Element], jid: &str) -> bool {
+    stanzas
+        .iter()
+        .any(|s| s.name() == "message" && s.attr("to") == Some(jid))
+}
+
+/// Issue 13, defect 4: a decryption error on an existing session keeps the
+/// session and asks for nothing (the old code fetched the device's bundle
+/// to overwrite a working session); only a device that writes without any
+/// session of ours gets one built, once per connection.
+#[test]
+fn a_failure_on_an_existing_session_never_replaces_it() {
+    for version in OmemoVersion::ALL {
+        let mut f = fixture();
+        let device = f.omemo.device_id();
+        let mut bob = Bob::new(&f, version);
+        assert_eq!(
+            body_of(receive(&mut f, &bob.message("one", device, BOB))).0,
+            "one"
+        );
+        let answer = f.omemo.after_commit(&mut f.store);
+        read_answer(&mut bob, &answer);
+        let tampered = with_bad_mac(&bob.message("two", device, BOB), version, device);
+        let (received, out) = f.omemo.decrypt(&mut f.store, BOB, &tampered).unwrap();
+        assert_eq!(
+            body_of(received).1.undecryptable.as_deref(),
+            Some("message authentication failed")
+        );
+        assert!(out.is_empty(), "no bundle fetched: {out:?}");
+        assert!(!f
+            .omemo
+            .pending
+            .values()
+            .any(|p| matches!(p, Pending::Bundle { .. })));
+        assert_eq!(
+            body_of(receive(&mut f, &bob.message("three", device, BOB))).0,
+            "three",
+            "the session still works"
+        );
+        // Without any session: one bundle request, not one per message.
+        f.store.omemo_forget_sessions(BOB).unwrap();
+        let mut asked = 0;
+        for body in ["four", "five"] {
+            let (received, out) = f
+                .omemo
+                .decrypt(&mut f.store, BOB, &bob.message(body, device, BOB))
+                .unwrap();
+            assert_eq!(
+                body_of(received).1.undecryptable.as_deref(),
+                Some("no session with this device")
+            );
+            asked += out.len();
+        }
+        assert_eq!(asked, 1, "{version:?}");
+    }
+}
+
+/// Issue 13, defect 4: a key exchange that replaces a session archives the
+/// old one, so messages the peer sent on it before still decrypt (the old
+/// code overwrote it and lost them).
+#[test]
+fn late_messages_for_a_replaced_session_still_decrypt() {
+    for version in OmemoVersion::ALL {
+        let mut f = fixture();
+        let device = f.omemo.device_id();
+        let mut bob = Bob::new(&f, version);
+        assert_eq!(
+            body_of(receive(&mut f, &bob.message("one", device, BOB))).0,
+            "one"
+        );
+        let answer = f.omemo.after_commit(&mut f.store);
+        read_answer(&mut bob, &answer);
+        let late = bob.message("late", device, BOB);
+        // Bob starts over (same identity, a new key exchange).
+        bob.session = RatchetSession::initiate(
+            version,
+            &bob.identity,
+            BOB_DEVICE,
+            &alice_bundle(&f, version),
+        )
+        .unwrap();
+        assert_eq!(
+            body_of(receive(&mut f, &bob.message("new", device, BOB))).0,
+            "new"
+        );
+        assert_eq!(body_of(receive(&mut f, &late)).0, "late", "{version:?}");
+        assert_eq!(
+            body_of(receive(&mut f, &bob.message("after", device, BOB))).0,
+            "after"
+        );
+    }
+}
+
+/// Issue 13, item 6: a session built from a key exchange is completed with
+/// an empty message once committed, and 53 messages received in a row
+/// without an answer get one too; Bob's side reads both.
+#[test]
+fn key_exchanges_are_answered_and_long_silences_get_a_heartbeat() {
+    for version in OmemoVersion::ALL {
+        let mut f = fixture();
+        let device = f.omemo.device_id();
+        let mut bob = Bob::new(&f, version);
+        body_of(receive(&mut f, &bob.message("hello", device, BOB)));
+        let answer = f.omemo.after_commit(&mut f.store);
+        assert!(empty_message_to(&answer, BOB), "{version:?}: {answer:?}");
+        read_answer(&mut bob, &answer);
+        for i in 1..=53 {
+            body_of(receive(&mut f, &bob.message(&format!("m{i}"), device, BOB)));
+            let out = f.omemo.after_commit(&mut f.store);
+            assert_eq!(
+                empty_message_to(&out, BOB),
+                i == 53,
+                "{version:?} after {i}"
+            );
+            if i == 53 {
+                read_answer(&mut bob, &out);
+            }
+        }
+    }
+}
+
+/// Issue 13, defect 4: the user can replace a session by hand (XEP-0384
+/// §9's MUST): the old one is archived and still decrypts, and a new one
+/// is built from the device's bundle.
+#[test]
+fn a_session_replaced_by_the_user_is_rebuilt_and_the_old_one_kept() {
+    let mut f = fixture();
+    let device = f.omemo.device_id();
+    let mut bob = Bob::new(&f, OmemoVersion::V2);
+    body_of(receive(&mut f, &bob.message("one", device, BOB)));
+    let answer = f.omemo.after_commit(&mut f.store);
+    read_answer(&mut bob, &answer);
+    let late = bob.message("late", device, BOB);
+    f.omemo
+        .record_device_list(&mut f.store, BOB, OmemoVersion::V2, &[BOB_DEVICE])
+        .unwrap();
+    assert_eq!(f.store.omemo_archive_sessions(BOB, BOB_DEVICE).unwrap(), 1);
+    assert!(f.store.omemo_session(BOB, BOB_DEVICE, 2).unwrap().is_none());
+    let requests: Vec<String> = f
+        .omemo
+        .rebuild_session(&f.store, BOB, BOB_DEVICE)
+        .iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(
+        requests[0].contains("urn:xmpp:omemo:2:bundles"),
+        "{requests:?}"
+    );
+    assert_eq!(body_of(receive(&mut f, &late)).0, "late");
 }

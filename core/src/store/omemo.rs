@@ -200,6 +200,9 @@ pub struct OmemoWrites {
     /// Sessions replaced by a newer one, kept for late messages (same
     /// tuple), in order.
     pub archived_sessions: Vec<(String, u32, u8, Zeroizing<Vec<u8>>)>,
+    /// Archived sessions made current again: (jid, device id, version
+    /// code, archive order) to take out of the archive.
+    pub promoted_sessions: Vec<(String, u32, u8, i64)>,
     /// (used prekey id, replacement id, replacement secret).
     pub replaced_pre_keys: Vec<(u32, u32, Zeroizing<[u8; 32]>)>,
 }
@@ -208,10 +211,18 @@ impl OmemoWrites {
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
             && self.archived_sessions.is_empty()
+            && self.promoted_sessions.is_empty()
             && self.replaced_pre_keys.is_empty()
     }
 
     pub(super) fn apply(&self, tx: &rusqlite::Connection) -> rusqlite::Result<()> {
+        for (jid, device, version, archived) in &self.promoted_sessions {
+            tx.prepare_cached(
+                "DELETE FROM omemo_old_sessions
+                 WHERE jid = ?1 AND device_id = ?2 AND version = ?3 AND archived = ?4",
+            )?
+            .execute(params![jid, device, version, archived])?;
+        }
         for (jid, device, version, record) in &self.archived_sessions {
             archive_session(tx, jid, *device, *version, record)?;
         }
@@ -563,6 +574,33 @@ impl Store {
             .prepare_cached("INSERT OR REPLACE INTO omemo_sessions(jid, device_id, version, record) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![jid, device_id, version, record])?;
         Ok(())
+    }
+
+    /// Archives the current sessions with a device (the user asked for a
+    /// new one): they still decrypt late messages, but the next message to
+    /// the device starts a new session. Returns how many there were.
+    pub fn omemo_archive_sessions(
+        &mut self,
+        jid: &str,
+        device_id: u32,
+    ) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        let current: Vec<(u8, Vec<u8>)> = {
+            let mut stmt = tx.prepare(
+                "SELECT version, record FROM omemo_sessions WHERE jid = ?1 AND device_id = ?2",
+            )?;
+            let rows = stmt.query_map(params![jid, device_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for (version, record) in &current {
+            archive_session(&tx, jid, device_id, *version, record)?;
+        }
+        tx.execute(
+            "DELETE FROM omemo_sessions WHERE jid = ?1 AND device_id = ?2",
+            params![jid, device_id],
+        )?;
+        tx.commit()?;
+        Ok(current.len())
     }
 
     /// Sessions with the device replaced by newer ones, newest first.

@@ -377,6 +377,10 @@ async fn a_lost_session_heals_and_the_undecryptable_message_is_kept_with_its_rea
     };
     let first = wait_body("ping 0").await;
     assert_eq!(first.security.scheme, EncryptionScheme::Omemo2);
+    // Issue 13, item 6: the session Bob's key exchange built is completed
+    // with an empty message, which slixmpp-omemo takes.
+    let completed = bot_event(&bot, "key_transport", 30);
+    assert_eq!(completed["from"], "alice@localhost");
     // Our session with Bob's device is lost (a restored backup, say).
     let mut store = waxwing_core::store::Store::open(store_dir.path(), &key).unwrap();
     assert!(store.omemo_forget_sessions("bob@localhost").unwrap() > 0);
@@ -393,13 +397,14 @@ async fn a_lost_session_heals_and_the_undecryptable_message_is_kept_with_its_rea
         })
         .await;
     assert_eq!(lost.security.scheme, EncryptionScheme::Omemo2);
-    // Bob's messages still carry his key exchange (we never answered), whose
-    // prekey we used up: that is the reason given.
+    // Bob's session is complete, so his messages are plain ratchet
+    // messages, for which we have no session now.
     assert_eq!(
         lost.security.undecryptable.as_deref(),
-        Some("unknown prekey")
+        Some("no session with this device")
     );
-    // Waxwing rebuilt the session with a key-transport message ...
+    // With no session at all (not a failing one), Waxwing builds one and
+    // answers with a key-transport message (XEP-0384 §7) ...
     let healed = bot_event(&bot, "key_transport", 30);
     assert_eq!(healed["from"], "alice@localhost");
     // ... so what Bob sends next is readable again.

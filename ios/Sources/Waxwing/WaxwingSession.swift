@@ -195,6 +195,12 @@ public final class WaxwingSession: Sendable {
     public func setTrust(_ trust: DeviceTrust, jid: String, deviceId: UInt32, fingerprint: String? = nil) throws {
         try client.setOmemoTrust(jid: jid, deviceId: deviceId, trust: trust, fingerprint: fingerprint)
     }
+    /// Replaces the session with a device, when the user asks (its messages
+    /// keep failing to decrypt): never done automatically. The old one still
+    /// reads late messages.
+    public func replaceSession(jid: String, deviceId: UInt32) throws {
+        try client.replaceOmemoSession(jid: jid, deviceId: deviceId)
+    }
     /// Blind Trust Before Verification (the default) or manual: for keys learned from now on.
     public func setTrustPolicy(_ policy: TrustPolicy) throws { try client.setOmemoTrustPolicy(policy: policy) }
     public func trustPolicy() throws -> TrustPolicy { try client.omemoTrustPolicy() }

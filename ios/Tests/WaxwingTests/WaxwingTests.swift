@@ -409,6 +409,12 @@ final class WaxwingTests: XCTestCase {
         XCTAssertThrowsError(try bob.setTrust(.verified, jid: "salice@localhost", deviceId: 1, fingerprint: "00")) { error in
             guard case WaxwingError.UnknownDevice = error else { return XCTFail("\(error)") }
         }
+        // The user replaces the session with Alice's device: the chat goes on.
+        try bob.replaceSession(jid: "salice@localhost", deviceId: seen.deviceId)
+        let after = unique("after a new session")
+        try alice.send(after, to: "sbob@localhost")
+        let read = try await awaitEvent(bob, "the message after the new session", received(after))
+        XCTAssertNil(read.security.undecryptable)
         // The account's policy: blind trust by default, manual on request.
         XCTAssertEqual(try bob.trustPolicy(), .blindTrustBeforeVerification)
         try bob.setTrustPolicy(.manual)

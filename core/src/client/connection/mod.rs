@@ -65,6 +65,9 @@ pub(crate) enum Command {
     NetworkAvailable,
     /// Take these devices of ours off our published OMEMO lists.
     RemoveOmemoDevices(Vec<u32>),
+    /// The user replaced the session with this device (archived already):
+    /// build a new one now and tell the device.
+    RebuildOmemoSession(String, u32),
 }
 
 /// How one connection ended.
@@ -200,7 +203,7 @@ impl ConnectionHandler {
         let Some(omemo) = self.omemo.as_mut() else {
             return;
         };
-        let stanzas = omemo.after_commit(&self.shared.store());
+        let stanzas = omemo.after_commit(&mut self.shared.store());
         self.omemo_outbox.extend(stanzas);
     }
 
@@ -538,6 +541,13 @@ impl Handler for ConnectionHandler {
             Command::RemoveOmemoDevices(devices) => {
                 let out = match self.omemo.as_mut() {
                     Some(omemo) => omemo.remove_own_devices(&self.shared.store(), &devices),
+                    None => Vec::new(),
+                };
+                self.send_all(session, now, &out);
+            }
+            Command::RebuildOmemoSession(jid, device) => {
+                let out = match self.omemo.as_mut() {
+                    Some(omemo) => omemo.rebuild_session(&self.shared.store(), &jid, device),
                     None => Vec::new(),
                 };
                 self.send_all(session, now, &out);

@@ -116,6 +116,12 @@ class Waxwing private constructor(
      */
     suspend fun setTrust(jid: String, deviceId: UInt, trust: DeviceTrust, fingerprint: String? = null) =
         withContext(Dispatchers.IO) { client.setOmemoTrust(jid, deviceId, trust, fingerprint) }
+    /**
+     * Replaces the session with a device, when the user asks (its messages keep
+     * failing to decrypt): never done automatically. The old one still reads late messages.
+     */
+    suspend fun replaceSession(jid: String, deviceId: UInt) =
+        withContext(Dispatchers.IO) { client.replaceOmemoSession(jid, deviceId) }
     /** Blind Trust Before Verification (the default) or manual: for keys learned from now on. */
     suspend fun setTrustPolicy(policy: TrustPolicy) = withContext(Dispatchers.IO) { client.setOmemoTrustPolicy(policy) }
     suspend fun trustPolicy(): TrustPolicy = withContext(Dispatchers.IO) { client.omemoTrustPolicy() }

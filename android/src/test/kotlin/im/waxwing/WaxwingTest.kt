@@ -348,6 +348,12 @@ class WaxwingTest {
         bob.events.awaitEvent { (it as? Event.OmemoTrustChanged)?.takeIf { e -> e.trust == DeviceTrust.VERIFIED } }
         assertEquals(DeviceTrust.VERIFIED, bob.devices("kalice@localhost").first { it.deviceId == seen.deviceId }.trust)
         assertFailsWith<WaxwingException.UnknownDevice> { bob.setTrust("kalice@localhost", 1u, DeviceTrust.VERIFIED, "00") }
+        // The user replaces the session with Alice's device: the chat goes on.
+        bob.replaceSession("kalice@localhost", seen.deviceId)
+        val after = "after a new session ${System.nanoTime()}"
+        alice.sendMessage("kbob@localhost", after)
+        val read = bob.events.awaitEvent { (it as? Event.MessageReceived)?.message?.takeIf { m -> m.body == after } }
+        assertEquals(null, read.security.undecryptable)
         // The account's policy: blind trust by default, manual on request.
         assertEquals(TrustPolicy.BLIND_TRUST_BEFORE_VERIFICATION, bob.trustPolicy())
         bob.setTrustPolicy(TrustPolicy.MANUAL)
