@@ -675,14 +675,14 @@ fn xml_text_char(c: char) -> bool {
 /// The OMEMO 2 SCE envelope (the decrypted plaintext any contact controls).
 pub fn sce(data: &[u8]) {
     for sender in [OWN, "bob@example.org", "a@x"] {
-        let _ = sce_envelope::open_envelope(data, sender);
+        let _ = sce_envelope::open_envelope(data, sender, "bob@example.org");
     }
     if let Ok(body) = std::str::from_utf8(data) {
         if body.chars().all(xml_text_char) {
             let sealed =
                 sce_envelope::envelope(body, OWN, "bob@example.org", "2026-01-01T00:00:00Z");
             assert_eq!(
-                sce_envelope::open_envelope(&sealed, OWN).as_deref(),
+                sce_envelope::open_envelope(&sealed, OWN, "bob@example.org").as_deref(),
                 Ok(body),
                 "a body survives its envelope"
             );

@@ -192,6 +192,10 @@ pub(crate) struct Omemo {
     /// process, it is not put back (our own list's notification would
     /// otherwise look like someone dropped us).
     retired: bool,
+    /// We published a device list with our device in it on this
+    /// connection: our id showing up in our list is our own doing (its
+    /// notification can come before the publish's answer), not a clash.
+    announced: bool,
     /// JIDs with newly seen devices, for `OmemoDevicesChanged` events.
     new_devices: Vec<String>,
 }
@@ -242,6 +246,7 @@ impl Omemo {
             writes: OmemoWrites::default(),
             republish: false,
             retired: false,
+            announced: false,
             new_devices: Vec::new(),
         })
     }
@@ -316,11 +321,10 @@ impl Omemo {
     /// After the batch's transaction: republish our bundle if a prekey
     /// was used.
     pub(crate) fn after_commit(&mut self, store: &mut Store) -> Vec<Element> {
-        let mut out = if std::mem::take(&mut self.republish) {
-            self.publish_bundles(store, &OmemoVersion::ALL, false)
-        } else {
-            Vec::new()
-        };
+        let mut out = self.maintenance(store, now_ms());
+        if std::mem::take(&mut self.republish) && out.is_empty() {
+            out = self.publish_bundles(store, &OmemoVersion::ALL, false);
+        }
         // Empty messages, once the sessions they continue are committed
         // (sent before, a crash would leave the peer a step ahead of us).
         let mut answers = std::mem::take(&mut self.to_answer);
@@ -351,6 +355,10 @@ impl Omemo {
         self.rotate_signed_pre_key_if_due(store, now_ms);
         let own = self.own.to_string();
         let mut out = Vec::new();
+        // A device never listed yet publishes nothing before it has seen
+        // our list: its id must be checked against the ids there (XEP-0384
+        // §5.3.1), and the answer publishes list and bundles together.
+        let listed = self.listed_before(store);
         for version in OmemoVersion::ALL {
             self.lists_requested.insert((own.clone(), version));
             out.push(self.request(
@@ -361,27 +369,56 @@ impl Omemo {
                 |id| pep::fetch_device_list(id, &own, version),
             ));
         }
-        out.extend(self.publish_bundles(store, &OmemoVersion::ALL, false));
+        if listed {
+            out.extend(self.publish_bundles(store, &OmemoVersion::ALL, false));
+        }
         out
     }
 
+    /// Whether our device has been in one of our published device lists.
+    fn listed_before(&self, store: &Store) -> bool {
+        store
+            .omemo_device(self.own.as_str(), self.device_id)
+            .ok()
+            .flatten()
+            .is_some_and(|d| d.listed_v2 || d.listed_v03)
+    }
+
+    /// While connected: a signed prekey past its lifetime is replaced and
+    /// the bundles published again (not only at login: a session can stay
+    /// up for weeks).
+    pub(crate) fn maintenance(&mut self, store: &mut Store, now_ms: i64) -> Vec<Element> {
+        if self.rotate_signed_pre_key_if_due(store, now_ms) {
+            self.publish_bundles(store, &OmemoVersion::ALL, false)
+        } else {
+            Vec::new()
+        }
+    }
+
     /// A new signed prekey once the current one is a week old (the
-    /// previous one stays usable for key exchanges in flight).
-    fn rotate_signed_pre_key_if_due(&mut self, store: &mut Store, now_ms: i64) {
+    /// previous one stays usable for key exchanges in flight). Returns
+    /// whether it rotated.
+    fn rotate_signed_pre_key_if_due(&mut self, store: &mut Store, now_ms: i64) -> bool {
         let (Ok(Some(own)), Ok(signed)) = (store.omemo_own(), store.omemo_signed_pre_keys()) else {
-            return;
+            return false;
         };
         let current = signed
             .iter()
             .find(|((id, _), _)| *id == own.signed_pre_key_id);
         let due = current.is_none_or(|(_, created)| now_ms - created >= SIGNED_PRE_KEY_LIFETIME_MS);
         if !due {
-            return;
+            return false;
         }
         let next_id = signed.iter().map(|((id, _), _)| *id).max().unwrap_or(0) + 1;
         match store.omemo_rotate_signed_pre_key(next_id, KeyPair::generate().secret(), now_ms) {
-            Ok(()) => tracing::info!(id = next_id, "rotated our signed prekey"),
-            Err(err) => tracing::warn!(error = %err, "cannot rotate our signed prekey"),
+            Ok(()) => {
+                tracing::info!(id = next_id, "rotated our signed prekey");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot rotate our signed prekey");
+                false
+            }
         }
     }
 
@@ -483,10 +520,28 @@ impl Omemo {
         version: OmemoVersion,
         ids: Vec<u32>,
     ) -> Vec<Element> {
+        let own = jid == self.own.as_str();
+        let clash = own
+            && ids.contains(&self.device_id)
+            && !self.announced
+            && !self.retired
+            && !self.listed_before(store);
+        if clash {
+            // Our new id is taken by another device of this account
+            // (XEP-0384 §5.3.1: it MUST be unique): take another before
+            // anything is published under it.
+            match store.omemo_change_own_device_id(self.own.as_str(), &ids, now_ms()) {
+                Ok(id) => {
+                    tracing::warn!(id, "our new OMEMO device id was taken; chose another");
+                    self.device_id = id;
+                }
+                Err(err) => tracing::warn!(%err, "cannot change our OMEMO device id"),
+            }
+        }
         if let Err(err) = self.record_device_list(store, jid, version, &ids) {
             tracing::warn!(error = %err, "cannot store a device list");
         }
-        if jid != self.own.as_str() {
+        if !own {
             return Vec::new();
         }
         // Our other devices silent past the stale period leave our list
@@ -515,6 +570,7 @@ impl Omemo {
         let mut ids: Vec<u32> = ids.into_iter().filter(|id| !stale.contains(id)).collect();
         if missing_self {
             ids.push(self.device_id);
+            self.announced = true;
         }
         let list = elements::device_list_element(version, &ids);
         let mut out = vec![
@@ -624,8 +680,8 @@ impl Omemo {
                 device,
                 version,
             } => {
-                let bundle = pep::first_item_payload(iq)
-                    .ok_or(OmemoError::Malformed("no bundle"))
+                let bundle = pep::bundle_answer(iq, self.own.as_str(), &jid, version, device)
+                    .ok_or(OmemoError::Malformed("no bundle for the device asked for"))
                     .and_then(|p| elements::parse_bundle(version, p));
                 match bundle {
                     Ok(bundle) => {
@@ -768,15 +824,21 @@ impl Omemo {
     }
 
     /// The version to use with `devices` (a contact's): OMEMO 2 when every
-    /// device publishes it, else 0.3 when any does.
-    fn choose_version(devices: &[DeviceRecord]) -> Option<OmemoVersion> {
+    /// device publishes it, else 0.3 when any does. A conversation that has
+    /// used OMEMO 2 (`used_v2`) stays on it while any device publishes it:
+    /// a device leaving the OMEMO 2 list (or one listed for 0.3 only) does
+    /// not downgrade everyone to 0.3 — that takes the user's decision
+    /// (setting the conversation to OMEMO 0.3).
+    fn choose_version(devices: &[DeviceRecord], used_v2: bool) -> Option<OmemoVersion> {
         let listed: Vec<&DeviceRecord> = devices
             .iter()
             .filter(|d| d.listed_v2 || d.listed_v03)
             .collect();
         if listed.is_empty() {
             None
-        } else if listed.iter().all(|d| d.listed_v2) {
+        } else if listed.iter().all(|d| d.listed_v2)
+            || (used_v2 && listed.iter().any(|d| d.listed_v2))
+        {
             Some(OmemoVersion::V2)
         } else if listed.iter().any(|d| d.listed_v03) {
             Some(OmemoVersion::V0_3)
@@ -823,7 +885,8 @@ impl Omemo {
             return self.park(id, peer, requests);
         }
         let devices = store.omemo_devices(peer).unwrap_or_default();
-        let Some(version) = forced.or_else(|| Self::choose_version(&devices)) else {
+        let used_v2 = store.omemo_used_v2(peer).unwrap_or(false);
+        let Some(version) = forced.or_else(|| Self::choose_version(&devices, used_v2)) else {
             return Prepared::Fail("the contact has no OMEMO devices".into());
         };
         let listed = |d: &DeviceRecord| match version {
@@ -919,6 +982,11 @@ impl Omemo {
                     Element::bare("encryption", NS_EME),
                     &[("namespace", version.namespace()), ("name", "OMEMO")],
                 ));
+                if version == OmemoVersion::V2 {
+                    if let Err(err) = store.omemo_mark_used_v2(peer) {
+                        tracing::warn!(%err, "cannot record the conversation's OMEMO version");
+                    }
+                }
                 Prepared::Encrypted(Box::new(stanza), scheme(version))
             }
             Ok(_) => Prepared::Fail("no session with any of the contact's devices".into()),
@@ -1075,13 +1143,28 @@ impl Omemo {
             sender_trust: trust,
             undecryptable,
         };
+        // The conversation the stanza belongs to: ours for a contact's
+        // message; the contact's for one of ours (a carbon, the archive).
+        let recipient = if sender == self.own.as_str() {
+            message
+                .attr("to")
+                .and_then(|to| to.parse::<jid::Jid>().ok())
+                .map(|to| to.to_bare().to_string())
+                .unwrap_or_else(|| self.own.to_string())
+        } else {
+            self.own.to_string()
+        };
         let body = payload::decrypt(version, &key_material, parsed.iv.as_deref(), ciphertext)
             .and_then(|plain| match version {
                 OmemoVersion::V0_3 => Ok(String::from_utf8_lossy(&plain).into_owned()),
-                OmemoVersion::V2 => sce::open_envelope(&plain, sender).map_err(|e| match e {
-                    sce::SceError::Malformed => OmemoError::Malformed("SCE envelope"),
-                    sce::SceError::WrongSender => OmemoError::PayloadAuthentication,
-                }),
+                OmemoVersion::V2 => {
+                    sce::open_envelope(&plain, sender, &recipient).map_err(|e| match e {
+                        sce::SceError::Malformed => OmemoError::Malformed("SCE envelope"),
+                        sce::SceError::WrongSender | sce::SceError::WrongRecipient => {
+                            OmemoError::PayloadAuthentication
+                        }
+                    })
+                }
             });
         Some(match body {
             // The user refused this device: its words are not shown as

@@ -346,6 +346,11 @@ fn a_bundle_is_published_only_when_it_changed() {
             .cloned()
             .collect::<Vec<_>>()
     };
+    // An established device (in our published list).
+    let me = f.omemo.device_id();
+    f.omemo
+        .record_device_list(&mut f.store, ALICE, OmemoVersion::V2, &[me])
+        .unwrap();
     let now = now_ms();
     let first = publishes(&f.omemo.on_online(&mut f.store, now));
     assert_eq!(first.len(), 2, "both versions' bundles at first");
@@ -385,7 +390,7 @@ fn our_silent_devices_leave_our_device_list() {
     let long_ago = now_ms() - STALE_DEVICE_MS - 1;
     // Device 5 was first seen long ago and never wrote; 6 is new.
     f.store
-        .omemo_update_device_list(ALICE, true, &[5], long_ago)
+        .omemo_update_device_list(ALICE, true, &[me, 5], long_ago)
         .unwrap();
     let out = f
         .omemo
@@ -891,4 +896,103 @@ fn a_session_replaced_by_the_user_is_rebuilt_and_the_old_one_kept() {
         "{requests:?}"
     );
     assert_eq!(body_of(receive(&mut f, &late)).0, "late");
+}
+
+/// Issue 13, item 11: a new device id is checked against our own list
+/// before anything is published under it (the old code published its
+/// bundles at once and kept an id another device of ours had).
+#[test]
+fn a_new_device_id_taken_by_another_of_our_devices_is_replaced() {
+    let mut f = fixture();
+    let taken = f.omemo.device_id();
+    let out: Vec<String> = f
+        .omemo
+        .on_online(&mut f.store, now_ms())
+        .iter()
+        .map(String::from)
+        .collect();
+    assert!(
+        out.iter().all(|s| !s.contains("bundles")),
+        "nothing published before our list is seen: {out:?}"
+    );
+    let out: Vec<String> = f
+        .omemo
+        .learn_device_list(&mut f.store, ALICE, OmemoVersion::V2, vec![taken, 5])
+        .iter()
+        .map(String::from)
+        .collect();
+    let ours = f.omemo.device_id();
+    assert_ne!(ours, taken);
+    assert_eq!(f.store.omemo_own().unwrap().unwrap().device_id, ours);
+    let list = out
+        .iter()
+        .find(|s| s.contains("urn:xmpp:omemo:2:devices"))
+        .unwrap();
+    for id in [ours, taken, 5] {
+        assert!(list.contains(&format!("id='{id}'")) || list.contains(&format!("id=\"{id}\"")));
+    }
+    assert!(out.iter().any(|s| s.contains("urn:xmpp:omemo:2:bundles")));
+    // Our identity moved with us; the taken id is the other device's.
+    let me = f.store.omemo_device(ALICE, ours).unwrap().unwrap();
+    assert_eq!(me.trust, DeviceTrust::Verified);
+    assert!(me.identity_key.is_some());
+    let other = f.store.omemo_device(ALICE, taken).unwrap().unwrap();
+    assert_eq!(
+        (other.identity_key, other.trust),
+        (None, DeviceTrust::Undecided)
+    );
+    // The notification of our own publish (it can come before the
+    // publish's answer) is no clash: the id stays.
+    f.omemo
+        .learn_device_list(&mut f.store, ALICE, OmemoVersion::V2, vec![ours, taken, 5]);
+    assert_eq!(f.omemo.device_id(), ours);
+}
+
+/// Issue 13, item 11: a conversation that has used OMEMO 2 is not
+/// downgraded to 0.3 for everyone because one device left the OMEMO 2 list.
+#[test]
+fn a_device_leaving_the_omemo_2_list_does_not_downgrade_the_conversation() {
+    let device = |id, v2, v03| DeviceRecord {
+        jid: BOB.into(),
+        device_id: id,
+        listed_v03: v03,
+        listed_v2: v2,
+        identity_key: None,
+        identity_ed25519: None,
+        trust: DeviceTrust::BlindlyTrusted,
+        first_seen_ms: 0,
+        last_message_ms: None,
+    };
+    let devices = [device(1, true, true), device(2, false, true)];
+    assert_eq!(
+        Omemo::choose_version(&devices, false),
+        Some(OmemoVersion::V0_3)
+    );
+    assert_eq!(
+        Omemo::choose_version(&devices, true),
+        Some(OmemoVersion::V2)
+    );
+    let only_03 = [device(2, false, true)];
+    assert_eq!(
+        Omemo::choose_version(&only_03, true),
+        Some(OmemoVersion::V0_3)
+    );
+    let mut f = fixture();
+    assert!(!f.store.omemo_used_v2(BOB).unwrap());
+    f.store.omemo_mark_used_v2(BOB).unwrap();
+    assert!(f.store.omemo_used_v2(BOB).unwrap());
+}
+
+/// Issue 13, item 11: the signed prekey rotates while connected, not only
+/// at login, and the bundles go out again.
+#[test]
+fn the_signed_prekey_rotates_while_connected() {
+    let mut f = fixture();
+    let created = f.store.omemo_signed_pre_keys().unwrap()[0].1;
+    assert!(f.omemo.maintenance(&mut f.store, created + 1000).is_empty());
+    let out = f
+        .omemo
+        .maintenance(&mut f.store, created + SIGNED_PRE_KEY_LIFETIME_MS);
+    assert_eq!(f.store.omemo_own().unwrap().unwrap().signed_pre_key_id, 2);
+    assert_eq!(out.len(), 2, "both bundles republished");
 }

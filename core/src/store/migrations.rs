@@ -138,7 +138,8 @@ const MIGRATIONS: &[&str] = &[
     // we never learned carries none (blind trust recorded from an
     // unauthenticated message, or a verification without a key, is void);
     // sessions replaced by a newer one are kept a while (up to 40 per
-    // device) so that late messages for them still decrypt.
+    // device) so that late messages for them still decrypt; which
+    // conversations have used OMEMO 2.
     "UPDATE omemo_devices SET trust = 0 WHERE identity_key IS NULL AND trust IN (1, 2);
     CREATE TABLE IF NOT EXISTS omemo_old_sessions (
         jid       TEXT NOT NULL,
@@ -147,6 +148,11 @@ const MIGRATIONS: &[&str] = &[
         archived  INTEGER NOT NULL,                   -- order of archiving
         record    BLOB NOT NULL,
         PRIMARY KEY (jid, device_id, version, archived)
+    );
+    -- a conversation that has used OMEMO 2 stays on it (see Omemo::choose_version)
+    CREATE TABLE IF NOT EXISTS omemo_conversation_versions (
+        jid     TEXT PRIMARY KEY NOT NULL,
+        used_v2 INTEGER NOT NULL
     );",
 ];
 

@@ -649,6 +649,65 @@ impl Store {
         })
     }
 
+    /// Whether messages to `jid` have gone out with OMEMO 2.
+    pub fn omemo_used_v2(&self, jid: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT used_v2 FROM omemo_conversation_versions WHERE jid = ?1")?
+            .query_row([jid], |r| r.get::<_, bool>(0))
+            .optional()?
+            .unwrap_or(false))
+    }
+
+    /// Records that a message to `jid` went out with OMEMO 2.
+    pub fn omemo_mark_used_v2(&mut self, jid: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO omemo_conversation_versions(jid, used_v2) VALUES (?1, 1)",
+            )?
+            .execute([jid])?;
+        Ok(())
+    }
+
+    /// Gives our device (of `own_jid`) a new id, unused in `taken` (our
+    /// published list, where another device has ours): before anything was
+    /// published under it, so nothing else changes. Our identity and trust
+    /// move to the new id; the taken one is left to the other device, with
+    /// no key or trust. Returns the new id.
+    pub fn omemo_change_own_device_id(
+        &mut self,
+        own_jid: &str,
+        taken: &[u32],
+        now_ms: i64,
+    ) -> Result<u32, StoreError> {
+        use rand::Rng;
+        let mut rng = rand::thread_rng();
+        let id = loop {
+            let id = rng.gen_range(1..i32::MAX as u32);
+            if !taken.contains(&id) {
+                break id;
+            }
+        };
+        let tx = self.conn.transaction()?;
+        let old: u32 = tx.query_row("SELECT device_id FROM omemo_own WHERE id = 1", [], |r| {
+            r.get(0)
+        })?;
+        tx.execute("UPDATE omemo_own SET device_id = ?1 WHERE id = 1", [id])?;
+        tx.execute(
+            "INSERT INTO omemo_devices(jid, device_id, identity_key, identity_ed25519, trust, first_seen_ms)
+             SELECT jid, ?2, identity_key, identity_ed25519, trust, ?3 FROM omemo_devices
+             WHERE jid = ?1 AND device_id = ?4",
+            params![own_jid, id, now_ms, old],
+        )?;
+        tx.execute(
+            "UPDATE omemo_devices SET identity_key = NULL, identity_ed25519 = NULL, trust = 0
+             WHERE jid = ?1 AND device_id = ?2",
+            params![own_jid, old],
+        )?;
+        tx.commit()?;
+        Ok(id)
+    }
+
     /// Sets how `jid`'s conversation is encrypted.
     pub fn omemo_set_conversation_encryption(
         &mut self,

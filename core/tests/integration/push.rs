@@ -93,6 +93,20 @@ async fn encrypted_pushes_decrypt_on_the_device_and_wake_ups_fetch_the_rest() {
     assert_eq!(woken.items[0].sender, "bob@localhost");
     assert_eq!(woken.items[0].preview.as_deref(), Some(first.as_str()));
 
+    // Issue 13, item 13: with previews off the push handler gets "a new
+    // message from Bob" without its text.
+    let set_previews = |shown: bool| {
+        let (settings, _) = open_client(config());
+        settings.set_push_previews(shown).unwrap();
+    };
+    set_previews(false);
+    let hidden = wake::wake_up(config(), Some(payload.clone()), Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(hidden.items[0].sender, "bob@localhost");
+    assert_eq!(hidden.items[0].preview, None);
+    set_previews(true);
+
     // A payload that does not decrypt loses nothing: the handler resumes
     // the hibernated session and gets the message itself, stored once.
     let mut tampered = payload.clone();

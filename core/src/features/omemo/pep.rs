@@ -137,3 +137,95 @@ pub fn first_item_payload(container: &Element) -> Option<&Element> {
         .children()
         .next()
 }
+
+/// The payload of an answer to [`fetch_bundle`]`(jid, version, device_id)`,
+/// only if the answer is that: from `jid` (a bare JID; our own account's
+/// answers may carry no `from`), for the bundle node of `device_id`, and
+/// for OMEMO 2 the item named after it. Anything else could make us pin
+/// another device's key under this id.
+pub fn bundle_answer<'a>(
+    iq: &'a Element,
+    own: &str,
+    jid: &str,
+    version: OmemoVersion,
+    device_id: u32,
+) -> Option<&'a Element> {
+    let from_ok = match iq.attr("from") {
+        None => jid == own,
+        Some(from) => from
+            .parse::<jid::Jid>()
+            .is_ok_and(|from| from.to_bare().as_str() == jid && from.resource().is_none()),
+    };
+    if !from_ok {
+        return None;
+    }
+    let (node, item_id) = bundle_node(version, device_id);
+    let items = iq
+        .get_child("pubsub", NS_PUBSUB)?
+        .get_child("items", NS_PUBSUB)?;
+    if items.attr("node") != Some(node.as_str()) {
+        return None;
+    }
+    let item = items.children().find(|c| c.name() == "item")?;
+    if version == OmemoVersion::V2 && item.attr("id") != Some(item_id.as_str()) {
+        return None;
+    }
+    item.children().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(from: Option<&str>, node: &str, item: &str) -> Element {
+        let xml = format!(
+            "<iq xmlns='jabber:client' type='result' id='b1'{}>\
+             <pubsub xmlns='http://jabber.org/protocol/pubsub'><items node='{node}'>\
+             <item id='{item}'><bundle xmlns='urn:xmpp:omemo:2'/></item></items></pubsub></iq>",
+            from.map(|f| format!(" from='{f}'")).unwrap_or_default()
+        );
+        xml.parse().unwrap()
+    }
+
+    /// Issue 13, item 11: a bundle answer is taken only for the device and
+    /// the contact it was asked of (the old code took the first item of
+    /// whatever came back under the request's id).
+    #[test]
+    fn a_bundle_answer_must_match_the_request() {
+        let v2 = OmemoVersion::V2;
+        let own = "alice@x";
+        let ok = answer(Some("bob@x"), "urn:xmpp:omemo:2:bundles", "7");
+        assert!(bundle_answer(&ok, own, "bob@x", v2, 7).is_some());
+        let other_device = answer(Some("bob@x"), "urn:xmpp:omemo:2:bundles", "8");
+        assert!(bundle_answer(&other_device, own, "bob@x", v2, 7).is_none());
+        let other_contact = answer(Some("mallory@x"), "urn:xmpp:omemo:2:bundles", "7");
+        assert!(bundle_answer(&other_contact, own, "bob@x", v2, 7).is_none());
+        let full_jid = answer(Some("bob@x/phone"), "urn:xmpp:omemo:2:bundles", "7");
+        assert!(bundle_answer(&full_jid, own, "bob@x", v2, 7).is_none());
+        let no_from = answer(None, "urn:xmpp:omemo:2:bundles", "7");
+        assert!(bundle_answer(&no_from, own, "bob@x", v2, 7).is_none());
+        assert!(
+            bundle_answer(&no_from, own, "alice@x", v2, 7).is_some(),
+            "our own"
+        );
+        let v03 = OmemoVersion::V0_3;
+        let node = "eu.siacs.conversations.axolotl.bundles:7";
+        assert!(bundle_answer(
+            &answer(Some("bob@x"), node, "current"),
+            own,
+            "bob@x",
+            v03,
+            7
+        )
+        .is_some());
+        let wrong_node = "eu.siacs.conversations.axolotl.bundles:8";
+        assert!(bundle_answer(
+            &answer(Some("bob@x"), wrong_node, "current"),
+            own,
+            "bob@x",
+            v03,
+            7
+        )
+        .is_none());
+    }
+}

@@ -15,8 +15,12 @@ use crate::features::{set_attr, text_element, with_attrs};
 pub enum SceError {
     /// Not an envelope we can read.
     Malformed,
-    /// `<from>` is missing or names someone other than the sender.
+    /// `<from>` names someone other than the sender.
     WrongSender,
+    /// `<to>` names another conversation than the one the stanza belongs
+    /// to (a group message replayed as a private one, a carbon moved to
+    /// another contact).
+    WrongRecipient,
 }
 
 /// The serialised envelope carrying `body` from `from` to `to` (bare JIDs).
@@ -38,23 +42,31 @@ pub fn envelope(body: &str, from: &str, to: &str, timestamp: &str) -> Vec<u8> {
     crate::xml::to_bytes(&envelope)
 }
 
-/// The body of an envelope sent by `sender` (bare JID).
-pub fn open_envelope(bytes: &[u8], sender: &str) -> Result<String, SceError> {
+/// The body of an envelope sent by `sender` to `recipient` (bare JIDs:
+/// the conversation the stanza belongs to — our own JID for a contact's
+/// message, the contact's for one of ours). XEP-0420 §9: `<from>` and `<to>`,
+/// when present, must name them (senders SHOULD include them, so a missing
+/// one is accepted); `<time>` is only a hint and is not used.
+pub fn open_envelope(bytes: &[u8], sender: &str, recipient: &str) -> Result<String, SceError> {
     // Bounded like the stream: any contact can send this.
     let envelope = crate::xml::parse_document(bytes, crate::xml::DEFAULT_MAX_ELEMENT_BYTES)
         .map_err(|_| SceError::Malformed)?;
     if !envelope.is("envelope", NS_SCE) {
         return Err(SceError::Malformed);
     }
-    let from = envelope
-        .get_child("from", NS_SCE)
-        .and_then(|f| f.attr("jid"));
-    let same = from
-        .and_then(|f| f.parse::<jid::BareJid>().ok())
-        .zip(sender.parse::<jid::BareJid>().ok())
-        .is_some_and(|(a, b)| a == b);
-    if !same {
+    let names = |affix: &str, expected: &str| match envelope.get_child(affix, NS_SCE) {
+        None => true,
+        Some(element) => element
+            .attr("jid")
+            .and_then(|j| j.parse::<jid::BareJid>().ok())
+            .zip(expected.parse::<jid::BareJid>().ok())
+            .is_some_and(|(a, b)| a == b),
+    };
+    if !names("from", sender) {
         return Err(SceError::WrongSender);
+    }
+    if !names("to", recipient) {
+        return Err(SceError::WrongRecipient);
     }
     let content = envelope
         .get_child("content", NS_SCE)
@@ -72,19 +84,38 @@ mod tests {
     #[test]
     fn envelopes_round_trip_and_check_the_sender() {
         let bytes = envelope("hi <there> & 👋", "a@x", "b@x", "2026-11-25T00:00:00Z");
-        assert_eq!(open_envelope(&bytes, "a@x").unwrap(), "hi <there> & 👋");
         assert_eq!(
-            open_envelope(&bytes, "mallory@x").unwrap_err(),
+            open_envelope(&bytes, "a@x", "b@x").unwrap(),
+            "hi <there> & 👋"
+        );
+        assert_eq!(
+            open_envelope(&bytes, "mallory@x", "b@x").unwrap_err(),
             SceError::WrongSender
         );
         assert_eq!(
-            open_envelope(b"<not-xml", "a@x").unwrap_err(),
+            open_envelope(b"<not-xml", "a@x", "b@x").unwrap_err(),
             SceError::Malformed
         );
         assert_eq!(
-            open_envelope(b"<body xmlns='jabber:client'>x</body>", "a@x").unwrap_err(),
+            open_envelope(b"<body xmlns='jabber:client'>x</body>", "a@x", "b@x").unwrap_err(),
             SceError::Malformed
         );
+    }
+
+    /// Issue 13, item 8: `<to>` must name the conversation (a message for a
+    /// group, or for another contact, is not accepted as a private one to
+    /// us), and a missing `<from>` is accepted (senders SHOULD add it).
+    #[test]
+    fn the_recipient_is_checked_and_a_missing_sender_affix_accepted() {
+        let to_room = envelope("hi", "a@x", "room@muc.x", "2026-11-25T00:00:00Z");
+        assert_eq!(
+            open_envelope(&to_room, "a@x", "b@x").unwrap_err(),
+            SceError::WrongRecipient
+        );
+        let bare = b"<envelope xmlns='urn:xmpp:sce:1'><content><body xmlns='jabber:client'>hi</body></content></envelope>";
+        assert_eq!(open_envelope(bare, "a@x", "b@x").unwrap(), "hi");
+        let bad_time = b"<envelope xmlns='urn:xmpp:sce:1'><content><body xmlns='jabber:client'>hi</body></content><time stamp='yesterday'/><from jid='a@x'/></envelope>";
+        assert_eq!(open_envelope(bad_time, "a@x", "b@x").unwrap(), "hi");
     }
 
     /// Any contact can send an envelope: deep nesting is refused, not
@@ -96,7 +127,7 @@ mod tests {
         doc.push_str(&"</x>".repeat(200_000));
         doc.push_str("</content><from jid='a@x'/></envelope>");
         assert_eq!(
-            open_envelope(doc.as_bytes(), "a@x").unwrap_err(),
+            open_envelope(doc.as_bytes(), "a@x", "b@x").unwrap_err(),
             SceError::Malformed
         );
     }
