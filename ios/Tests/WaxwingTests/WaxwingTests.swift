@@ -419,6 +419,10 @@ final class WaxwingTests: XCTestCase {
         XCTAssertEqual(try bob.trustPolicy(), .blindTrustBeforeVerification)
         try bob.setTrustPolicy(.manual)
         XCTAssertEqual(try bob.trustPolicy(), .manual)
+        // Push previews: on by default, off on request.
+        XCTAssertTrue(try bob.pushPreviews())
+        try bob.setPushPreviews(false)
+        XCTAssertFalse(try bob.pushPreviews())
         try await alice.logout()
         try await bob.logout()
     }

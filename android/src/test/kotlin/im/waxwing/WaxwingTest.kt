@@ -358,6 +358,10 @@ class WaxwingTest {
         assertEquals(TrustPolicy.BLIND_TRUST_BEFORE_VERIFICATION, bob.trustPolicy())
         bob.setTrustPolicy(TrustPolicy.MANUAL)
         assertEquals(TrustPolicy.MANUAL, bob.trustPolicy())
+        // Push previews: on by default, off on request.
+        assertTrue(bob.pushPreviews())
+        bob.setPushPreviews(false)
+        assertFalse(bob.pushPreviews())
         alice.logout(); bob.logout(); alice.close(); bob.close()
     }
 
