@@ -39,7 +39,7 @@ use crate::omemo::{
 };
 use crate::store::{
     ConversationEncryption, DeviceRecord, DeviceTrust, EncryptionScheme, MessageSecurity,
-    OmemoWrites, OwnDevice, Pinned, Store, StoreError, TrustPolicy,
+    OmemoWrites, OwnDevice, Pinned, SessionArchive, Store, StoreError, TrustPolicy,
 };
 
 /// How many one-time prekeys we keep published.
@@ -52,6 +52,9 @@ const SIGNED_PRE_KEY_LIFETIME_MS: i64 = 7 * 24 * 3600 * 1000;
 const STALE_DEVICE_MS: i64 = 90 * 24 * 3600 * 1000;
 /// Why a message from a distrusted device is not shown.
 pub(crate) const DISTRUSTED_SENDER: &str = "sent from a device you distrusted";
+/// How many devices may wait for their contact's device list (see
+/// [`Omemo::build_when_listed`]).
+const MAX_WAITING_FOR_LISTS: usize = 100;
 /// Body sent alongside for clients without OMEMO.
 pub(crate) const FALLBACK_BODY: &str =
     "This message is OMEMO encrypted; your client does not seem to support that.";
@@ -177,6 +180,9 @@ pub(crate) struct Omemo {
     /// device per connection, so a contact cannot make us fetch bundles
     /// and answer without end.
     healed: HashSet<(String, u32)>,
+    /// Devices that wrote to us without a session and are not in the
+    /// device list we know: waiting for their contact's list.
+    listing: HashSet<(String, u32, OmemoVersion)>,
     /// Devices whose bundle we wait for, to send them an empty message.
     healing: HashSet<(String, u32, OmemoVersion)>,
     /// Devices to send an empty OMEMO message once the batch is committed:
@@ -186,6 +192,8 @@ pub(crate) struct Omemo {
     to_answer: Vec<(String, u32, OmemoVersion)>,
     /// Session and prekey changes from decrypting, stored with the batch.
     writes: OmemoWrites,
+    /// The archived sessions this batch touched (see [`Omemo::archive`]).
+    archives: HashMap<(String, u32, u8), SessionArchive>,
     /// A prekey was used: publish the bundle again once committed.
     republish: bool,
     /// The app took this device off our published lists: until the next
@@ -196,6 +204,9 @@ pub(crate) struct Omemo {
     /// connection: our id showing up in our list is our own doing (its
     /// notification can come before the publish's answer), not a clash.
     announced: bool,
+    /// While our new device waits to be listed: the own lists seen so far
+    /// on this connection (see [`Omemo::learn_device_list`]).
+    own_lists: HashMap<OmemoVersion, Vec<u32>>,
     /// JIDs with newly seen devices, for `OmemoDevicesChanged` events.
     new_devices: Vec<String>,
 }
@@ -242,11 +253,14 @@ impl Omemo {
             unreachable: HashSet::new(),
             healed: HashSet::new(),
             healing: HashSet::new(),
+            listing: HashSet::new(),
             to_answer: Vec::new(),
             writes: OmemoWrites::default(),
+            archives: HashMap::new(),
             republish: false,
             retired: false,
             announced: false,
+            own_lists: HashMap::new(),
             new_devices: Vec::new(),
         })
     }
@@ -315,7 +329,13 @@ impl Omemo {
     /// The session and prekey changes of the batch decrypted since the
     /// last call, for [`Store::insert_incoming_batch_with`].
     pub(crate) fn take_writes(&mut self) -> OmemoWrites {
-        std::mem::take(&mut self.writes)
+        let mut writes = std::mem::take(&mut self.writes);
+        writes.archives = self
+            .archives
+            .drain()
+            .map(|((jid, device, code), records)| (jid, device, code, records))
+            .collect();
+        writes
     }
 
     /// After the batch's transaction: republish our bundle if a prekey
@@ -328,7 +348,8 @@ impl Omemo {
         // Empty messages, once the sessions they continue are committed
         // (sent before, a crash would leave the peer a step ahead of us).
         let mut answers = std::mem::take(&mut self.to_answer);
-        answers.dedup();
+        let mut seen = HashSet::new();
+        answers.retain(|answer| seen.insert(answer.clone()));
         for (jid, device, version) in answers {
             match self.key_transport(store, &jid, device, version) {
                 Some(message) => out.push(message),
@@ -521,36 +542,77 @@ impl Omemo {
         ids: Vec<u32>,
     ) -> Vec<Element> {
         let own = jid == self.own.as_str();
-        let clash = own
-            && ids.contains(&self.device_id)
-            && !self.announced
-            && !self.retired
-            && !self.listed_before(store);
-        if clash {
-            // Our new id is taken by another device of this account
-            // (XEP-0384 §5.3.1: it MUST be unique): take another before
-            // anything is published under it.
-            match store.omemo_change_own_device_id(self.own.as_str(), &ids, now_ms()) {
-                Ok(id) => {
-                    tracing::warn!(id, "our new OMEMO device id was taken; chose another");
-                    self.device_id = id;
-                }
-                Err(err) => tracing::warn!(%err, "cannot change our OMEMO device id"),
+        if own && !self.announced && !self.retired && !self.listed_before(store) {
+            // A device never listed yet: its id must be unique among our
+            // devices in both lists (XEP-0384 §5.3.1, MUST), so nothing is
+            // published before both lists are seen (nor recorded: our id
+            // in them may be another device's).
+            self.own_lists.insert(version, ids);
+            if self.own_lists.len() < OmemoVersion::ALL.len() {
+                return Vec::new();
             }
+            let lists = std::mem::take(&mut self.own_lists);
+            let taken: Vec<u32> = lists.values().flatten().copied().collect();
+            if taken.contains(&self.device_id) {
+                // Another device of this account has our new id: take
+                // another before anything is published under it.
+                match store.omemo_change_own_device_id(self.own.as_str(), &taken, now_ms()) {
+                    Ok(id) => {
+                        tracing::warn!(id, "our new OMEMO device id was taken; chose another");
+                        self.device_id = id;
+                    }
+                    Err(err) => tracing::warn!(%err, "cannot change our OMEMO device id"),
+                }
+            }
+            let mut out = Vec::new();
+            for (version, ids) in lists {
+                if let Err(err) = self.record_device_list(store, jid, version, &ids) {
+                    tracing::warn!(error = %err, "cannot store a device list");
+                }
+                out.extend(self.reconcile_own_list(store, version, ids));
+            }
+            return out;
         }
         if let Err(err) = self.record_device_list(store, jid, version, &ids) {
             tracing::warn!(error = %err, "cannot store a device list");
         }
         if !own {
-            return Vec::new();
+            // Devices that wrote to us without a session, now listed.
+            let waiting: Vec<u32> = self
+                .listing
+                .iter()
+                .filter(|(j, _, v)| j == jid && *v == version)
+                .map(|(_, device, _)| *device)
+                .collect();
+            let mut out = Vec::new();
+            for device in waiting {
+                self.listing.remove(&(jid.to_owned(), device, version));
+                if ids.contains(&device) {
+                    out.extend(self.build_session_for(jid, device, version));
+                }
+            }
+            return out;
         }
+        self.reconcile_own_list(store, version, ids)
+    }
+
+    /// Our own device list for `version` as the server has it: publishes it
+    /// again without our stale devices and with us, if needed (and our
+    /// bundle with us, which may be gone too).
+    fn reconcile_own_list(
+        &mut self,
+        store: &mut Store,
+        version: OmemoVersion,
+        ids: Vec<u32>,
+    ) -> Vec<Element> {
+        let jid = self.own.to_string();
         // Our other devices silent past the stale period leave our list
         // (every contact's client would otherwise fetch their bundles and
         // encrypt to them); one still installed puts itself back when it
         // next comes online, as we do below.
         let now = now_ms();
         let stale: Vec<u32> = store
-            .omemo_devices(jid)
+            .omemo_devices(&jid)
             .unwrap_or_default()
             .iter()
             .filter(|d| d.device_id != self.device_id && ids.contains(&d.device_id))
@@ -782,9 +844,15 @@ impl Omemo {
         version: OmemoVersion,
         bundle: &Bundle,
     ) -> Result<(), OmemoError> {
+        let code = version_code(version);
+        if self.load_session(store, jid, device, code).is_some() {
+            // A key exchange from the device built one while the bundle
+            // was on its way: a working session is never replaced.
+            return Ok(());
+        }
         let session = RatchetSession::initiate(version, &self.identity, self.device_id, bundle)?;
         self.pin_identity(store, jid, device, &bundle.identity)?;
-        self.save_session(store, jid, device, version_code(version), &session)
+        self.save_session(store, jid, device, code, &session)
     }
 
     /// Pins `device`'s identity key, deciding its trust if the key is new
@@ -811,6 +879,8 @@ impl Omemo {
         match pinned {
             Pinned::Changed => {
                 tracing::warn!(device, "a device presented another identity key");
+                // The app hears of it (its device list shows the pinned key).
+                self.new_devices.push(jid.to_owned());
                 Err(OmemoError::IdentityChanged)
             }
             Pinned::Known(trust) => Ok(trust),
@@ -1115,8 +1185,28 @@ impl Omemo {
                 // to decryption errors by initiating new sessions
                 // automatically"); the app can, by the user's decision
                 // (`replace_session`).
-                if err == OmemoError::NoSession && !key.key_exchange {
-                    out.extend(self.build_session_for(sender, device, version));
+                // Only for a device its owner's server lists (an id seen
+                // only in this unauthenticated element carries nothing, and
+                // makes us fetch nothing), and only when there is truly no
+                // session: a ratchet message that names a chain our session
+                // does not have also fails with `NoSession`.
+                let listed = known.as_ref().is_some_and(|d| match version {
+                    OmemoVersion::V2 => d.listed_v2,
+                    OmemoVersion::V0_3 => d.listed_v03,
+                });
+                let code = version_code(version);
+                let sessionless = self.load_session(store, sender, device, code).is_none()
+                    && store
+                        .omemo_old_sessions(sender, device, code)
+                        .is_ok_and(|old| old.is_empty());
+                if err == OmemoError::NoSession && !key.key_exchange && sessionless {
+                    if listed {
+                        out.extend(self.build_session_for(sender, device, version));
+                    } else {
+                        // Its list may not be known yet: ask for it, and
+                        // build the session if the device is in it.
+                        out.extend(self.build_when_listed(sender, device, version));
+                    }
                 }
                 return Some((
                     undecryptable(scheme(version), Some(device), trust, err),
@@ -1218,16 +1308,10 @@ impl Omemo {
             // A repeat of one that built a session replaced since (the
             // peer has not heard from us on it yet).
             let repeat = |s: &RatchetSession| s.built_by(&exchange);
-            if let Some(plain) = self.open_with_archived(
-                store,
-                sender,
-                device,
-                version,
-                &exchange.message,
-                repeat,
-                existing_record.clone(),
-            ) {
-                return Ok(plain);
+            if let Some(opened) =
+                self.open_with_archived(store, sender, device, code, &exchange.message, repeat)
+            {
+                return opened;
             }
             let responded = RatchetSession::respond(
                 version,
@@ -1247,9 +1331,7 @@ impl Omemo {
             // The session it replaces is kept for messages still on their
             // way (the peer may have sent some before this one).
             if let Some(record) = existing_record {
-                self.writes
-                    .archived_sessions
-                    .push((sender.to_owned(), device, code, record));
+                self.archive(store, sender, device, code).push(record);
             }
             self.stage_session(sender, device, code, &responded.session);
             // Completes the session on the peer's side, which otherwise
@@ -1265,24 +1347,18 @@ impl Omemo {
             // The user replaced the session and the new one is not built
             // yet: a late message for the old one still reads.
             return self
-                .open_with_archived(store, sender, device, version, &key.data, any, None)
-                .ok_or(OmemoError::NoSession);
+                .open_with_archived(store, sender, device, code, &key.data, any)
+                .unwrap_or(Err(OmemoError::NoSession));
         };
         let plain = match session.decrypt(&key.data) {
             Ok(plain) => plain,
-            Err(err @ (OmemoError::BadMac | OmemoError::TooManySkipped)) => {
+            Err(
+                err @ (OmemoError::BadMac | OmemoError::TooManySkipped | OmemoError::NoSession),
+            ) => {
                 // Perhaps for a session a key exchange replaced.
                 return self
-                    .open_with_archived(
-                        store,
-                        sender,
-                        device,
-                        version,
-                        &key.data,
-                        any,
-                        existing_record,
-                    )
-                    .ok_or(err);
+                    .open_with_archived(store, sender, device, code, &key.data, any)
+                    .unwrap_or(Err(err));
             }
             Err(err) => return Err(err),
         };
@@ -1291,57 +1367,60 @@ impl Omemo {
         Ok(plain)
     }
 
+    /// The sessions with `device` that newer ones replaced, oldest first:
+    /// this batch's working copy, loaded from the store on first use and
+    /// written back whole with the batch ([`OmemoWrites::archives`]).
+    fn archive(&mut self, store: &Store, jid: &str, device: u32, code: u8) -> &mut SessionArchive {
+        self.archives
+            .entry((jid.to_owned(), device, code))
+            .or_insert_with(|| {
+                let mut stored: Vec<_> = store
+                    .omemo_old_sessions(jid, device, code)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_, record)| record)
+                    .collect();
+                stored.reverse();
+                stored
+            })
+    }
+
     /// Tries the sessions with `device` that newer ones replaced (those
-    /// `eligible`), newest first, on a ratchet message `data`. With a
-    /// `current` session, the one that decrypts becomes current again (the
-    /// peer is evidently still on it) and the current one is archived in
-    /// its place; without one (the user replaced it and the new one is not
-    /// built yet) it stays archived, so the replacement goes ahead.
-    #[allow(clippy::too_many_arguments)]
+    /// `eligible`), newest first, on ratchet message `data`; the one that
+    /// decrypts is updated in place. It stays archived: the current session
+    /// is the newest one (ours, or the peer's latest key exchange), and the
+    /// peer moves to it once it reads us — so a late message never undoes
+    /// a replacement, the user's included. `None` when none of them knows
+    /// the message; a duplicate is reported as such.
     fn open_with_archived(
         &mut self,
         store: &Store,
         sender: &str,
         device: u32,
-        version: OmemoVersion,
+        code: u8,
         data: &[u8],
         eligible: impl Fn(&RatchetSession) -> bool,
-        current: Option<zeroize::Zeroizing<Vec<u8>>>,
-    ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
-        let code = version_code(version);
-        let archived = store.omemo_old_sessions(sender, device, code).ok()?;
-        for (archive_id, record) in archived {
-            let Ok(mut session) = RatchetSession::from_bytes(&record) else {
+    ) -> Option<Result<zeroize::Zeroizing<Vec<u8>>, OmemoError>> {
+        let archive = self.archive(store, sender, device, code);
+        let mut duplicate = false;
+        for record in archive.iter_mut().rev() {
+            let Ok(mut session) = RatchetSession::from_bytes(record) else {
                 continue;
             };
             if !eligible(&session) {
                 continue;
             }
-            let Ok(plain) = session.decrypt(data) else {
-                continue;
-            };
-            tracing::debug!(device, "decrypted with an older session");
-            let key = (sender.to_owned(), device, code);
-            self.writes
-                .promoted_sessions
-                .push((key.0.clone(), device, code, archive_id));
-            match current {
-                Some(current) => {
-                    self.writes
-                        .archived_sessions
-                        .push((key.0, device, code, current));
-                    self.stage_session(sender, device, code, &session);
-                    self.heartbeat_if_due(sender, device, version, &session);
+            match session.decrypt(data) {
+                Ok(plain) => {
+                    tracing::debug!(device, "decrypted with an older session");
+                    *record = session.to_bytes();
+                    return Some(Ok(plain));
                 }
-                None => {
-                    self.writes
-                        .archived_sessions
-                        .push((key.0, device, code, session.to_bytes()))
-                }
+                Err(OmemoError::DuplicateMessage) => duplicate = true,
+                Err(_) => {}
             }
-            return Some(plain);
         }
-        None
+        duplicate.then_some(Err(OmemoError::DuplicateMessage))
     }
 
     /// XEP-0384 §7: after 53 messages received in a row on a session without
@@ -1392,6 +1471,28 @@ impl Omemo {
                 version,
             },
             |id| pep::fetch_bundle(id, &jid, version, device),
+        )]
+    }
+
+    /// Builds a session for `device` once `jid`'s device list for
+    /// `version` shows it: asks for the list if this connection has not.
+    /// Bounded: an unknown id gets one list request per contact and version
+    /// per connection, and at most [`MAX_WAITING_FOR_LISTS`] wait.
+    fn build_when_listed(&mut self, jid: &str, device: u32, version: OmemoVersion) -> Vec<Element> {
+        if self.listing.len() >= MAX_WAITING_FOR_LISTS {
+            return Vec::new();
+        }
+        self.listing.insert((jid.to_owned(), device, version));
+        if !self.lists_requested.insert((jid.to_owned(), version)) {
+            return Vec::new();
+        }
+        let jid = jid.to_owned();
+        vec![self.request(
+            Pending::DeviceList {
+                jid: jid.clone(),
+                version,
+            },
+            |id| pep::fetch_device_list(id, &jid, version),
         )]
     }
 

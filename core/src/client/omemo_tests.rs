@@ -587,8 +587,12 @@ fn a_device_id_from_an_unauthenticated_message_gets_no_trust() {
         "sid",
         "666",
     );
-    let (_, security) = body_of(receive(&mut f, &garbage));
-    assert!(security.undecryptable.is_some());
+    let (received, out) = f.omemo.decrypt(&mut f.store, BOB, &garbage).unwrap();
+    assert!(body_of(received).1.undecryptable.is_some());
+    assert!(
+        out.is_empty(),
+        "no bundle fetched for an unlisted id: {out:?}"
+    );
     assert_eq!(
         f.store.omemo_device(BOB, 666).unwrap(),
         None,
@@ -621,8 +625,6 @@ fn a_device_id_from_an_unauthenticated_message_gets_no_trust() {
         f.omemo.lists_requested.insert((BOB.into(), version));
         f.omemo.lists_requested.insert((ALICE.into(), version));
     }
-    // (The bundle request the garbage message caused is not answered.)
-    f.omemo.pending.clear();
     let session = RatchetSession::initiate(
         OmemoVersion::V2,
         &f.omemo.identity,
@@ -745,6 +747,21 @@ fn read_answer(bob: &mut Bob, stanzas: &[Element]) {
     bob.session.decrypt(&key.data).unwrap();
 }
 
+/// Alice and Bob with a complete session: Bob's key exchange ("one")
+/// read, Alice's empty answer read by Bob.
+fn established(version: OmemoVersion) -> (Fixture, u32, Bob) {
+    let mut f = fixture();
+    let device = f.omemo.device_id();
+    let mut bob = Bob::new(&f, version);
+    assert_eq!(
+        body_of(receive(&mut f, &bob.message("one", device, BOB))).0,
+        "one"
+    );
+    let answer = f.omemo.after_commit(&mut f.store);
+    read_answer(&mut bob, &answer);
+    (f, device, bob)
+}
+
 /// Whether `stanzas` hold a message (an empty OMEMO one) to `jid`.
 fn empty_message_to(stanzas: &[Element], jid: &str) -> bool {
     stanzas
@@ -759,15 +776,7 @@ fn empty_message_to(stanzas: &[Element], jid: &str) -> bool {
 #[test]
 fn a_failure_on_an_existing_session_never_replaces_it() {
     for version in OmemoVersion::ALL {
-        let mut f = fixture();
-        let device = f.omemo.device_id();
-        let mut bob = Bob::new(&f, version);
-        assert_eq!(
-            body_of(receive(&mut f, &bob.message("one", device, BOB))).0,
-            "one"
-        );
-        let answer = f.omemo.after_commit(&mut f.store);
-        read_answer(&mut bob, &answer);
+        let (mut f, device, mut bob) = established(version);
         let tampered = with_bad_mac(&bob.message("two", device, BOB), version, device);
         let (received, out) = f.omemo.decrypt(&mut f.store, BOB, &tampered).unwrap();
         assert_eq!(
@@ -785,8 +794,12 @@ fn a_failure_on_an_existing_session_never_replaces_it() {
             "three",
             "the session still works"
         );
-        // Without any session: one bundle request, not one per message.
+        // Without any session, from a device Bob's server lists: one
+        // bundle request, not one per message.
         f.store.omemo_forget_sessions(BOB).unwrap();
+        f.omemo
+            .record_device_list(&mut f.store, BOB, version, &[BOB_DEVICE])
+            .unwrap();
         let mut asked = 0;
         for body in ["four", "five"] {
             let (received, out) = f
@@ -809,15 +822,7 @@ fn a_failure_on_an_existing_session_never_replaces_it() {
 #[test]
 fn late_messages_for_a_replaced_session_still_decrypt() {
     for version in OmemoVersion::ALL {
-        let mut f = fixture();
-        let device = f.omemo.device_id();
-        let mut bob = Bob::new(&f, version);
-        assert_eq!(
-            body_of(receive(&mut f, &bob.message("one", device, BOB))).0,
-            "one"
-        );
-        let answer = f.omemo.after_commit(&mut f.store);
-        read_answer(&mut bob, &answer);
+        let (mut f, device, mut bob) = established(version);
         let late = bob.message("late", device, BOB);
         // Bob starts over (same identity, a new key exchange).
         bob.session = RatchetSession::initiate(
@@ -915,9 +920,15 @@ fn a_new_device_id_taken_by_another_of_our_devices_is_replaced() {
         out.iter().all(|s| !s.contains("bundles")),
         "nothing published before our list is seen: {out:?}"
     );
-    let out: Vec<String> = f
+    // Both lists are seen before anything is published (the id is taken
+    // in the OMEMO 2 one here).
+    assert!(f
         .omemo
         .learn_device_list(&mut f.store, ALICE, OmemoVersion::V2, vec![taken, 5])
+        .is_empty());
+    let out: Vec<String> = f
+        .omemo
+        .learn_device_list(&mut f.store, ALICE, OmemoVersion::V0_3, vec![])
         .iter()
         .map(String::from)
         .collect();
@@ -995,4 +1006,137 @@ fn the_signed_prekey_rotates_while_connected() {
         .maintenance(&mut f.store, created + SIGNED_PRE_KEY_LIFETIME_MS);
     assert_eq!(f.store.omemo_own().unwrap().unwrap().signed_pre_key_id, 2);
     assert_eq!(out.len(), 2, "both bundles republished");
+}
+
+/// Issue 13 review: a late message for an archived session reads, in the
+/// same batch as another one, and never makes that session current again
+/// (which undid the user's replacement once the new session existed).
+#[test]
+fn archived_sessions_read_late_messages_without_becoming_current() {
+    let (mut f, device, mut bob) = established(OmemoVersion::V2);
+    let late = [
+        bob.message("late 1", device, BOB),
+        bob.message("late 2", device, BOB),
+    ];
+    // The user replaces the session; Bob's bundle comes and a new one is built.
+    assert_eq!(f.store.omemo_archive_sessions(BOB, BOB_DEVICE).unwrap(), 1);
+    let alice_view_of_bob = bundle_of(&bob.identity, OmemoVersion::V2);
+    f.omemo
+        .start_session(
+            &mut f.store,
+            BOB,
+            BOB_DEVICE,
+            OmemoVersion::V2,
+            &alice_view_of_bob,
+        )
+        .unwrap();
+    let current = f.store.omemo_session(BOB, BOB_DEVICE, 2).unwrap().unwrap();
+    // Both late messages in one batch.
+    let bodies: Vec<String> = late
+        .iter()
+        .map(|m| body_of(f.omemo.decrypt(&mut f.store, BOB, m).unwrap().0).0)
+        .collect();
+    let writes = f.omemo.take_writes();
+    f.store
+        .insert_incoming_batch_with(&[], &writes, &[])
+        .unwrap();
+    assert_eq!(bodies, ["late 1", "late 2"]);
+    assert_eq!(
+        *f.store.omemo_session(BOB, BOB_DEVICE, 2).unwrap().unwrap(),
+        *current,
+        "the new session stays current"
+    );
+    assert_eq!(
+        f.store
+            .omemo_old_sessions(BOB, BOB_DEVICE, 2)
+            .unwrap()
+            .len(),
+        1
+    );
+    // Redelivered, they are duplicates: dropped, not undecryptable.
+    assert!(matches!(receive(&mut f, &late[0]), Received::Duplicate));
+}
+
+/// Issue 13 review: a bundle that arrives after a key exchange already
+/// built a session does not replace it.
+#[test]
+fn a_late_bundle_does_not_replace_a_working_session() {
+    let (mut f, _, bob) = established(OmemoVersion::V2);
+    let before = f.store.omemo_session(BOB, BOB_DEVICE, 2).unwrap().unwrap();
+    f.omemo
+        .start_session(
+            &mut f.store,
+            BOB,
+            BOB_DEVICE,
+            OmemoVersion::V2,
+            &bundle_of(&bob.identity, OmemoVersion::V2),
+        )
+        .unwrap();
+    assert_eq!(
+        *f.store.omemo_session(BOB, BOB_DEVICE, 2).unwrap().unwrap(),
+        *before
+    );
+}
+
+/// Issue 13 review: the archive keeps the newest 40 sessions per device.
+#[test]
+fn the_archive_keeps_forty_sessions() {
+    let mut f = fixture();
+    let records: Vec<zeroize::Zeroizing<Vec<u8>>> = (0..45u8)
+        .map(|i| zeroize::Zeroizing::new(vec![i]))
+        .collect();
+    let writes = OmemoWrites {
+        archives: vec![(BOB.into(), BOB_DEVICE, 2, records)],
+        ..Default::default()
+    };
+    f.store
+        .insert_incoming_batch_with(&[], &writes, &[])
+        .unwrap();
+    let kept = f.store.omemo_old_sessions(BOB, BOB_DEVICE, 2).unwrap();
+    assert_eq!(kept.len(), 40);
+    assert_eq!(*kept[0].1, vec![44], "newest first");
+    assert_eq!(*kept[39].1, vec![5]);
+}
+
+/// Issue 13 review: a device that writes without a session gets one built
+/// only if its owner's server lists it; an unknown id costs one device-list
+/// request and nothing more.
+#[test]
+fn a_session_is_built_only_for_a_listed_device() {
+    let (mut f, device, mut bob) = established(OmemoVersion::V2);
+    let mut claiming = |sid: &str| {
+        let mut message = bob.message("no session", device, BOB);
+        let ns = OmemoVersion::V2.namespace();
+        let header = message
+            .get_child_mut("encrypted", ns)
+            .unwrap()
+            .get_child_mut("header", ns)
+            .unwrap();
+        crate::features::set_attr(header, "sid", sid);
+        message
+    };
+    let (m666, m667) = (claiming("666"), claiming("667"));
+    let asked = |out: &[Element]| out.iter().map(String::from).collect::<Vec<_>>();
+    let (_, out) = f.omemo.decrypt(&mut f.store, BOB, &m666).unwrap();
+    let out = asked(&out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].contains("urn:xmpp:omemo:2:devices"), "{out:?}");
+    let (_, out) = f.omemo.decrypt(&mut f.store, BOB, &m667).unwrap();
+    assert!(
+        out.is_empty(),
+        "one list request per contact: {:?}",
+        asked(&out)
+    );
+    // The list shows 666 but not 667: only 666's bundle is fetched.
+    let out = asked(&f.omemo.learn_device_list(
+        &mut f.store,
+        BOB,
+        OmemoVersion::V2,
+        vec![BOB_DEVICE, 666],
+    ));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(
+        out[0].contains("urn:xmpp:omemo:2:bundles") && out[0].contains("666"),
+        "{out:?}"
+    );
 }

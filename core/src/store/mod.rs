@@ -30,7 +30,7 @@ pub use messages::{
 };
 pub use omemo::{
     ConversationEncryption, DeviceRecord, DeviceTrust, EncryptionScheme, MessageSecurity,
-    OmemoWrites, OwnDevice, Pinned, SecretKey, TrustPolicy,
+    OmemoWrites, OwnDevice, Pinned, SecretKey, SessionArchive, TrustPolicy,
 };
 pub use roster::{RosterEntry, Subscription};
 

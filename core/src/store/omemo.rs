@@ -183,6 +183,9 @@ pub struct DeviceRecord {
     pub last_message_ms: Option<i64>,
 }
 
+/// The sessions with one device that newer ones replaced, oldest first.
+pub type SessionArchive = Vec<Zeroizing<Vec<u8>>>;
+
 /// A replaced session kept for late messages: (archive order, record).
 pub type ArchivedSession = (i64, Zeroizing<Vec<u8>>);
 
@@ -197,34 +200,40 @@ pub type SecretKey = (u32, Zeroizing<[u8; 32]>);
 pub struct OmemoWrites {
     /// (jid, device id, version code, session record), in order.
     pub sessions: Vec<(String, u32, u8, Zeroizing<Vec<u8>>)>,
-    /// Sessions replaced by a newer one, kept for late messages (same
-    /// tuple), in order.
-    pub archived_sessions: Vec<(String, u32, u8, Zeroizing<Vec<u8>>)>,
-    /// Archived sessions made current again: (jid, device id, version
-    /// code, archive order) to take out of the archive.
-    pub promoted_sessions: Vec<(String, u32, u8, i64)>,
+    /// Sessions replaced by newer ones, kept for late messages: for each
+    /// (jid, device id, version code) the batch touched, the whole archive,
+    /// oldest first (it replaces what is stored; the newest
+    /// [`OLD_SESSIONS_KEPT`] are kept).
+    pub archives: Vec<(String, u32, u8, SessionArchive)>,
     /// (used prekey id, replacement id, replacement secret).
     pub replaced_pre_keys: Vec<(u32, u32, Zeroizing<[u8; 32]>)>,
 }
 
 impl OmemoWrites {
     pub fn is_empty(&self) -> bool {
-        self.sessions.is_empty()
-            && self.archived_sessions.is_empty()
-            && self.promoted_sessions.is_empty()
-            && self.replaced_pre_keys.is_empty()
+        self.sessions.is_empty() && self.archives.is_empty() && self.replaced_pre_keys.is_empty()
     }
 
     pub(super) fn apply(&self, tx: &rusqlite::Connection) -> rusqlite::Result<()> {
-        for (jid, device, version, archived) in &self.promoted_sessions {
+        for (jid, device, version, records) in &self.archives {
             tx.prepare_cached(
-                "DELETE FROM omemo_old_sessions
-                 WHERE jid = ?1 AND device_id = ?2 AND version = ?3 AND archived = ?4",
+                "DELETE FROM omemo_old_sessions WHERE jid = ?1 AND device_id = ?2 AND version = ?3",
             )?
-            .execute(params![jid, device, version, archived])?;
-        }
-        for (jid, device, version, record) in &self.archived_sessions {
-            archive_session(tx, jid, *device, *version, record)?;
+            .execute(params![jid, device, version])?;
+            let kept = records.len().saturating_sub(OLD_SESSIONS_KEPT);
+            for (order, record) in records.iter().enumerate().skip(kept) {
+                tx.prepare_cached(
+                    "INSERT INTO omemo_old_sessions(jid, device_id, version, archived, record)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    jid,
+                    device,
+                    version,
+                    order as i64 + 1,
+                    &record[..]
+                ])?;
+            }
         }
         for (jid, device, version, record) in &self.sessions {
             tx.prepare_cached("INSERT OR REPLACE INTO omemo_sessions(jid, device_id, version, record) VALUES (?1, ?2, ?3, ?4)")?

@@ -193,8 +193,11 @@ fn cli_sends_encrypted_and_shows_fingerprints_and_trust() {
     let (_bot, bot) = start_bot(&server, "bob", &[]);
     bot_event(&bot, "online", 30);
     let store = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = run_cli(&server, "alice", "pw", store.path(), &"cd".repeat(32), args);
+    let second = tempfile::tempdir().unwrap();
+    // One cli run on `dir` (a store of Alice's), its JSON lines.
+    let run_in = |dir: &std::path::Path, args: &[&str]| {
+        let key = if dir == store.path() { "cd" } else { "ef" };
+        let out = run_cli(&server, "alice", "pw", dir, &key.repeat(32), args);
         assert!(
             out.status.success(),
             "{args:?}: {}",
@@ -206,6 +209,7 @@ fn cli_sends_encrypted_and_shows_fingerprints_and_trust() {
             .map(|l| serde_json::from_str::<Value>(l).expect("JSON lines"))
             .collect::<Vec<_>>()
     };
+    let run = |args: &[&str]| run_in(store.path(), args);
     let lines = run(&[
         "send",
         "--encrypt",
@@ -282,39 +286,14 @@ fn cli_sends_encrypted_and_shows_fingerprints_and_trust() {
     // gets no key, and `send` names it.
     let policy = run(&["trust-policy", "manual"]);
     assert_eq!(policy[0]["trust_policy"], "manual");
-    let second = tempfile::tempdir().unwrap();
-    let out = run_cli(
-        &server,
-        "alice",
-        "pw",
-        second.path(),
-        &"ef".repeat(32),
-        &["fingerprints"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let second_device = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let second_device = run_in(second.path(), &["fingerprints"])
+        .into_iter()
         .find(|l| l["device"]["this_device"] == true)
         .map(|l| l["device"]["device_id"].clone())
         .expect("the second device");
-    let out = run_cli(
-        &server,
-        "alice",
-        "pw",
+    run_in(
         second.path(),
-        &"ef".repeat(32),
         &["send", "bob@localhost", "publishing my device"],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let lines = run(&[
         "send",
