@@ -1,12 +1,14 @@
 //! Features: the mapping between XMPP stanzas and Waxwing's domain types for
 //! roster (RFC 6121 §2, XEP-0237), presence (RFC 6121 §3–4) and 1:1
-//! messages (XEP-0359 ids, XEP-0184 receipts), carbons, MAM and push.
+//! messages (XEP-0359 ids, XEP-0184 receipts), carbons, MAM, push and
+//! multi-user chat presence (XEP-0045, XEP-0410).
 //! Pure functions: the client decides when to send and what to store.
 
 pub mod carbons;
 pub mod disco;
 pub mod mam;
 pub mod messages;
+pub mod muc;
 pub mod omemo;
 pub mod presence;
 pub mod push;
