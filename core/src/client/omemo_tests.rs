@@ -33,6 +33,25 @@ fn fixture() -> Fixture {
     }
 }
 
+/// The verified bundle of a device with `identity`, signed prekey
+/// (`spk_id`, `spk`) and one-time prekeys `pre_keys`.
+fn signed_bundle(
+    identity: &IdentityKeyPair,
+    version: OmemoVersion,
+    spk_id: u32,
+    spk: [u8; 32],
+    pre_keys: Vec<(u32, [u8; 32])>,
+) -> Bundle {
+    let encoded = signed_pre_key_encoding(version, &spk);
+    let signature = identity.sign(version, &encoded);
+    let public = identity.public();
+    let ik = match version {
+        OmemoVersion::V2 => public.ed25519().unwrap().to_vec(),
+        OmemoVersion::V0_3 => crate::omemo::wire::djb_key(&public.curve25519()),
+    };
+    Bundle::verified(version, &ik, spk_id, &encoded, &signature, pre_keys).unwrap()
+}
+
 /// Alice's bundle as Bob would fetch it.
 fn alice_bundle(f: &Fixture, version: OmemoVersion) -> Bundle {
     let own = f.store.omemo_own().unwrap().unwrap();
@@ -44,7 +63,6 @@ fn alice_bundle(f: &Fixture, version: OmemoVersion) -> Bundle {
         .into_iter()
         .next()
         .unwrap();
-    let spk = KeyPair::from_secret(*spk).public();
     let pre_keys = f
         .store
         .omemo_pre_keys()
@@ -52,43 +70,20 @@ fn alice_bundle(f: &Fixture, version: OmemoVersion) -> Bundle {
         .iter()
         .map(|(id, s)| (*id, KeyPair::from_secret(**s).public()))
         .collect();
-    let signature = identity.sign(version, &signed_pre_key_encoding(version, &spk));
-    let public = identity.public();
-    let ik = match version {
-        OmemoVersion::V2 => public.ed25519().unwrap().to_vec(),
-        OmemoVersion::V0_3 => crate::omemo::wire::djb_key(&public.curve25519()),
-    };
-    Bundle::verified(
+    signed_bundle(
+        &identity,
         version,
-        &ik,
         spk_id,
-        &signed_pre_key_encoding(version, &spk),
-        &signature,
+        KeyPair::from_secret(*spk).public(),
         pre_keys,
     )
-    .unwrap()
 }
 
 /// A bundle of a device with `identity`, a fresh signed prekey and one
 /// one-time prekey.
 fn bundle_of(identity: &IdentityKeyPair, version: OmemoVersion) -> Bundle {
-    let spk = KeyPair::generate().public();
-    let encoded = signed_pre_key_encoding(version, &spk);
-    let signature = identity.sign(version, &encoded);
-    let public = identity.public();
-    let ik = match version {
-        OmemoVersion::V2 => public.ed25519().unwrap().to_vec(),
-        OmemoVersion::V0_3 => crate::omemo::wire::djb_key(&public.curve25519()),
-    };
-    Bundle::verified(
-        version,
-        &ik,
-        1,
-        &encoded,
-        &signature,
-        vec![(1, KeyPair::generate().public())],
-    )
-    .unwrap()
+    let pre_key = vec![(1, KeyPair::generate().public())];
+    signed_bundle(identity, version, 1, KeyPair::generate().public(), pre_key)
 }
 
 /// Bob's device: his session with Alice, built from her bundle.
