@@ -363,6 +363,19 @@ impl Omemo {
         self.device_id
     }
 
+    /// Asks for `jid`'s bundle of `device` in `version`.
+    fn request_bundle(&mut self, jid: &str, device: u32, version: OmemoVersion) -> Element {
+        let jid = jid.to_owned();
+        self.request(
+            Pending::Bundle {
+                jid: jid.clone(),
+                device,
+                version,
+            },
+            |id| pep::fetch_bundle(id, &jid, version, device),
+        )
+    }
+
     fn request(&mut self, pending: Pending, build: impl FnOnce(&str) -> Element) -> Element {
         let id = format!("omemo-{}", random_id());
         let stanza = build(&id);
@@ -1017,14 +1030,7 @@ impl Omemo {
             );
             if !has_session && !asked {
                 let (jid, device) = (jid.clone(), *device);
-                requests.push(self.request(
-                    Pending::Bundle {
-                        jid: jid.clone(),
-                        device,
-                        version,
-                    },
-                    |rid| pep::fetch_bundle(rid, &jid, version, device),
-                ));
+                requests.push(self.request_bundle(&jid, device, version));
             }
         }
         if !requests.is_empty() || self.awaiting(peer, false) {
@@ -1462,16 +1468,8 @@ impl Omemo {
             device,
             "building an OMEMO session for a device that has none"
         );
-        let jid = jid.to_owned();
-        self.healing.insert((jid.clone(), device, version));
-        vec![self.request(
-            Pending::Bundle {
-                jid: jid.clone(),
-                device,
-                version,
-            },
-            |id| pep::fetch_bundle(id, &jid, version, device),
-        )]
+        self.healing.insert((jid.to_owned(), device, version));
+        vec![self.request_bundle(jid, device, version)]
     }
 
     /// Builds a session for `device` once `jid`'s device list for
@@ -1519,15 +1517,7 @@ impl Omemo {
             }
             self.unreachable.remove(&(jid.to_owned(), device, version));
             self.healing.insert((jid.to_owned(), device, version));
-            let jid = jid.to_owned();
-            out.push(self.request(
-                Pending::Bundle {
-                    jid: jid.clone(),
-                    device,
-                    version,
-                },
-                |id| pep::fetch_bundle(id, &jid, version, device),
-            ));
+            out.push(self.request_bundle(jid, device, version));
         }
         out
     }
