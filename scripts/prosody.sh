@@ -36,7 +36,7 @@ make_certs() {
 basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth,clientAuth
-subjectAltName=DNS:localhost,IP:127.0.0.1,otherName:1.3.6.1.5.5.7.8.5;UTF8:localhost
+subjectAltName=DNS:localhost,DNS:muc.localhost,IP:127.0.0.1,otherName:1.3.6.1.5.5.7.8.5;UTF8:localhost
 EXT
   openssl x509 -req -in "$c/localhost.csr" -CA "$c/ca.pem" -CAkey "$c/ca.key" -CAcreateserial \
     -days 2 -extfile "$c/leaf.ext" -out "$c/localhost.crt" 2>/dev/null
@@ -90,6 +90,10 @@ VirtualHost "localhost"
 -- A test XEP-0357 app server connects here (scripts/push_app_server.py).
 Component "push.localhost"
   component_secret = "push-component-secret"
+-- Group chats (XEP-0045) with their archives (XEP-0313); occupant-id and
+-- self-ping are built into Prosody 13's mod_muc.
+Component "muc.localhost" "muc"
+  modules_enabled = { "muc_mam" }
 CFG
   local lifetime=${WAXWING_SERVER_LIFETIME:-1800}
   # setsid: the server must not die with the caller's terminal, only by PID.

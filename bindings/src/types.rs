@@ -446,6 +446,22 @@ pub enum Event {
     EventsDropped {
         count: u64,
     },
+    /// We are in `room` (a group chat) as `nick`.
+    RoomJoined {
+        room: String,
+        nick: String,
+    },
+    /// Who is in `room` now.
+    RoomOccupantsChanged {
+        room: String,
+        occupants: Vec<RoomOccupant>,
+    },
+    /// We are no longer in `room` (`left`, `kicked`, `banned`,
+    /// `disconnected`, …).
+    RoomLeft {
+        room: String,
+        reason: String,
+    },
 }
 
 impl From<ClientEvent> for Event {
@@ -482,6 +498,38 @@ impl From<ClientEvent> for Event {
                 device_id,
                 trust: trust.into(),
             },
+            ClientEvent::RoomJoined { room, nick } => Event::RoomJoined { room, nick },
+            ClientEvent::RoomOccupantsChanged { room, occupants } => Event::RoomOccupantsChanged {
+                room,
+                occupants: occupants.into_iter().map(Into::into).collect(),
+            },
+            ClientEvent::RoomLeft { room, reason } => Event::RoomLeft { room, reason },
+        }
+    }
+}
+
+/// Someone in a group chat, as the room shows them.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RoomOccupant {
+    pub nick: String,
+    /// Where the room shows it (non-anonymous rooms).
+    pub real_jid: Option<String>,
+    /// XEP-0421: the same across nick changes.
+    pub occupant_id: Option<String>,
+    /// `owner`, `admin`, `member`, `outcast` or `none`.
+    pub affiliation: String,
+    /// `moderator`, `participant`, `visitor` or `none`.
+    pub role: String,
+}
+
+impl From<waxwing_core::features::muc::Occupant> for RoomOccupant {
+    fn from(o: waxwing_core::features::muc::Occupant) -> Self {
+        Self {
+            nick: o.nick,
+            real_jid: o.real_jid.map(|j| j.to_string()),
+            occupant_id: o.occupant_id,
+            affiliation: o.affiliation,
+            role: o.role,
         }
     }
 }

@@ -207,6 +207,16 @@ fn event_json(event: &ClientEvent) -> Value {
         } => {
             json!({"event": "omemo_trust", "jid": jid, "device_id": device_id, "trust": trust})
         }
+        ClientEvent::RoomJoined { room, nick } => {
+            json!({"event": "room_joined", "room": room, "nick": nick})
+        }
+        ClientEvent::RoomOccupantsChanged { room, occupants } => {
+            let nicks: Vec<&str> = occupants.iter().map(|o| o.nick.as_str()).collect();
+            json!({"event": "room_occupants", "room": room, "nicks": nicks})
+        }
+        ClientEvent::RoomLeft { room, reason } => {
+            json!({"event": "room_left", "room": room, "reason": reason})
+        }
     }
 }
 

@@ -57,6 +57,23 @@ pub enum ClientEvent {
         device_id: u32,
         trust: crate::store::DeviceTrust,
     },
+    /// We are in `room` (XEP-0045), as `nick` (the room may have changed it).
+    RoomJoined {
+        room: String,
+        nick: String,
+    },
+    /// Who is in `room` now.
+    RoomOccupantsChanged {
+        room: String,
+        occupants: Vec<crate::features::muc::Occupant>,
+    },
+    /// We are no longer in `room`: `left`, `kicked`, `banned`,
+    /// `affiliationchanged`, `membersonly`, `shutdown`, `technical`, or
+    /// `disconnected` (a new session; rooms are not rejoined yet).
+    RoomLeft {
+        room: String,
+        reason: String,
+    },
 }
 
 /// Receives the client's events; called from the client's task, so keep it

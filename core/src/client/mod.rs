@@ -17,6 +17,7 @@ mod lock;
 mod omemo;
 mod ordering;
 mod push;
+mod rooms;
 pub mod wake;
 
 use std::path::PathBuf;

@@ -19,3 +19,4 @@ mod omemo_profanity;
 mod prosody;
 mod push;
 mod resumption;
+mod rooms;

@@ -15,6 +15,7 @@ pub(crate) mod inbound;
 pub(crate) mod iq;
 pub(crate) mod outbox;
 pub(crate) mod presence;
+pub(crate) mod rooms;
 pub(crate) mod shared;
 
 #[cfg(test)]
@@ -65,6 +66,15 @@ pub(crate) enum Command {
     NetworkAvailable,
     /// Take these devices of ours off our published OMEMO lists.
     RemoveOmemoDevices(Vec<u32>),
+    /// Join a room (XEP-0045) as a nick; the reply carries the nick the
+    /// room gave us.
+    JoinRoom {
+        room: BareJid,
+        nick: String,
+        history: crate::features::muc::JoinHistory,
+        reply: rooms::JoinReply,
+    },
+    LeaveRoom(BareJid),
     /// The user replaced the session with this device (archived already):
     /// build a new one now and tell the device.
     RebuildOmemoSession(String, u32),
@@ -93,6 +103,7 @@ pub(crate) struct ConnectionHandler {
     catchup: catchup::CatchUp,
     requests: Requests,
     presences: Presences,
+    rooms: rooms::Rooms,
     /// The session state as this client last wrote it to the store: when
     /// the store holds something else, another process (a push handler)
     /// used the session meanwhile.
@@ -139,6 +150,7 @@ impl ConnectionHandler {
             catchup: catchup::CatchUp::default(),
             requests: Requests::default(),
             presences: Presences::new(presences),
+            rooms: rooms::Rooms::default(),
             written,
             omemo: None,
             omemo_outbox: Vec::new(),
@@ -299,6 +311,8 @@ impl ConnectionHandler {
             return self.send(session, now, &barrier);
         }
         self.presences.on_fresh_session();
+        // A fresh session is in no room (a resumed one keeps them).
+        self.rooms.on_disconnected(&self.shared);
         // RFC 6121 §2.2: fetch the roster before sending initial presence.
         let fetch = self.requests.fetch_roster(&self.shared, roster_versioning);
         self.send(session, now, &fetch);
@@ -444,6 +458,9 @@ impl ConnectionHandler {
             }
             return;
         }
+        if self.rooms.on_iq(&self.shared, &element) {
+            return;
+        }
         if let Some(omemo) = self.omemo.as_mut().filter(|o| o.owns(&id)) {
             let (out, retry) = {
                 let mut store = self.shared.store();
@@ -479,7 +496,14 @@ impl Handler for ConnectionHandler {
             online @ SessionEvent::Online { .. } => self.on_online(session, now, online),
             SessionEvent::Stanza(element) => match element.name() {
                 "message" => self.on_message(element),
-                "presence" => self.presences.on_presence(&self.shared, &element),
+                "presence" => {
+                    let (ours, out) = self.rooms.on_presence(&self.shared, &element);
+                    if ours {
+                        self.send_all(session, now, &out);
+                    } else {
+                        self.presences.on_presence(&self.shared, &element)
+                    }
+                }
                 "iq" => {
                     self.flush_inbound(session, now);
                     self.on_iq(session, now, element)
@@ -512,6 +536,9 @@ impl Handler for ConnectionHandler {
                     self.written.persist_fast_token(&self.shared, None);
                 }
                 self.presences.on_disconnected(error.is_none());
+                if error.is_none() {
+                    self.rooms.on_disconnected(&self.shared);
+                }
                 self.requests.on_disconnected();
                 self.ended = Some(error);
             }
@@ -544,6 +571,21 @@ impl Handler for ConnectionHandler {
                     None => Vec::new(),
                 };
                 self.send_all(session, now, &out);
+            }
+            Command::JoinRoom {
+                room,
+                nick,
+                history,
+                reply,
+            } => {
+                if let Some(presence) = self.rooms.join(room, nick, history, reply) {
+                    self.send(session, now, &presence);
+                }
+            }
+            Command::LeaveRoom(room) => {
+                if let Some(presence) = self.rooms.leave(&room) {
+                    self.send(session, now, &presence);
+                }
             }
             Command::RebuildOmemoSession(jid, device) => {
                 let out = match self.omemo.as_mut() {
