@@ -133,6 +133,9 @@ pub struct Session {
     sm: Option<SmState>,
     /// Whether an `<r/>` should follow the stanzas sent in this turn.
     ack_request_due: bool,
+    /// When the last input or command reached the engine: the clock for
+    /// the ack deadline armed when an `<r/>` goes out.
+    last_now: Option<Instant>,
     /// The server asked for an `<a/>` while stanzas were still unhandled:
     /// it is sent once the client marks them handled.
     ack_owed: bool,
@@ -183,6 +186,7 @@ impl Session {
             features: Features::default(),
             sm: None,
             ack_request_due: false,
+            last_now: None,
             ack_owed: false,
             round_trips: 0,
             next_id: 0,
@@ -275,6 +279,7 @@ impl Session {
     // ---- inputs ----
 
     pub fn handle_input(&mut self, now: Instant, input: Input<'_>) {
+        self.last_now = Some(now);
         match input {
             Input::Connected { tls, nonce } => {
                 self.nonce = nonce;
@@ -319,7 +324,8 @@ impl Session {
     // ---- commands ----
 
     /// Queues a stanza; counted and kept until acked when XEP-0198 is on.
-    pub fn send_stanza(&mut self, _now: Instant, stanza: &Element) -> Result<(), CommandError> {
+    pub fn send_stanza(&mut self, now: Instant, stanza: &Element) -> Result<(), CommandError> {
+        self.last_now = Some(now);
         if !self.is_online() {
             return Err(CommandError::NotOnline);
         }
@@ -421,12 +427,26 @@ impl Session {
         }
         if self.ack_request_due {
             self.ack_request_due = false;
+            self.arm_ack_answer();
             return Output::Transmit(sm::R.to_string().into_bytes());
         }
         Output::Wait(self.timers.next_deadline())
     }
 
     // ---- internals ----
+
+    /// An `<r/>` goes out: the server must answer it within the ping
+    /// timeout. Other traffic does not count: a server can keep sending
+    /// while it no longer handles what we send (Prosody 13.0 after a
+    /// resumption whose connection paused for buffered input), and our
+    /// messages would sit unacknowledged until the keep-alive, minutes
+    /// later. An earlier unanswered request keeps its deadline.
+    fn arm_ack_answer(&mut self) {
+        if let (Some(now), None) = (self.last_now, self.timers.get(Timer::AckAnswer)) {
+            self.timers
+                .set(Timer::AckAnswer, now + self.config.ping_timeout);
+        }
+    }
 
     fn transmit(&mut self, text: String) {
         self.outputs.push_back(Output::Transmit(text.into_bytes()));
@@ -529,7 +549,9 @@ impl Session {
                     }
                     return self.fail(SessionError::Timeout(TimeoutKind::Negotiation));
                 }
-                Timer::PingAnswer => return self.fail(SessionError::Timeout(TimeoutKind::Ping)),
+                Timer::PingAnswer | Timer::AckAnswer => {
+                    return self.fail(SessionError::Timeout(TimeoutKind::Ping))
+                }
                 Timer::Close if matches!(self.state, State::Suspending) => {
                     // The server did not confirm in time: drop anyway.
                     return self.finish(Some(SessionError::ConnectionLost));

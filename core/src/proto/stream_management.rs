@@ -10,6 +10,7 @@ use jid::FullJid;
 use minidom::Element;
 
 use super::sm::{ResumeAnswer, Unacked, A};
+use super::timer::Timer;
 use super::{unexpected, Output, Session, SessionError, SessionEvent, SmState, State};
 use crate::ns::NS_CLIENT;
 
@@ -30,6 +31,8 @@ impl Session {
     /// The server says how many of our stanzas it handled.
     pub(super) fn on_ack(&mut self, element: &Element) -> Result<(), SessionError> {
         let A { h } = A::parse(element).ok_or_else(|| unexpected("<a h='…'/>", element))?;
+        // The server handles our stream (XEP-0198 §4): the request is answered.
+        self.timers.stop(Timer::AckAnswer);
         if let Some(sm) = &mut self.sm {
             let acked = sm.remote_acked(h)?;
             self.emit_acked(acked);

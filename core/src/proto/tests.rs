@@ -366,6 +366,43 @@ fn a_silent_connection_is_probed_then_declared_dead() {
     );
 }
 
+/// Prosody 13.0 can stop handling a resumed stream's input while it keeps
+/// sending: traffic from the server must not keep a connection whose ack
+/// requests go unanswered.
+#[test]
+fn an_unanswered_ack_request_ends_the_connection_though_the_server_keeps_sending() {
+    let mut h = Harness::new();
+    h.log_in(true);
+    h.take_sent();
+    let sent = h.send_message_o1();
+    assert!(sent.contains("<r xmlns='urn:xmpp:sm:3'/>"), "{sent}");
+    let deadline = h.wait.expect("the ack request has a deadline");
+    assert_eq!(deadline, h.now + Duration::from_secs(10));
+    // Halfway there the server sends something, but no <a/>.
+    h.now += Duration::from_secs(5);
+    h.recv("<message xmlns='jabber:client' from='bob@example.org/x' type='chat'><body>hi</body></message>");
+    assert!(h.session.is_online());
+    assert_eq!(h.wait, Some(deadline), "other traffic does not move it");
+    h.advance_to_wait();
+    assert_eq!(
+        h.disconnected_error(),
+        Some(Some(SessionError::Timeout(TimeoutKind::Ping)))
+    );
+}
+
+#[test]
+fn an_answered_ack_request_keeps_the_session() {
+    let mut h = Harness::new();
+    h.log_in(true);
+    h.send_message_o1();
+    h.now += Duration::from_secs(5);
+    h.recv("<a xmlns='urn:xmpp:sm:3' h='1'/>");
+    h.now += Duration::from_secs(20);
+    h.input(Input::Timeout);
+    assert!(h.session.is_online());
+    assert_eq!(h.disconnected_error(), None);
+}
+
 #[test]
 fn an_answered_ping_keeps_the_session() {
     let mut h = Harness::new();

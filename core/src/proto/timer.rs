@@ -14,16 +14,19 @@ pub enum Timer {
     KeepAlive,
     /// How long the probe may go unanswered.
     PingAnswer,
+    /// How long an ack request (XEP-0198 `<r/>`) may go unanswered.
+    AckAnswer,
     /// How long we wait for the server's `</stream:stream>`.
     Close,
 }
 
 impl Timer {
     /// Every timer, in the order a timeout input handles them.
-    pub const ALL: [Timer; 4] = [
+    pub const ALL: [Timer; 5] = [
         Timer::Negotiation,
         Timer::KeepAlive,
         Timer::PingAnswer,
+        Timer::AckAnswer,
         Timer::Close,
     ];
 }
@@ -37,6 +40,10 @@ pub(super) struct TimerTable {
 impl TimerTable {
     pub fn set(&mut self, timer: Timer, at: Instant) {
         self.at[timer as usize] = Some(at);
+    }
+
+    pub fn get(&self, timer: Timer) -> Option<Instant> {
+        self.at[timer as usize]
     }
 
     pub fn stop(&mut self, timer: Timer) {

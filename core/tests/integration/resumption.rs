@@ -70,15 +70,19 @@ async fn a_cut_connection_is_resumed_and_nothing_is_lost_or_doubled() {
             })
             .await;
     }
+    // Prosody 13.0 sometimes stops reading a stream it just resumed (when
+    // the resumption left input buffered); the client then sees its ack
+    // request go unanswered for the ping timeout (30 s) and connects again
+    // (a resumption, or a fresh session if Prosody dropped the stuck one).
     bob_events
-        .wait_for(20, |e| {
+        .wait_for(45, |e| {
             matches!(e, ClientEvent::MessageReceived(m) if m.body == outgoing).then_some(())
         })
         .await;
-    assert_eq!(
-        online_events(&alice_events),
-        vec![false, true],
-        "one fresh session, then a resumption"
+    let online = online_events(&alice_events);
+    assert!(
+        online.len() >= 2 && !online[0] && online[1],
+        "one fresh session, then a resumption: {online:?}"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut expected = vec![before.clone()];
