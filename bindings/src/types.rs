@@ -269,6 +269,16 @@ pub struct Message {
     pub timestamp_ms: i64,
     /// End-to-end encryption and the sending device's trust.
     pub security: crate::omemo::Security,
+    /// Set for a group-chat message (`peer` is then the room): who wrote it.
+    pub room: Option<RoomSender>,
+}
+
+/// The writer of a group-chat message: the nick, and the real JID where
+/// the room shows it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RoomSender {
+    pub nick: String,
+    pub real_jid: Option<String>,
 }
 
 impl From<StoredMessage> for Message {
@@ -294,6 +304,10 @@ impl From<StoredMessage> for Message {
             stanza_id: m.stanza_id,
             timestamp_ms: m.timestamp_ms,
             security: m.security.into(),
+            room: m.room.map(|r| RoomSender {
+                nick: r.nick,
+                real_jid: r.real_jid,
+            }),
         }
     }
 }
@@ -446,6 +460,11 @@ pub enum Event {
     EventsDropped {
         count: u64,
     },
+    /// The subject of `room` (on joining, and when it changes).
+    RoomSubject {
+        room: String,
+        subject: String,
+    },
     /// We are in `room` (a group chat) as `nick`.
     RoomJoined {
         room: String,
@@ -504,6 +523,7 @@ impl From<ClientEvent> for Event {
                 occupants: occupants.into_iter().map(Into::into).collect(),
             },
             ClientEvent::RoomLeft { room, reason } => Event::RoomLeft { room, reason },
+            ClientEvent::RoomSubject { room, subject } => Event::RoomSubject { room, subject },
         }
     }
 }

@@ -44,7 +44,7 @@ use waxwing_core::client::wake::{self, EncryptedPush, WakeOutcome};
 use waxwing_core::client::ConnectionState;
 use waxwing_core::features::presence::Availability;
 use waxwing_core::store::{
-    ConversationEncryption, DeviceTrust, MessageState, StoreKey, TrustPolicy,
+    ConversationEncryption, DeviceTrust, MessageState, StoreKey, StoredMessage, TrustPolicy,
 };
 use waxwing_core::ConnectOptions;
 use waxwing_core::{Client, ClientConfig, ClientEvent, EventListener};
@@ -181,7 +181,7 @@ fn event_json(event: &ClientEvent) -> Value {
                 "error": error.as_ref().map(|e| e.to_string()), "will_retry": will_retry
             }),
         },
-        ClientEvent::MessageReceived(m) => json!({"event": "message", "message": m,
+        ClientEvent::MessageReceived(m) => json!({"event": "message", "message": message_json(m),
             "encryption": m.security.scheme.label(),
             "trust": m.security.sender_trust.map(|t| t.label())}),
         ClientEvent::MessageStateChanged(m) => json!({"event": "message_state", "message": m}),
@@ -217,7 +217,28 @@ fn event_json(event: &ClientEvent) -> Value {
         ClientEvent::RoomLeft { room, reason } => {
             json!({"event": "room_left", "room": room, "reason": reason})
         }
+        ClientEvent::RoomSubject { room, subject } => {
+            json!({"event": "room_subject", "room": room, "subject": subject})
+        }
     }
+}
+
+/// A stored message as the cli prints it: the store's fields plus `room`
+/// (the room's bare JID, null for 1:1), `nick` and `sender_jid` (the real
+/// JID where known).
+fn message_json(m: &StoredMessage) -> Value {
+    let mut value = json!(m);
+    if let Value::Object(map) = &mut value {
+        let room = m.room.as_ref();
+        map.insert("room".into(), json!(room.map(|_| m.peer.clone())));
+        map.insert("nick".into(), json!(room.map(|r| r.nick.clone())));
+        let sender_jid = match room {
+            Some(r) => r.real_jid.clone(),
+            None => Some(m.sender.clone()),
+        };
+        map.insert("sender_jid".into(), json!(sender_jid));
+    }
+    value
 }
 
 fn fail(message: impl std::fmt::Display) -> ! {
@@ -326,8 +347,24 @@ async fn run(args: Args) -> i32 {
                 .history(with, None, args.limit)
                 .unwrap_or_else(|e| fail(e));
             for m in messages {
-                print(json!({"message": m}));
+                print(json!({"message": message_json(&m)}));
             }
+            0
+        }
+        ["join", room, rest @ ..] => {
+            let default_nick = args
+                .jid
+                .as_deref()
+                .and_then(|j| j.split('@').next())
+                .unwrap_or("waxwing")
+                .to_owned();
+            let nick = rest.first().map(|n| n.to_string()).unwrap_or(default_nick);
+            login(&client, &mut events).await;
+            let nick = client
+                .join_room(room, &nick)
+                .await
+                .unwrap_or_else(|e| fail(e));
+            print(json!({"joined": {"room": room, "nick": nick}}));
             0
         }
         ["send", to, body] => {
@@ -526,7 +563,25 @@ async fn send(
     await_reply: Option<u64>,
 ) -> i32 {
     login(client, events).await;
-    let message = client.send_message(to, body).unwrap_or_else(|e| fail(e));
+    // A room we joined before gets a groupchat message (we join it again
+    // first); it counts as sent once the room reflects it.
+    let room_nick = client.room_nick(to).unwrap_or_else(|e| fail(e));
+    let (message, wanted) = match room_nick {
+        Some(nick) => {
+            client
+                .join_room(to, &nick)
+                .await
+                .unwrap_or_else(|e| fail(e));
+            let m = client
+                .send_room_message(to, body)
+                .unwrap_or_else(|e| fail(e));
+            (m, MessageState::Delivered)
+        }
+        None => {
+            let m = client.send_message(to, body).unwrap_or_else(|e| fail(e));
+            (m, MessageState::Acked)
+        }
+    };
     print(json!({"sent": message}));
     let peer = message.peer.clone();
     let mut acked = false;
@@ -541,7 +596,7 @@ async fn send(
                     ClientEvent::MessageStateChanged(m) if m.id == message.id && m.state == MessageState::Failed => {
                         fail("the message bounced")
                     }
-                    ClientEvent::MessageStateChanged(m) if m.id == message.id && m.state >= MessageState::Acked && !acked => {
+                    ClientEvent::MessageStateChanged(m) if m.id == message.id && m.state >= wanted && !acked => {
                         acked = true;
                         match await_reply {
                             None => return 0,

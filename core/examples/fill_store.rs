@@ -29,6 +29,7 @@ fn main() {
             timestamp_ms: 1_700_000_000_000 + i as i64,
             position: Position::Append,
             security: Default::default(),
+            room: None,
         });
         if batch.len() == 500 {
             store.insert_incoming_batch(&batch).expect("insert");

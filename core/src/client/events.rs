@@ -57,6 +57,12 @@ pub enum ClientEvent {
         device_id: u32,
         trust: crate::store::DeviceTrust,
     },
+    /// The subject of `room` (sent by the room when we join, §7.2.15, and
+    /// whenever it changes).
+    RoomSubject {
+        room: String,
+        subject: String,
+    },
     /// We are in `room` (XEP-0045), as `nick` (the room may have changed it).
     RoomJoined {
         room: String,

@@ -144,6 +144,7 @@ fn message(n: u32, stamp_ms: i64) -> IncomingMessage {
         timestamp_ms: stamp_ms,
         position: Position::Append,
         security: Default::default(),
+        room: None,
     }
 }
 

@@ -7,8 +7,8 @@ use jid::BareJid;
 use tokio::sync::oneshot;
 
 use super::connection::Command;
-use super::{Client, ClientError};
-use crate::features::muc::JoinHistory;
+use super::{now_ms, random_id, Client, ClientError};
+use crate::store::StoredMessage;
 
 /// How long a join may take: the room answers with every occupant's
 /// presence first, then ours.
@@ -32,9 +32,6 @@ impl Client {
             .send(Command::JoinRoom {
                 room,
                 nick: nick.to_owned(),
-                // Room messages are not kept yet (a later slice of the
-                // group-chat issue catches up from the room's archive).
-                history: JoinHistory::FromArchive,
                 reply,
             })
             .map_err(|_| ClientError::NotConnected)?;
@@ -43,6 +40,39 @@ impl Client {
             Ok(Err(_)) => Err(ClientError::NotConnected),
             Err(_) => Err(ClientError::Timeout),
         }
+    }
+
+    /// Sends `body` to everyone in `room`: stored at once (and returned),
+    /// it goes out once we are in the room and is `Delivered` when the room
+    /// reflects it back (XEP-0045 §7.4). Needs a room we joined before.
+    pub fn send_room_message(&self, room: &str, body: &str) -> Result<StoredMessage, ClientError> {
+        let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
+        let store = self.store()?;
+        let nick = store
+            .lock()
+            .room(room.as_str())?
+            .map(|r| r.nick)
+            .ok_or_else(|| ClientError::Refused {
+                condition: "not-a-room-we-joined".into(),
+            })?;
+        let message = store.lock().insert_outgoing_to_room(
+            room.as_str(),
+            self.own.as_str(),
+            &nick,
+            body,
+            &random_id(),
+            now_ms(),
+        )?;
+        if let Some(commands) = self.commands() {
+            let _ = commands.send(Command::SendQueued(message.id));
+        }
+        Ok(message)
+    }
+
+    /// Our nick in `room`, if we joined it before (from the store).
+    pub fn room_nick(&self, room: &str) -> Result<Option<String>, ClientError> {
+        let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
+        Ok(self.store()?.lock().room(room.as_str())?.map(|r| r.nick))
     }
 
     /// Leaves `room` (nothing happens if we are not in it).

@@ -22,6 +22,17 @@ pub enum Page {
 
 /// A query of our own archive.
 pub fn query(iq_id: &str, query_id: &str, page: &Page, max: u32) -> Element {
+    query_archive(iq_id, query_id, None, page, max)
+}
+
+/// A query of `archive` (a room's, XEP-0313 §4.1.1), or ours with `None`.
+pub fn query_archive(
+    iq_id: &str,
+    query_id: &str,
+    archive: Option<&BareJid>,
+    page: &Page,
+    max: u32,
+) -> Element {
     let mut form = with_attrs(Element::bare("x", NS_DATA), &[("type", "submit")]);
     let mut form_type = with_attrs(
         Element::bare("field", NS_DATA),
@@ -47,7 +58,11 @@ pub fn query(iq_id: &str, query_id: &str, page: &Page, max: u32) -> Element {
     query.append_child(set);
     stanza(
         "iq",
-        &[("type", Some("set")), ("id", Some(iq_id))],
+        &[
+            ("type", Some("set")),
+            ("id", Some(iq_id)),
+            ("to", archive.map(|a| a.as_str())),
+        ],
         vec![query],
     )
 }

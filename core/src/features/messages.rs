@@ -156,6 +156,28 @@ pub fn parse(element: &Element, own: &BareJid) -> IncomingMessageStanza {
     })
 }
 
+/// Unix milliseconds as an XEP-0082 date-time (UTC, whole seconds).
+pub fn format_xep0082_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// Parses an XEP-0082 date-time (`2026-11-24T18:00:00.123Z`, offsets
 /// allowed) into Unix milliseconds. The stamp is untrusted input: anything
 /// but ASCII digits where digits belong, a year outside 1..=9999 or an
@@ -288,6 +310,13 @@ mod tests {
         assert_eq!(parse(&headline, &own()), IncomingMessageStanza::Ignored);
         let no_from = el("<message xmlns='jabber:client'><body>x</body></message>");
         assert_eq!(parse(&no_from, &own()), IncomingMessageStanza::Ignored);
+    }
+
+    #[test]
+    fn xep0082_formatting_round_trips() {
+        let ms = 1_767_225_600_000 + 3_723_000; // 2026-01-01T01:02:03Z
+        assert_eq!(format_xep0082_ms(ms), "2026-01-01T01:02:03Z");
+        assert_eq!(parse_xep0082_ms(&format_xep0082_ms(ms)), Some(ms));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub enum JoinHistory {
     /// What came after this XEP-0082 timestamp (the last message we
     /// stored from the room).
     Since(String),
+    /// Whatever the room replays by default (no archive, nothing stored).
+    ServerDefault,
 }
 
 /// The presence that joins `room` as `nick` (§7.2.2).
@@ -39,8 +41,11 @@ pub fn join(room: &BareJid, nick: &str, history: &JoinHistory) -> Option<Element
     let attrs: Vec<(&str, &str)> = match history {
         JoinHistory::FromArchive => vec![("maxchars", "0")],
         JoinHistory::Since(stamp) => vec![("since", stamp.as_str())],
+        JoinHistory::ServerDefault => vec![],
     };
-    x.append_child(with_attrs(Element::bare("history", NS_MUC), &attrs));
+    if !attrs.is_empty() {
+        x.append_child(with_attrs(Element::bare("history", NS_MUC), &attrs));
+    }
     Some(stanza(
         "presence",
         &[("to", Some(occupant.as_str()))],

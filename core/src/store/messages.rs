@@ -59,6 +59,16 @@ pub struct StoredMessage {
     pub timestamp_ms: i64,
     /// End-to-end encryption, and the sending device's trust.
     pub security: MessageSecurity,
+    /// Set for a group-chat message (`peer` is then the room): who wrote it.
+    pub room: Option<RoomSender>,
+}
+
+/// The writer of a group-chat message: a nick in the room and, where the
+/// room shows it (non-anonymous rooms, or to moderators), the real JID.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoomSender {
+    pub nick: String,
+    pub real_jid: Option<String>,
 }
 
 /// A message from the network about to be stored: one received, or (from
@@ -77,6 +87,8 @@ pub struct IncomingMessage {
     /// Where it goes in its conversation.
     pub position: Position,
     pub security: MessageSecurity,
+    /// Set for a group-chat message (`peer` is the room's bare JID).
+    pub room: Option<RoomSender>,
 }
 
 /// Distance between neighbouring positions when a message is appended or a
@@ -129,7 +141,11 @@ pub struct HistoryCursor {
 
 const MESSAGE_COLUMNS: &str =
     "m.id, c.peer_jid, m.direction, m.state, m.sender, m.body, m.origin_id, m.stanza_id, m.timestamp_ms,
-     m.encryption, m.sender_device, m.sender_trust, m.undecryptable";
+     m.encryption, m.sender_device, m.sender_trust, m.undecryptable, c.kind, m.nick, m.sender_jid";
+
+/// `conversations.kind`: what a conversation is.
+const KIND_CHAT: i64 = 0;
+const KIND_ROOM: i64 = 1;
 
 fn message_from_row(r: &Row<'_>) -> rusqlite::Result<StoredMessage> {
     message_at(r, 0)
@@ -170,13 +186,26 @@ fn message_at(r: &Row<'_>, base: usize) -> rusqlite::Result<StoredMessage> {
                 .map(DeviceTrust::from_i64),
             undecryptable: r.get(base + 12)?,
         },
+        room: if r.get::<_, Option<i64>>(base + 13)? == Some(KIND_ROOM) {
+            Some(RoomSender {
+                nick: r.get::<_, Option<String>>(base + 14)?.unwrap_or_default(),
+                real_jid: r.get(base + 15)?,
+            })
+        } else {
+            None
+        },
     })
 }
 
 impl Store {
-    fn conversation_id(tx: &rusqlite::Connection, peer: &str) -> rusqlite::Result<i64> {
-        tx.prepare_cached("INSERT OR IGNORE INTO conversations(peer_jid) VALUES (?1)")?
-            .execute([peer])?;
+    /// The conversation with `peer`, created as `kind` if it is new.
+    fn conversation_of_kind(
+        tx: &rusqlite::Connection,
+        peer: &str,
+        kind: i64,
+    ) -> rusqlite::Result<i64> {
+        tx.prepare_cached("INSERT OR IGNORE INTO conversations(peer_jid, kind) VALUES (?1, ?2)")?
+            .execute(params![peer, kind])?;
         tx.prepare_cached("SELECT id FROM conversations WHERE peer_jid = ?1")?
             .query_row([peer], |r| r.get(0))
     }
@@ -209,13 +238,39 @@ impl Store {
         origin_id: &str,
         timestamp_ms: i64,
     ) -> Result<StoredMessage, StoreError> {
+        self.insert_outgoing_as(peer, sender, None, body, origin_id, timestamp_ms)
+    }
+
+    /// [`Store::insert_outgoing`] for a room, written as `nick`.
+    pub fn insert_outgoing_to_room(
+        &mut self,
+        room: &str,
+        sender: &str,
+        nick: &str,
+        body: &str,
+        origin_id: &str,
+        timestamp_ms: i64,
+    ) -> Result<StoredMessage, StoreError> {
+        self.insert_outgoing_as(room, sender, Some(nick), body, origin_id, timestamp_ms)
+    }
+
+    fn insert_outgoing_as(
+        &mut self,
+        peer: &str,
+        sender: &str,
+        nick: Option<&str>,
+        body: &str,
+        origin_id: &str,
+        timestamp_ms: i64,
+    ) -> Result<StoredMessage, StoreError> {
         let tx = self.conn.transaction()?;
-        let conversation = Self::conversation_id(&tx, peer)?;
+        let kind = if nick.is_some() { KIND_ROOM } else { KIND_CHAT };
+        let conversation = Self::conversation_of_kind(&tx, peer, kind)?;
         tx.execute(
-            "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, remote_id, timestamp_ms, seq, written_here)
-             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, 1)",
+            "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, remote_id, timestamp_ms, seq, written_here, nick, sender_jid)
+             VALUES (?1, 1, ?2, ?3, ?4, ?5, ?5, ?6, ?7, 1, ?8, ?9)",
             params![conversation, MessageState::Queued as i64, sender, body, origin_id, timestamp_ms,
-                    Self::next_seq(&tx, conversation)?],
+                    Self::next_seq(&tx, conversation)?, nick, nick.map(|_| sender)],
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
@@ -264,7 +319,12 @@ impl Store {
         }
         let mut stored = Vec::with_capacity(messages.len());
         for m in messages {
-            let conversation = Self::conversation_id(&tx, &m.peer)?;
+            let kind = if m.room.is_some() {
+                KIND_ROOM
+            } else {
+                KIND_CHAT
+            };
+            let conversation = Self::conversation_of_kind(&tx, &m.peer, kind)?;
             if let Some(existing) = Self::find_duplicate(&tx, conversation, m)? {
                 // Learn the archive id of a message first seen without one.
                 if let Some(sid) = &m.stanza_id {
@@ -292,12 +352,12 @@ impl Store {
             let ahead = m.position == Position::AppendAheadOfArchive;
             tx.prepare_cached(
                 "INSERT INTO messages(conversation_id, direction, state, sender, body, origin_id, stanza_id, remote_id, timestamp_ms, seq,
-                                      encryption, sender_device, sender_trust, undecryptable, ahead_of_archive)
-                 VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11, ?12, ?13, ?14, ?15)",
+                                      encryption, sender_device, sender_trust, undecryptable, ahead_of_archive, nick, sender_jid)
+                 VALUES (?1, ?9, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
             )?
             .execute(params![conversation, state as i64, m.sender, m.body, m.origin_id, m.stanza_id, m.remote_id, m.timestamp_ms, m.direction as i64, seq,
                              m.security.scheme.to_i64(), m.security.sender_device, m.security.sender_trust.map(|t| t.to_i64()), m.security.undecryptable,
-                             ahead as i64])?;
+                             ahead as i64, m.room.as_ref().map(|r| &r.nick), m.room.as_ref().and_then(|r| r.real_jid.as_ref())])?;
             let id = tx.last_insert_rowid();
             Self::touch_conversation(&tx, conversation, id, m.timestamp_ms, incoming)?;
             stored.push(Some(StoredMessage {
@@ -311,6 +371,7 @@ impl Store {
                 stanza_id: m.stanza_id.clone(),
                 timestamp_ms: m.timestamp_ms,
                 security: m.security.clone(),
+                room: m.room.clone(),
             }));
         }
         tx.commit()?;

@@ -154,6 +154,18 @@ const MIGRATIONS: &[&str] = &[
         jid     TEXT PRIMARY KEY NOT NULL,
         used_v2 INTEGER NOT NULL
     );",
+    // 9 (issue 14): group chats. A room is a conversation of its own kind
+    // whose messages say who wrote them (nick, and the real JID where the
+    // room shows it); `rooms` keeps what we know of each room we use.
+    "ALTER TABLE conversations ADD COLUMN kind INTEGER NOT NULL DEFAULT 0;  -- 0 one-to-one, 1 room
+    ALTER TABLE messages ADD COLUMN nick TEXT;
+    ALTER TABLE messages ADD COLUMN sender_jid TEXT;
+    CREATE TABLE IF NOT EXISTS rooms (
+        jid      TEXT PRIMARY KEY NOT NULL,
+        nick     TEXT NOT NULL,
+        features TEXT NOT NULL DEFAULT '[]',   -- JSON: its disco#info features when last joined
+        subject  TEXT
+    );",
 ];
 
 /// The schema version this build writes.

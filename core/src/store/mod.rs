@@ -19,6 +19,7 @@ mod error;
 mod messages;
 mod migrations;
 mod omemo;
+mod rooms;
 mod roster;
 
 pub(crate) use account::StoreFields;
@@ -26,12 +27,13 @@ pub use account::{AccountWrite, Field};
 pub use error::{OpenStoreError, StoreError};
 pub use messages::{
     ArchiveCopy, ConversationSummary, Direction, HistoryCursor, IncomingMessage, MessageState,
-    Position, StoredMessage, SEQ_SPACING,
+    Position, RoomSender, StoredMessage, SEQ_SPACING,
 };
 pub use omemo::{
     ConversationEncryption, DeviceRecord, DeviceTrust, EncryptionScheme, MessageSecurity,
     OmemoWrites, OwnDevice, Pinned, SecretKey, SessionArchive, TrustPolicy,
 };
+pub use rooms::StoredRoom;
 pub use roster::{RosterEntry, Subscription};
 
 use hmac::{KeyInit, Mac};

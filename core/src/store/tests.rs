@@ -22,6 +22,7 @@ fn incoming(
         timestamp_ms: ts,
         position: Position::Append,
         security: Default::default(),
+        room: None,
     }
 }
 
@@ -157,6 +158,7 @@ fn a_sent_carbon_without_origin_id_and_its_archive_copy_are_stored_once() {
         timestamp_ms: 1,
         position: Position::Append,
         security: Default::default(),
+        room: None,
     };
     let carbon = store.insert_incoming_batch(&[copy(None)]).unwrap();
     assert!(carbon[0].is_some());
@@ -472,6 +474,10 @@ fn migration_8_voids_trust_that_no_key_backs() {
                  INSERT INTO omemo_devices(jid, device_id, trust, first_seen_ms, identity_key) VALUES
                      ('bob@example.org', 1, 2, 0, zeroblob(32)), ('bob@example.org', 2, 1, 0, zeroblob(32));
                  DROP TABLE omemo_old_sessions;
+                 ALTER TABLE conversations DROP COLUMN kind;
+                 ALTER TABLE messages DROP COLUMN nick;
+                 ALTER TABLE messages DROP COLUMN sender_jid;
+                 DROP TABLE rooms;
                  PRAGMA user_version = 7;",
             )
             .unwrap();

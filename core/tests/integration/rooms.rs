@@ -68,3 +68,84 @@ async fn rooms_are_created_joined_and_left_with_their_occupants() {
     alice.logout().await;
     bob.logout().await;
 }
+
+fn room_bodies(client: &waxwing_core::Client, room: &str) -> Vec<String> {
+    let mut page = client.history(room, None, 50).unwrap();
+    page.reverse();
+    page.into_iter().map(|m| m.body).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_messages_are_stored_once_in_order_and_missed_ones_come_from_the_archive() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (alice, alice_events) =
+        open_client(server.config("alice", "pw-a", alice_dir.path().into()));
+    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
+    alice.login().await.unwrap();
+    bob.login().await.unwrap();
+    let room = "lounge@muc.localhost";
+    alice.join_room(room, "alice").await.unwrap();
+    bob.join_room(room, "bob").await.unwrap();
+
+    // Live: Bob sees who wrote it; Alice's copy is delivered when the room
+    // reflects it, and stored once.
+    let first = unique("first");
+    let sent = alice.send_room_message(room, &first).unwrap();
+    let got = bob_events
+        .wait_for(10, |e| match e {
+            ClientEvent::MessageReceived(m) if m.body == first => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got.peer, room);
+    assert_eq!(got.room.as_ref().map(|r| r.nick.as_str()), Some("alice"));
+    alice_events
+        .wait_for(10, |e| match e {
+            ClientEvent::MessageStateChanged(m)
+                if m.id == sent.id && m.state == waxwing_core::store::MessageState::Delivered =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    assert_eq!(room_bodies(&alice, room), vec![first.clone()]);
+
+    // Bob goes away; what Alice writes meanwhile comes from the room's
+    // archive when he joins again, after what he has, once each.
+    bob.leave_room(room).unwrap();
+    bob_events
+        .wait_for(10, |e| {
+            matches!(e, ClientEvent::RoomLeft { .. }).then_some(())
+        })
+        .await;
+    let missed: Vec<String> = (0..3).map(|i| unique(&format!("missed {i}"))).collect();
+    for body in &missed {
+        alice.send_room_message(room, body).unwrap();
+    }
+    let last = missed.last().unwrap().clone();
+    alice_events
+        .wait_for(10, |e| match e {
+            ClientEvent::MessageStateChanged(m)
+                if m.body == last && m.state == waxwing_core::store::MessageState::Delivered =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    bob_events.clear();
+    bob.join_room(room, "bob").await.unwrap();
+    bob_events
+        .wait_for(10, |e| match e {
+            ClientEvent::MessageReceived(m) if m.body == last => Some(()),
+            _ => None,
+        })
+        .await;
+    let mut expected = vec![first];
+    expected.extend(missed);
+    assert_eq!(room_bodies(&bob, room), expected);
+    alice.logout().await;
+    bob.logout().await;
+}

@@ -121,6 +121,7 @@ pub(crate) fn route(
                     timestamp_ms: chat.delayed_ms.unwrap_or_else(now_ms),
                     position: Position::Append,
                     security: Default::default(),
+                    room: None,
                 },
                 receipt,
                 encrypted: encrypted_copy(element),
@@ -170,6 +171,7 @@ pub(crate) fn forwarded_message(
             timestamp_ms: stamp_ms.unwrap_or_else(now_ms),
             position: Position::Append,
             security: Default::default(),
+            room: None,
         });
     }
     let IncomingMessageStanza::Chat(chat) = messages::parse(inner, own) else {
@@ -186,6 +188,7 @@ pub(crate) fn forwarded_message(
         timestamp_ms: stamp_ms.or(chat.delayed_ms).unwrap_or_else(now_ms),
         position: Position::Append,
         security: Default::default(),
+        room: None,
     })
 }
 
@@ -296,7 +299,12 @@ impl Inbound {
                 ..m.clone()
             })
             .collect();
-        let newest_archive_id = batch.iter().rev().find_map(|(m, _)| m.stanza_id.clone());
+        // Room messages carry their room's archive ids, not ours.
+        let newest_archive_id = batch
+            .iter()
+            .rev()
+            .filter(|(m, _)| m.room.is_none())
+            .find_map(|(m, _)| m.stanza_id.clone());
         let cursor: Vec<AccountWrite> = cursor(newest_archive_id.as_ref()).into_iter().collect();
         let stored = shared
             .store()
@@ -306,7 +314,10 @@ impl Inbound {
             receipts: Vec::new(),
             omemo_stanzas,
         };
-        for (message, (_, receipt)) in stored.into_iter().zip(batch) {
+        for (message, (incoming, receipt)) in stored.into_iter().zip(batch) {
+            if message.is_none() && incoming.room.is_some() {
+                super::rooms::reflected(shared, &incoming);
+            }
             flushed.new_messages.extend(message);
             if let Some((to, id)) = receipt {
                 flushed.receipts.push(messages::receipt(&to, &id));

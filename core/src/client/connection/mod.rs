@@ -71,7 +71,6 @@ pub(crate) enum Command {
     JoinRoom {
         room: BareJid,
         nick: String,
-        history: crate::features::muc::JoinHistory,
         reply: rooms::JoinReply,
     },
     LeaveRoom(BareJid),
@@ -241,12 +240,19 @@ impl ConnectionHandler {
         }
         let out = self
             .outbox
-            .send_queued(&self.shared, self.omemo.as_mut(), id);
+            .send_queued(&self.shared, self.omemo.as_mut(), id, &|room| {
+                self.rooms.is_joined(room)
+            });
         self.send_all(session, now, &out);
     }
 
     fn flush_outbox(&mut self, session: &mut Session, now: Instant) {
-        let out = self.outbox.flush(&self.shared, self.omemo.as_mut());
+        let rooms = &self.rooms;
+        let out = self
+            .outbox
+            .flush(&self.shared, self.omemo.as_mut(), &|room| {
+                rooms.is_joined(room)
+            });
         self.send_all(session, now, &out);
     }
 
@@ -346,7 +352,23 @@ impl ConnectionHandler {
         self.send_all(session, now, &upkeep);
     }
 
+    /// A join completed: what waited in the outbox for the room goes out.
+    fn after_rooms(&mut self, session: &mut Session, now: Instant) {
+        if self.rooms.take_joined() {
+            self.flush_outbox(session, now);
+        }
+    }
+
     fn on_message(&mut self, element: Element) {
+        match self.rooms.on_message(&self.shared, &element) {
+            rooms::RoomMessage::NotOurs => {}
+            rooms::RoomMessage::Taken => return,
+            rooms::RoomMessage::Live(message) => return self.inbound.push(*message, None, None),
+            rooms::RoomMessage::Dropped(why) => {
+                tracing::warn!(why, "dropping a room message");
+                return;
+            }
+        }
         if let Some(omemo) = self.omemo.as_mut() {
             let update = omemo.on_pep_event(&mut self.shared.store(), &element);
             if let Some(stanzas) = update {
@@ -458,7 +480,9 @@ impl ConnectionHandler {
             }
             return;
         }
-        if self.rooms.on_iq(&self.shared, &element) {
+        if let Some(out) = self.rooms.on_iq(&self.shared, &element) {
+            self.send_all(session, now, &out);
+            self.after_rooms(session, now);
             return;
         }
         if let Some(omemo) = self.omemo.as_mut().filter(|o| o.owns(&id)) {
@@ -500,6 +524,7 @@ impl Handler for ConnectionHandler {
                     let (ours, out) = self.rooms.on_presence(&self.shared, &element);
                     if ours {
                         self.send_all(session, now, &out);
+                        self.after_rooms(session, now);
                     } else {
                         self.presences.on_presence(&self.shared, &element)
                     }
@@ -572,14 +597,9 @@ impl Handler for ConnectionHandler {
                 };
                 self.send_all(session, now, &out);
             }
-            Command::JoinRoom {
-                room,
-                nick,
-                history,
-                reply,
-            } => {
-                if let Some(presence) = self.rooms.join(room, nick, history, reply) {
-                    self.send(session, now, &presence);
+            Command::JoinRoom { room, nick, reply } => {
+                if let Some(disco) = self.rooms.join(room, nick, reply) {
+                    self.send(session, now, &disco);
                 }
             }
             Command::LeaveRoom(room) => {

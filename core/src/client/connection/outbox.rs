@@ -11,7 +11,7 @@ use crate::client::connection::shared::Shared;
 use crate::client::events::ClientEvent;
 use crate::client::omemo::{Omemo, Prepared};
 use crate::client::random_id;
-use crate::features::messages;
+use crate::features::{messages, muc_messages};
 use crate::ns::NS_CLIENT;
 use crate::store::MessageState;
 
@@ -47,8 +47,14 @@ impl Outbox {
         }
     }
 
-    /// Every unsent outbox message, as stanzas to send.
-    pub fn flush(&mut self, shared: &Shared, mut omemo: Option<&mut Omemo>) -> Vec<Element> {
+    /// Every unsent outbox message, as stanzas to send (a room's only
+    /// while we are in it: `joined`).
+    pub fn flush(
+        &mut self,
+        shared: &Shared,
+        mut omemo: Option<&mut Omemo>,
+        joined: &dyn Fn(&str) -> bool,
+    ) -> Vec<Element> {
         let outbox = match shared.store().outbox() {
             Ok(outbox) => outbox,
             Err(err) => {
@@ -58,7 +64,7 @@ impl Outbox {
         };
         let mut out = Vec::new();
         for message in outbox {
-            out.extend(self.send_queued(shared, omemo.as_deref_mut(), message.id));
+            out.extend(self.send_queued(shared, omemo.as_deref_mut(), message.id, joined));
         }
         out
     }
@@ -71,6 +77,7 @@ impl Outbox {
         shared: &Shared,
         omemo: Option<&mut Omemo>,
         id: i64,
+        joined: &dyn Fn(&str) -> bool,
     ) -> Vec<Element> {
         if self.sent_now.contains(&id) {
             return Vec::new();
@@ -81,6 +88,23 @@ impl Outbox {
         };
         if message.state >= MessageState::Acked {
             return Vec::new();
+        }
+        if message.room.is_some() {
+            // A room takes messages only from occupants (XEP-0045 §7.4); it
+            // waits for the join. OMEMO in rooms is a later slice of the
+            // group-chat issue: these go in the clear, as the room is.
+            if !joined(&message.peer) {
+                return Vec::new();
+            }
+            return self.mark_sent(
+                shared,
+                id,
+                muc_messages::groupchat(
+                    &message.peer,
+                    &message.body,
+                    &message.origin_id.unwrap_or_else(random_id),
+                ),
+            );
         }
         // The original origin-id goes out again, so a resend after a crash
         // is deduplicated by the receiver.
@@ -113,6 +137,11 @@ impl Outbox {
                 return Vec::new();
             }
         };
+        self.mark_sent(shared, id, stanza)
+    }
+
+    /// Outbox row `id` goes out now as `stanza`.
+    fn mark_sent(&mut self, shared: &Shared, id: i64, stanza: Element) -> Vec<Element> {
         self.sent_now.insert(id);
         let advanced = shared.store().advance_outgoing(id, MessageState::Sent);
         if let Ok(Some(updated)) = advanced {

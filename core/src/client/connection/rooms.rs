@@ -1,9 +1,11 @@
-//! The group chats (XEP-0045) of a running connection: joins in flight,
-//! who is in each joined room, and what the room says about us (joined,
-//! removed, refused). Presence in and out only; room messages, archives and
-//! self-ping come in later slices of the group-chat issue.
+//! The group chats (XEP-0045) of a running connection: joins in flight
+//! (disco#info of the room first, then the join presence), who is in each
+//! joined room, what the room says about us (joined, removed, refused),
+//! its messages, and the catch-up from its archive (XEP-0313 against the
+//! room) during which its live messages are held back. Self-ping, rejoins
+//! and bookmarks come in later slices of the group-chat issue.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jid::BareJid;
 use minidom::Element;
@@ -12,14 +14,36 @@ use tokio::sync::oneshot;
 use crate::client::connection::shared::Shared;
 use crate::client::events::ClientEvent;
 use crate::client::ClientError;
+use crate::client::{now_ms, random_id};
+use crate::features::mam::{self, MamMessage, Page};
+use crate::features::messages::format_xep0082_ms;
 use crate::features::muc::{self, JoinHistory, Occupant, RoomPresence};
-use crate::features::{stanza, with_attrs};
-use crate::ns::NS_DATA;
+use crate::features::muc_messages::{self, GroupMessage};
+use crate::features::omemo::encrypted_child;
+use crate::features::{disco, stanza, with_attrs};
+use crate::ns::{NS_DATA, NS_MAM};
+use crate::store::{Direction, IncomingMessage, MessageSecurity, Position, RoomSender};
 
 const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 
 /// The answer to a join: our nick as the room set it.
 pub(crate) type JoinReply = oneshot::Sender<Result<String, ClientError>>;
+
+/// The room features that change what we do (XEP-0045 §6.4, XEP-0313,
+/// XEP-0359).
+const FEATURE_MAM: &str = "urn:xmpp:mam:2";
+const FEATURE_STANZA_IDS: &str = "urn:xmpp:sid:0";
+
+/// A first join fetches the newest page of the room's archive, no more
+/// (Conversations does the same); later joins page forward from the last
+/// message stored, up to this many (older gaps stay in the archive).
+const FIRST_JOIN_PAGE: u32 = 50;
+const CATCHUP_PAGE: u32 = 100;
+const CATCHUP_CAP: usize = 750;
+/// Live messages held back while the room's archive catch-up runs; beyond
+/// this they are dropped (the catch-up pages forward until it is complete,
+/// so the archive delivers them).
+const MAX_HELD: usize = 1000;
 
 struct Room {
     nick: String,
@@ -30,33 +54,58 @@ struct Room {
     /// the join completes when the room takes it (until then it is locked
     /// to everyone else).
     configuring: Option<String>,
+    /// The disco#info request sent before joining.
+    disco: Option<String>,
+    features: BTreeSet<String>,
+    catchup: Option<CatchUp>,
+}
+
+/// A catch-up from the room's archive in flight.
+struct CatchUp {
+    iq_id: String,
+    query_id: String,
+    first_join: bool,
+    page: Vec<IncomingMessage>,
+    held: Vec<IncomingMessage>,
+    fetched: usize,
+}
+
+/// What a `<message/>` was to the rooms.
+pub(crate) enum RoomMessage {
+    /// Not a room's: for the 1:1 path.
+    NotOurs,
+    /// Taken (an archive result, a held live message, a subject).
+    Taken,
+    /// A live room message to store with this turn's batch.
+    Live(Box<IncomingMessage>),
+    /// Refused, and why.
+    Dropped(&'static str),
 }
 
 #[derive(Default)]
 pub(crate) struct Rooms {
     rooms: HashMap<BareJid, Room>,
+    /// A join completed since the last look: messages queued for the room
+    /// may go out now.
+    joined_since: bool,
 }
 
 impl Rooms {
     /// Starts joining `room` as `nick`: the presence to send. A room we are
     /// in or joining already answers at once.
-    pub fn join(
-        &mut self,
-        room: BareJid,
-        nick: String,
-        history: JoinHistory,
-        reply: JoinReply,
-    ) -> Option<Element> {
+    pub fn join(&mut self, room: BareJid, nick: String, reply: JoinReply) -> Option<Element> {
         if let Some(existing) = self.rooms.get_mut(&room) {
             if existing.joined {
                 let _ = reply.send(Ok(existing.nick.clone()));
                 return None;
             }
         }
-        let Some(presence) = muc::join(&room, &nick, &history) else {
+        if room.with_resource_str(&nick).is_err() {
             let _ = reply.send(Err(ClientError::InvalidJid));
             return None;
-        };
+        }
+        let id = random_id();
+        let query = disco::info_query(&id, room.as_str());
         self.rooms.insert(
             room,
             Room {
@@ -65,9 +114,20 @@ impl Rooms {
                 occupants: BTreeMap::new(),
                 waiting: Some(reply),
                 configuring: None,
+                disco: Some(id),
+                features: BTreeSet::new(),
+                catchup: None,
             },
         );
-        Some(presence)
+        Some(query)
+    }
+
+    /// Whether we are in `room` (messages to it may go out).
+    pub fn is_joined(&self, room: &str) -> bool {
+        room.parse::<BareJid>()
+            .ok()
+            .and_then(|r| self.rooms.get(&r))
+            .is_some_and(|r| r.joined)
     }
 
     /// Leaves `room`: the presence to send (none if we are not in it). The
@@ -122,11 +182,19 @@ impl Rooms {
                 created,
                 ..
             } => {
+                let was_joined = room.joined;
                 if own {
                     room.nick = occupant.nick.clone();
-                    room.joined = true;
                 }
                 room.occupants.insert(occupant.nick.clone(), occupant);
+                if own && was_joined {
+                    // A status change of ours, not a join.
+                    shared.emit(ClientEvent::RoomOccupantsChanged {
+                        room: room_jid.to_string(),
+                        occupants: room.occupants.values().cloned().collect(),
+                    });
+                    return (true, out);
+                }
                 if own && created {
                     // §10.1.2: Prosody keeps a new room locked until its
                     // configuration is submitted; the defaults do.
@@ -134,7 +202,8 @@ impl Rooms {
                     out.push(instant_room(&room_jid, &id));
                     room.configuring = Some(id);
                 } else if own && room.configuring.is_none() {
-                    complete_join(shared, &room_jid, room);
+                    out.extend(complete_join(shared, &room_jid, room));
+                    self.joined_since = true;
                 } else if room.joined {
                     shared.emit(ClientEvent::RoomOccupantsChanged {
                         room: room_jid.to_string(),
@@ -174,33 +243,287 @@ impl Rooms {
 }
 
 impl Rooms {
-    /// The answer to a room configuration we submitted: `true` if it was
-    /// one (the join it held completes).
-    pub fn on_iq(&mut self, shared: &Shared, iq: &Element) -> bool {
-        let Some(id) = iq.attr("id") else {
-            return false;
-        };
-        let Some((room_jid, room)) = self
-            .rooms
-            .iter_mut()
-            .find(|(_, r)| r.configuring.as_deref() == Some(id))
-        else {
-            return false;
-        };
-        room.configuring = None;
-        if iq.attr("type") != Some("result") {
-            tracing::warn!("the new room refused its default configuration");
-        }
+    /// Whether a join completed since the last call.
+    pub fn take_joined(&mut self) -> bool {
+        std::mem::take(&mut self.joined_since)
+    }
+
+    /// An IQ answer for the rooms: a room's disco#info (the join presence
+    /// follows), the configuration of a room we created, or the end of an
+    /// archive page. `None` if it is not ours; else what to send.
+    pub fn on_iq(&mut self, shared: &Shared, iq: &Element) -> Option<Vec<Element>> {
+        let id = iq.attr("id")?;
+        let (room_jid, room) = self.rooms.iter_mut().find(|(_, r)| {
+            r.disco.as_deref() == Some(id)
+                || r.configuring.as_deref() == Some(id)
+                || r.catchup.as_ref().is_some_and(|c| c.iq_id == id)
+        })?;
         let room_jid = room_jid.clone();
-        complete_join(shared, &room_jid, room);
-        true
+        if room.disco.as_deref() == Some(id) {
+            room.disco = None;
+            // An error (item-not-found: the room does not exist yet, and
+            // joining creates it) leaves the features empty.
+            room.features = disco::result_features(iq).unwrap_or_default();
+            let history = join_history(shared, &room_jid, &room.features);
+            return Some(
+                muc::join(&room_jid, &room.nick, &history)
+                    .into_iter()
+                    .collect(),
+            );
+        }
+        if room.configuring.as_deref() == Some(id) {
+            room.configuring = None;
+            if iq.attr("type") != Some("result") {
+                tracing::warn!("the new room refused its default configuration");
+            }
+            self.joined_since = true;
+            return Some(complete_join(shared, &room_jid, room).into_iter().collect());
+        }
+        Some(
+            on_page_end(shared, &room_jid, room, iq)
+                .into_iter()
+                .collect(),
+        )
+    }
+
+    /// A `<message/>`: a room's live message, an archive result of a room
+    /// catch-up, a subject, or not the rooms' business.
+    pub fn on_message(&mut self, shared: &Shared, element: &Element) -> RoomMessage {
+        if let Some(result) = element.get_child("result", NS_MAM) {
+            let from = element.attr("from").and_then(|f| f.parse::<BareJid>().ok());
+            let Some(room_jid) = from.filter(|f| self.rooms.contains_key(f)) else {
+                return RoomMessage::NotOurs;
+            };
+            let Some(room) = self.rooms.get_mut(&room_jid) else {
+                return RoomMessage::NotOurs;
+            };
+            let ours = room
+                .catchup
+                .as_ref()
+                .is_some_and(|c| result.attr("queryid") == Some(c.query_id.as_str()));
+            if !ours {
+                return RoomMessage::Dropped("a room archive result for a query we did not make");
+            }
+            let MamMessage::Result {
+                archive_id,
+                message,
+                stamp_ms,
+                ..
+            } = mam::unwrap(element, &room_jid)
+            else {
+                return RoomMessage::Dropped("a malformed room archive result");
+            };
+            let Some(parsed) = muc_messages::parse_groupchat(&message)
+                .filter(|g| g.room == room_jid && g.body.is_some())
+            else {
+                return RoomMessage::Taken;
+            };
+            let mut stored = to_store(shared, room, parsed, &message);
+            stored.stanza_id = Some(archive_id);
+            stored.timestamp_ms = stamp_ms.unwrap_or(stored.timestamp_ms);
+            if let Some(catchup) = room.catchup.as_mut() {
+                catchup.page.push(stored);
+            }
+            return RoomMessage::Taken;
+        }
+        let Some(parsed) = muc_messages::parse_groupchat(element) else {
+            return RoomMessage::NotOurs;
+        };
+        let room_jid = parsed.room.clone();
+        // History replayed during the join comes before our own presence.
+        let Some(room) = self
+            .rooms
+            .get_mut(&room_jid)
+            .filter(|r| r.joined || r.disco.is_none())
+        else {
+            return RoomMessage::Dropped("a groupchat message from a room we are not in");
+        };
+        if let Some(subject) = &parsed.subject {
+            if let Err(err) = shared.store().set_room_subject(room_jid.as_str(), subject) {
+                tracing::warn!(error = %err, "cannot store a room's subject");
+            }
+            shared.emit(ClientEvent::RoomSubject {
+                room: room_jid.to_string(),
+                subject: subject.clone(),
+            });
+            return RoomMessage::Taken;
+        }
+        if parsed.body.is_none() && encrypted_child(element).is_none() {
+            return RoomMessage::Taken;
+        }
+        let trust_ids = room.features.contains(FEATURE_STANZA_IDS);
+        let mut stored = to_store(shared, room, parsed, element);
+        if !trust_ids {
+            stored.stanza_id = None;
+        }
+        if let Some(catchup) = room.catchup.as_mut() {
+            if catchup.held.len() < MAX_HELD {
+                catchup.held.push(stored);
+            }
+            return RoomMessage::Taken;
+        }
+        RoomMessage::Live(Box::new(stored))
     }
 }
 
-/// Our join of `room` is complete: the caller hears of it, then the app.
-fn complete_join(shared: &Shared, room_jid: &BareJid, room: &mut Room) {
+/// How much history to ask the room for: none with an archive (we catch
+/// up from it), else what came after the last message we stored.
+fn join_history(shared: &Shared, room: &BareJid, features: &BTreeSet<String>) -> JoinHistory {
+    if features.contains(FEATURE_MAM) {
+        return JoinHistory::FromArchive;
+    }
+    match shared.store().last_message_ms(room.as_str()) {
+        Ok(Some(ms)) => JoinHistory::Since(format_xep0082_ms(ms + 1000)),
+        _ => JoinHistory::ServerDefault,
+    }
+}
+
+/// A room message as the store keeps it: ours (our nick's reflection)
+/// outgoing, anyone else's incoming, with the writer's real JID where the
+/// room showed it in their presence.
+fn to_store(shared: &Shared, room: &Room, g: GroupMessage, element: &Element) -> IncomingMessage {
+    let ours = g.nick == room.nick;
+    let real_jid = if ours {
+        Some(shared.own.to_string())
+    } else {
+        room.occupants
+            .get(&g.nick)
+            .and_then(|o| o.real_jid.as_ref())
+            .map(|j| j.to_bare().to_string())
+    };
+    let mut security = MessageSecurity::default();
+    let mut body = g.body.unwrap_or_default();
+    if encrypted_child(element).is_some() {
+        // OMEMO in rooms (XEP-0384 §5.8) is a later slice of issue 14: keep
+        // that something came, and why it cannot be read.
+        body = String::new();
+        security.undecryptable = Some("OMEMO in group chats is not supported yet".into());
+    }
+    let sender = if ours {
+        shared.own.to_string()
+    } else {
+        g.room
+            .with_resource_str(&g.nick)
+            .map(|j| j.to_string())
+            .unwrap_or_else(|_| g.room.to_string())
+    };
+    IncomingMessage {
+        direction: if ours {
+            Direction::Outgoing
+        } else {
+            Direction::Incoming
+        },
+        peer: g.room.to_string(),
+        sender,
+        body,
+        origin_id: g.origin_id,
+        stanza_id: g.stanza_id,
+        remote_id: g.id,
+        timestamp_ms: g.delayed_ms.unwrap_or_else(now_ms),
+        position: Position::Append,
+        security,
+        room: Some(RoomSender {
+            nick: g.nick,
+            real_jid,
+        }),
+    }
+}
+
+/// The end of a catch-up page: store it, then ask for the next one, or
+/// finish (storing the live messages held meanwhile).
+fn on_page_end(
+    shared: &Shared,
+    room_jid: &BareJid,
+    room: &mut Room,
+    iq: &Element,
+) -> Option<Element> {
+    let mut catchup = room.catchup.take()?;
+    let fin = if iq.attr("type") == Some("result") {
+        mam::parse_fin(iq)
+    } else {
+        None
+    };
+    let page = std::mem::take(&mut catchup.page);
+    catchup.fetched += page.len();
+    store_and_tell(shared, &page);
+    if fin.is_none() {
+        // item-not-found (the id we resume from expired) or another
+        // error: the live messages held go in now.
+        tracing::info!("a room's archive catch-up failed; keeping what came live");
+    }
+    let next = match &fin {
+        Some(fin) if !fin.complete && !catchup.first_join && catchup.fetched < CATCHUP_CAP => {
+            fin.last.clone()
+        }
+        _ => None,
+    };
+    if let Some(after) = next {
+        let query = catchup_query(room_jid, &mut catchup, Page::After(after), CATCHUP_PAGE);
+        room.catchup = Some(catchup);
+        return Some(query);
+    }
+    store_and_tell(shared, &catchup.held);
+    None
+}
+
+/// Writes room messages in one transaction and tells the app of the new
+/// ones; our own reflected messages mark the stored copy delivered.
+fn store_and_tell(shared: &Shared, messages: &[IncomingMessage]) {
+    if messages.is_empty() {
+        return;
+    }
+    let stored = shared.store().insert_incoming_batch(messages);
+    match stored {
+        Ok(stored) => {
+            for (message, new) in messages.iter().zip(stored) {
+                match new {
+                    Some(new) if new.direction == Direction::Incoming => {
+                        shared.emit(ClientEvent::MessageReceived(new))
+                    }
+                    Some(_) => {}
+                    None => reflected(shared, message),
+                }
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot store a room's messages"),
+    }
+}
+
+/// A stored room message came again: if it is our own (the room's
+/// reflection), everyone in the room got it.
+pub(crate) fn reflected(shared: &Shared, message: &IncomingMessage) {
+    if message.direction != Direction::Outgoing {
+        return;
+    }
+    if let Some(origin_id) = &message.origin_id {
+        super::outbox::advance(
+            shared,
+            &message.peer,
+            origin_id,
+            crate::store::MessageState::Delivered,
+        );
+    }
+}
+
+fn catchup_query(room: &BareJid, catchup: &mut CatchUp, page: Page, max: u32) -> Element {
+    catchup.iq_id = random_id();
+    catchup.query_id = random_id();
+    mam::query_archive(&catchup.iq_id, &catchup.query_id, Some(room), &page, max)
+}
+
+/// Our join of `room` is complete: the caller hears of it, then the app;
+/// the room is recorded, and its archive catch-up starts (the query to
+/// send) when it has one.
+fn complete_join(shared: &Shared, room_jid: &BareJid, room: &mut Room) -> Option<Element> {
+    room.joined = true;
     if let Some(waiting) = room.waiting.take() {
         let _ = waiting.send(Ok(room.nick.clone()));
+    }
+    if let Err(err) = shared
+        .store()
+        .save_room(room_jid.as_str(), &room.nick, &room.features)
+    {
+        tracing::warn!(error = %err, "cannot record a joined room");
     }
     shared.emit(ClientEvent::RoomJoined {
         room: room_jid.to_string(),
@@ -210,6 +533,25 @@ fn complete_join(shared: &Shared, room_jid: &BareJid, room: &mut Room) {
         room: room_jid.to_string(),
         occupants: room.occupants.values().cloned().collect(),
     });
+    if !room.features.contains(FEATURE_MAM) {
+        return None;
+    }
+    let last = shared.store().last_room_archive_id(room_jid.as_str());
+    let (page, max, first_join) = match last {
+        Ok(Some(id)) => (Page::After(id), CATCHUP_PAGE, false),
+        _ => (Page::Latest, FIRST_JOIN_PAGE, true),
+    };
+    let mut catchup = CatchUp {
+        iq_id: String::new(),
+        query_id: String::new(),
+        first_join,
+        page: Vec::new(),
+        held: Vec::new(),
+        fetched: 0,
+    };
+    let query = catchup_query(room_jid, &mut catchup, page, max);
+    room.catchup = Some(catchup);
+    Some(query)
 }
 
 /// Accepts the default configuration of a room we just created (§10.1.2,

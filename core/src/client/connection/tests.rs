@@ -121,6 +121,7 @@ fn incoming(peer: &str, body: &str, stanza_id: &str) -> IncomingMessage {
         timestamp_ms: 1_700_000_000_000,
         position: Position::Append,
         security: Default::default(),
+        room: None,
     }
 }
 
@@ -266,7 +267,7 @@ fn an_outbox_message_goes_out_once_per_connection_and_moves_on_with_acks_and_rec
         .unwrap();
     let mut outbox = Outbox::default();
     outbox.on_online(&f.shared, true, &[]);
-    let sent = outbox.flush(&f.shared, None);
+    let sent = outbox.flush(&f.shared, None, &|_| false);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].attr("to"), Some("bob@localhost"));
     assert_eq!(
@@ -274,7 +275,10 @@ fn an_outbox_message_goes_out_once_per_connection_and_moves_on_with_acks_and_rec
         Some("o1"),
         "the origin-id is the stanza id"
     );
-    assert!(outbox.flush(&f.shared, None).is_empty(), "not twice");
+    assert!(
+        outbox.flush(&f.shared, None, &|_| false).is_empty(),
+        "not twice"
+    );
     let state = |f: &Fixture| f.shared.store().message(queued.id).unwrap().unwrap().state;
     assert_eq!(state(&f), MessageState::Sent);
     outbox.on_acked(&f.shared, &sent);
@@ -283,7 +287,7 @@ fn an_outbox_message_goes_out_once_per_connection_and_moves_on_with_acks_and_rec
     assert_eq!(state(&f), MessageState::Delivered);
     // A new connection does not resend what the server acknowledged.
     outbox.on_online(&f.shared, true, &[]);
-    assert!(outbox.flush(&f.shared, None).is_empty());
+    assert!(outbox.flush(&f.shared, None, &|_| false).is_empty());
 }
 
 #[test]
@@ -295,7 +299,7 @@ fn what_the_engine_resent_on_resumption_is_not_sent_again() {
         .unwrap();
     let mut outbox = Outbox::default();
     outbox.on_online(&f.shared, true, &["o1".to_owned()]);
-    assert!(outbox.flush(&f.shared, None).is_empty());
+    assert!(outbox.flush(&f.shared, None, &|_| false).is_empty());
 }
 
 // ---- catch-up ----
