@@ -71,7 +71,10 @@ impl Client {
 
     /// Our nick in `room`, if we joined it before (from the store).
     pub fn room_nick(&self, room: &str) -> Result<Option<String>, ClientError> {
-        let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
+        let room = room
+            .parse::<jid::Jid>()
+            .map_err(|_| ClientError::InvalidJid)?
+            .to_bare();
         Ok(self.store()?.lock().room(room.as_str())?.map(|r| r.nick))
     }
 

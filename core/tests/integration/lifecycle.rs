@@ -87,12 +87,7 @@ async fn network_lost_waits_and_network_available_resumes_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_the_background_the_server_holds_back_presence() {
     let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
-    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (alice, alice_events) =
-        open_client(server.config("alice", "pw-a", alice_dir.path().into()));
-    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
-    alice.login().await.unwrap();
-    bob.login().await.unwrap();
+    let (alice, alice_events, bob, bob_events, _stores) = alice_and_bob(&server).await;
     // Mutual subscription so presence flows.
     alice
         .subscription(

@@ -158,12 +158,8 @@ async fn an_untrusted_certificate_is_a_typed_error_never_a_downgrade() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_both_ways_with_acks_receipts_and_history_after_restart() {
     let server = TestServer::start(&["alice:pw-a", "bob:pw-b", "carol:pw-c"]);
-    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (alice, alice_events) =
-        open_client(server.config("alice", "pw-a", alice_dir.path().into()));
-    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
-    alice.login().await.unwrap();
-    bob.login().await.unwrap();
+    let (alice, alice_events, bob, bob_events, (alice_dir, _bob_dir)) =
+        alice_and_bob(&server).await;
     befriend(
         (&alice, "alice@localhost", &alice_events),
         (&bob, "bob@localhost", &bob_events),
@@ -310,12 +306,7 @@ async fn messages_sent_offline_go_out_on_the_next_login_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roster_edits_subscriptions_and_presence() {
     let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
-    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (alice, alice_events) =
-        open_client(server.config("alice", "pw-a", alice_dir.path().into()));
-    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
-    alice.login().await.unwrap();
-    bob.login().await.unwrap();
+    let (alice, alice_events, bob, bob_events, _stores) = alice_and_bob(&server).await;
 
     alice
         .add_contact("bob@localhost", Some("Bob".into()))

@@ -18,12 +18,7 @@ fn occupants_of(event: &ClientEvent, room: &str) -> Option<Vec<String>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_are_created_joined_and_left_with_their_occupants() {
     let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
-    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (alice, alice_events) =
-        open_client(server.config("alice", "pw-a", alice_dir.path().into()));
-    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
-    alice.login().await.unwrap();
-    bob.login().await.unwrap();
+    let (alice, alice_events, bob, bob_events, _stores) = alice_and_bob(&server).await;
     let room = "team@muc.localhost";
 
     // A new room: Alice creates it; the join completes once the room took
@@ -78,12 +73,7 @@ fn room_bodies(client: &waxwing_core::Client, room: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_messages_are_stored_once_in_order_and_missed_ones_come_from_the_archive() {
     let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
-    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (alice, alice_events) =
-        open_client(server.config("alice", "pw-a", alice_dir.path().into()));
-    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
-    alice.login().await.unwrap();
-    bob.login().await.unwrap();
+    let (alice, alice_events, bob, bob_events, _stores) = alice_and_bob(&server).await;
     let room = "lounge@muc.localhost";
     alice.join_room(room, "alice").await.unwrap();
     bob.join_room(room, "bob").await.unwrap();

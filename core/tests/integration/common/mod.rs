@@ -161,6 +161,27 @@ impl Recorder {
     }
 }
 
+/// Alice and Bob (registered on `server` as `alice:pw-a` and `bob:pw-b`),
+/// each with a store of their own, logged in. Keep the last value (the
+/// store directories) alive as long as the clients.
+pub async fn alice_and_bob(
+    server: &TestServer,
+) -> (
+    Client,
+    Arc<Recorder>,
+    Client,
+    Arc<Recorder>,
+    (tempfile::TempDir, tempfile::TempDir),
+) {
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (alice, alice_events) =
+        open_client(server.config("alice", "pw-a", alice_dir.path().into()));
+    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
+    alice.login().await.unwrap();
+    bob.login().await.unwrap();
+    (alice, alice_events, bob, bob_events, (alice_dir, bob_dir))
+}
+
 pub fn open_client(config: ClientConfig) -> (Client, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
     let client = Client::open(config, recorder.clone()).expect("open client");
