@@ -74,6 +74,8 @@ modules_enabled = {
   "cloud_notify"; "cloud_notify_encrypted";
   -- XEP-0474: every test login checks the server's downgrade protection hash.
   "sasl_ssdp";
+  -- Tests reach into the server (e.g. a room forgetting an occupant).
+  "admin_shell";
   $sasl2_modules
 }
 component_ports = { $component }

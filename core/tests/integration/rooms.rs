@@ -139,3 +139,65 @@ async fn room_messages_are_stored_once_in_order_and_missed_ones_come_from_the_ar
     alice.logout().await;
     bob.logout().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_that_silently_lost_us_is_noticed_by_self_ping_and_joined_again_without_losing_messages(
+) {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let (alice, alice_events, bob, _bob_events, _stores) = alice_and_bob(&server).await;
+    let room = "falls@muc.localhost";
+    alice.join_room(room, "alice").await.unwrap();
+    bob.join_room(room, "bob").await.unwrap();
+    let before = unique("before");
+    bob.send_room_message(room, &before).unwrap();
+    alice_events
+        .wait_for(10, |e| {
+            matches!(e, ClientEvent::MessageReceived(m) if m.body == before).then_some(())
+        })
+        .await;
+
+    // The room forgets Alice without a word (as after a restart of the
+    // service): no presence, no status code.
+    let removed = server.lua(&format!(
+        "local r = prosody.hosts['muc.localhost'].modules.muc.get_room_from_jid('{room}'); \
+         local n = '{room}/alice'; local o = r._occupants[n]; \
+         for j in o:each_session() do r._jid_nick[j] = nil end; \
+         r._occupants[n] = nil; return 'forgotten'"
+    ));
+    assert!(removed.contains("forgotten"), "{removed}");
+    let missed: Vec<String> = (0..2).map(|i| unique(&format!("missed {i}"))).collect();
+    for body in &missed {
+        bob.send_room_message(room, body).unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !alice
+            .history(room, None, 10)
+            .unwrap()
+            .iter()
+            .any(|m| missed.contains(&m.body)),
+        "the room no longer sends Alice anything"
+    );
+
+    // Back in the foreground, Alice asks the room, which says she is not
+    // in it; she joins again and the archive brings what she missed.
+    alice_events.clear();
+    alice.set_foreground(false);
+    alice.set_foreground(true);
+    alice_events
+        .wait_for(15, |e| {
+            matches!(e, ClientEvent::RoomJoined { room: r, .. } if r == room).then_some(())
+        })
+        .await;
+    let last = missed.last().unwrap().clone();
+    alice_events
+        .wait_for(10, |e| {
+            matches!(e, ClientEvent::MessageReceived(m) if m.body == last).then_some(())
+        })
+        .await;
+    let mut expected = vec![before];
+    expected.extend(missed);
+    assert_eq!(room_bodies(&alice, room), expected);
+    alice.logout().await;
+    bob.logout().await;
+}

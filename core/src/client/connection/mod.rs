@@ -311,19 +311,25 @@ impl ConnectionHandler {
                 tracing::info!("an archive catch-up was cut short; running it again");
                 return self.start_catchup(session, now);
             }
+            // XEP-0410 §4: a room may have dropped us while we were away
+            // (the server ended our occupancy when the session hibernated).
+            let pings = self.rooms.ping_all(now);
+            self.send_all(session, now, &pings);
             // Stream management guarantees nothing was missed, but the
             // server re-sends its backlog right after resuming.
             let barrier = self.requests.resume_barrier();
             return self.send(session, now, &barrier);
         }
         self.presences.on_fresh_session();
-        // A fresh session is in no room (a resumed one keeps them).
-        self.rooms.on_disconnected(&self.shared);
         // RFC 6121 §2.2: fetch the roster before sending initial presence.
         let fetch = self.requests.fetch_roster(&self.shared, roster_versioning);
         self.send(session, now, &fetch);
         let own_presence = self.presences.own_presence(&self.shared);
         self.send(session, now, &own_presence);
+        // A fresh session is in no room (a resumed one keeps them): join
+        // again every room we were in, after our presence.
+        let rejoins = self.rooms.on_fresh_session(&self.shared);
+        self.send_all(session, now, &rejoins);
         let discover = self.requests.discover_server(&self.shared);
         self.send(session, now, &discover);
         if !carbons_enabled {
@@ -516,6 +522,7 @@ impl Handler for ConnectionHandler {
     type Outcome = Outcome;
 
     fn on_event(&mut self, session: &mut Session, now: Instant, event: SessionEvent) {
+        self.rooms.start_turn(now);
         match event {
             online @ SessionEvent::Online { .. } => self.on_online(session, now, online),
             SessionEvent::Stanza(element) => match element.name() {
@@ -589,7 +596,11 @@ impl Handler for ConnectionHandler {
                     self.send(session, now, &iq);
                 }
             }
-            Command::SetForeground(foreground) => session.set_client_state(now, foreground),
+            Command::SetForeground(foreground) => {
+                session.set_client_state(now, foreground);
+                let out = self.rooms.set_active(foreground, now);
+                self.send_all(session, now, &out);
+            }
             Command::RemoveOmemoDevices(devices) => {
                 let out = match self.omemo.as_mut() {
                     Some(omemo) => omemo.remove_own_devices(&self.shared.store(), &devices),
@@ -598,9 +609,8 @@ impl Handler for ConnectionHandler {
                 self.send_all(session, now, &out);
             }
             Command::JoinRoom { room, nick, reply } => {
-                if let Some(disco) = self.rooms.join(room, nick, reply) {
-                    self.send(session, now, &disco);
-                }
+                let out = self.rooms.join(room, nick, reply);
+                self.send_all(session, now, &out);
             }
             Command::LeaveRoom(room) => {
                 if let Some(presence) = self.rooms.leave(&room) {
@@ -630,10 +640,17 @@ impl Handler for ConnectionHandler {
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.catchup.deadline()
+        match (self.catchup.deadline(), self.rooms.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn on_deadline(&mut self, session: &mut Session, now: Instant) {
+        if self.rooms.deadline().is_some_and(|at| at <= now) {
+            let out = self.rooms.on_deadline(now);
+            self.send_all(session, now, &out);
+        }
         if self.catchup.deadline().is_some_and(|at| at <= now) {
             self.flush_inbound(session, now);
             if let Some(held) = self.catchup.on_timeout(now) {
@@ -653,6 +670,8 @@ impl Handler for ConnectionHandler {
         for stanza in std::mem::take(&mut self.omemo_outbox) {
             self.send(session, now, &stanza);
         }
+        let rooms = self.rooms.end_of_turn(now);
+        self.send_all(session, now, &rooms);
         self.written
             .persist_stream_management(&self.shared, session);
     }

@@ -2,10 +2,13 @@
 //! (disco#info of the room first, then the join presence), who is in each
 //! joined room, what the room says about us (joined, removed, refused),
 //! its messages, and the catch-up from its archive (XEP-0313 against the
-//! room) during which its live messages are held back. Self-ping, rejoins
-//! and bookmarks come in later slices of the group-chat issue.
+//! room) during which its live messages are held back; a bounded join
+//! queue, rejoining after a fresh session, and self-ping (XEP-0410) so a
+//! room that silently lost us is noticed and joined again. Bookmarks come
+//! in a later slice of the group-chat issue.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use jid::BareJid;
 use minidom::Element;
@@ -40,6 +43,15 @@ const FEATURE_STANZA_IDS: &str = "urn:xmpp:sid:0";
 const FIRST_JOIN_PAGE: u32 = 50;
 const CATCHUP_PAGE: u32 = 100;
 const CATCHUP_CAP: usize = 750;
+/// Joins in flight at once: many rooms at login must not flood the server
+/// (profanity#517: servers cut clients that join dozens at once).
+const MAX_JOINS_IN_FLIGHT: usize = 3;
+/// How often, while the app is in use, we ask each room whether we are
+/// still in it (XEP-0410; Dino: 3 min, Monal: 1 h on iOS).
+const SELF_PING_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// How long a self-ping may go unanswered before we ask again later.
+const SELF_PING_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// Live messages held back while the room's archive catch-up runs; beyond
 /// this they are dropped (the catch-up pages forward until it is complete,
 /// so the archive delivers them).
@@ -58,6 +70,49 @@ struct Room {
     disco: Option<String>,
     features: BTreeSet<String>,
     catchup: Option<CatchUp>,
+    /// Waiting in the join queue.
+    queued: bool,
+    /// A self-ping in flight: its id and when it counts as unanswered.
+    pinging: Option<(String, Instant)>,
+}
+
+impl Room {
+    fn new(nick: String, waiting: Option<JoinReply>) -> Room {
+        Room {
+            nick,
+            joined: false,
+            occupants: BTreeMap::new(),
+            waiting,
+            configuring: None,
+            disco: None,
+            features: BTreeSet::new(),
+            catchup: None,
+            queued: true,
+            pinging: None,
+        }
+    }
+
+    /// Out of the room as far as we know: back in the join queue, with
+    /// no occupant left behind (no ghosts, Conversations#1890).
+    fn requeue(&mut self, shared: &Shared, jid: &BareJid) {
+        self.joined = false;
+        self.configuring = None;
+        self.disco = None;
+        self.catchup = None;
+        self.pinging = None;
+        self.queued = true;
+        if !self.occupants.is_empty() {
+            self.occupants.clear();
+            shared.emit(ClientEvent::RoomOccupantsChanged {
+                room: jid.to_string(),
+                occupants: Vec::new(),
+            });
+        }
+    }
+
+    fn in_flight(&self) -> bool {
+        !self.joined && !self.queued
+    }
 }
 
 /// A catch-up from the room's archive in flight.
@@ -88,38 +143,170 @@ pub(crate) struct Rooms {
     /// A join completed since the last look: messages queued for the room
     /// may go out now.
     joined_since: bool,
+    /// Rooms waiting for a join slot, in order.
+    queue: VecDeque<BareJid>,
+    /// Stanzas produced outside a call that returns them (a self-ping
+    /// decided while reading a message): sent at the end of the turn.
+    out: Vec<Element>,
+    /// The app is in use: rooms are self-pinged periodically.
+    inactive: bool,
+    next_periodic_ping: Option<Instant>,
+    /// The time of the turn being handled (for pings decided while reading
+    /// a message, which carries no clock).
+    now: Option<Instant>,
 }
 
 impl Rooms {
-    /// Starts joining `room` as `nick`: the presence to send. A room we are
-    /// in or joining already answers at once.
-    pub fn join(&mut self, room: BareJid, nick: String, reply: JoinReply) -> Option<Element> {
+    /// Queues a join of `room` as `nick`: what to send now (the room's
+    /// disco#info when a join slot is free). A room we are in answers at
+    /// once; one being joined answers when that join ends.
+    pub fn join(&mut self, room: BareJid, nick: String, reply: JoinReply) -> Vec<Element> {
         if let Some(existing) = self.rooms.get_mut(&room) {
             if existing.joined {
                 let _ = reply.send(Ok(existing.nick.clone()));
-                return None;
+            } else if let Some(previous) = existing.waiting.replace(reply) {
+                let _ = previous.send(Err(ClientError::Refused {
+                    condition: "superseded".into(),
+                }));
             }
+            return Vec::new();
         }
         if room.with_resource_str(&nick).is_err() {
             let _ = reply.send(Err(ClientError::InvalidJid));
-            return None;
+            return Vec::new();
         }
+        self.rooms
+            .insert(room.clone(), Room::new(nick, Some(reply)));
+        self.queue.push_back(room);
+        self.pump();
+        self.take_output()
+    }
+
+    /// Starts queued joins while slots are free (disco#info first).
+    fn pump(&mut self) {
+        while self.rooms.values().filter(|r| r.in_flight()).count() < MAX_JOINS_IN_FLIGHT {
+            let Some(jid) = self.queue.pop_front() else {
+                return;
+            };
+            let Some(room) = self.rooms.get_mut(&jid).filter(|r| r.queued) else {
+                continue;
+            };
+            room.queued = false;
+            let id = random_id();
+            self.out.push(disco::info_query(&id, jid.as_str()));
+            room.disco = Some(id);
+        }
+    }
+
+    /// What waits to be sent.
+    pub fn take_output(&mut self) -> Vec<Element> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// A fresh session is in no room: every room we were in (or joining)
+    /// is joined again, through the queue. Its caller, if any, still waits.
+    pub fn on_fresh_session(&mut self, shared: &Shared) -> Vec<Element> {
+        self.queue.clear();
+        let mut jids: Vec<BareJid> = self.rooms.keys().cloned().collect();
+        jids.sort();
+        for jid in jids {
+            if let Some(room) = self.rooms.get_mut(&jid) {
+                room.requeue(shared, &jid);
+                self.queue.push_back(jid);
+            }
+        }
+        self.pump();
+        self.take_output()
+    }
+
+    /// Asks every room we are in whether we still are (XEP-0410): after a
+    /// resumption, when the app comes back to the foreground, periodically.
+    pub fn ping_all(&mut self, now: Instant) -> Vec<Element> {
+        let jids: Vec<BareJid> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.joined)
+            .map(|(j, _)| j.clone())
+            .collect();
+        for jid in jids {
+            self.ping(&jid, now);
+        }
+        self.next_periodic_ping = (!self.inactive).then(|| now + SELF_PING_INTERVAL);
+        self.take_output()
+    }
+
+    /// A self-ping of `room` to the nick the room gave us, unless one is
+    /// in flight or we are not (yet) in the room.
+    fn ping(&mut self, jid: &BareJid, now: Instant) {
+        let Some(room) = self
+            .rooms
+            .get_mut(jid)
+            .filter(|r| r.joined && r.pinging.is_none())
+        else {
+            return;
+        };
+        let Ok(occupant) = jid.with_resource_str(&room.nick) else {
+            return;
+        };
         let id = random_id();
-        let query = disco::info_query(&id, room.as_str());
-        self.rooms.insert(
-            room,
-            Room {
-                nick,
-                joined: false,
-                occupants: BTreeMap::new(),
-                waiting: Some(reply),
-                configuring: None,
-                disco: Some(id),
-                features: BTreeSet::new(),
-                catchup: None,
-            },
-        );
-        Some(query)
+        self.out.push(muc::self_ping(&id, &occupant));
+        room.pinging = Some((id, now + SELF_PING_TIMEOUT));
+    }
+
+    /// The app came to the foreground (pinging every room now and then
+    /// periodically) or went to the background (no periodic pings: the
+    /// radio sleeps).
+    pub fn set_active(&mut self, active: bool, now: Instant) -> Vec<Element> {
+        let was_inactive = std::mem::replace(&mut self.inactive, !active);
+        if !active {
+            self.next_periodic_ping = None;
+            return Vec::new();
+        }
+        if was_inactive {
+            return self.ping_all(now);
+        }
+        Vec::new()
+    }
+
+    /// End of a turn: what waits to be sent, and the periodic self-ping
+    /// round scheduled once we are in a room while the app is in use.
+    /// The turn's clock, before its stanzas are handled.
+    pub fn start_turn(&mut self, now: Instant) {
+        self.now = Some(now);
+    }
+
+    pub fn end_of_turn(&mut self, now: Instant) -> Vec<Element> {
+        if self.next_periodic_ping.is_none()
+            && !self.inactive
+            && self.rooms.values().any(|r| r.joined)
+        {
+            self.next_periodic_ping = Some(now + SELF_PING_INTERVAL);
+        }
+        self.take_output()
+    }
+
+    /// The earliest self-ping deadline (an unanswered ping, the next
+    /// periodic round).
+    pub fn deadline(&self) -> Option<Instant> {
+        let pings = self
+            .rooms
+            .values()
+            .filter_map(|r| r.pinging.as_ref().map(|p| p.1));
+        pings.chain(self.next_periodic_ping).min()
+    }
+
+    /// Deadlines reached: an unanswered self-ping means "ask again later"
+    /// (XEP-0410 §3.2); the periodic round pings every room.
+    pub fn on_deadline(&mut self, now: Instant) -> Vec<Element> {
+        for room in self.rooms.values_mut() {
+            if room.pinging.as_ref().is_some_and(|p| p.1 <= now) {
+                room.pinging = None;
+            }
+        }
+        if self.next_periodic_ping.is_some_and(|at| at <= now) {
+            return self.ping_all(now);
+        }
+        self.take_output()
     }
 
     /// Whether we are in `room` (messages to it may go out).
@@ -138,9 +325,11 @@ impl Rooms {
         Some(muc::leave(&occupant))
     }
 
-    /// The connection is gone: a fresh session is out of every room (and
-    /// joins in flight fail); the app is told, so no occupant lingers.
+    /// We logged out (or suspended): out of every room, joins in flight
+    /// fail; the app is told, so no occupant lingers.
     pub fn on_disconnected(&mut self, shared: &Shared) {
+        self.queue.clear();
+        self.next_periodic_ping = None;
         for (room, state) in self.rooms.drain() {
             if let Some(waiting) = state.waiting {
                 let _ = waiting.send(Err(ClientError::NotConnected));
@@ -169,12 +358,22 @@ impl Rooms {
         let mut out = Vec::new();
         match parsed {
             RoomPresence::Error { error, .. } => {
+                let was_joined = room.joined;
                 let failed = self.rooms.remove(&room_jid);
                 if let Some(waiting) = failed.and_then(|r| r.waiting) {
                     let _ = waiting.send(Err(ClientError::Refused {
                         condition: format!("{error:?}"),
                     }));
                 }
+                if !was_joined {
+                    // A rejoin nobody waited for failed: the app hears why.
+                    shared.emit(ClientEvent::RoomLeft {
+                        room: room_jid.to_string(),
+                        reason: format!("refused: {error:?}").to_lowercase(),
+                    });
+                }
+                self.pump();
+                out.extend(self.take_output());
             }
             RoomPresence::Available {
                 occupant,
@@ -204,6 +403,8 @@ impl Rooms {
                 } else if own && room.configuring.is_none() {
                     out.extend(complete_join(shared, &room_jid, room));
                     self.joined_since = true;
+                    self.pump();
+                    out.extend(self.take_output());
                 } else if room.joined {
                     shared.emit(ClientEvent::RoomOccupantsChanged {
                         room: room_jid.to_string(),
@@ -219,8 +420,17 @@ impl Rooms {
                 ..
             } => {
                 room.occupants.remove(&occupant.nick);
-                if own && new_nick.is_none() {
+                if own && new_nick.is_none() && removal.rejoin() {
+                    // §9.9 status 333 and the like: the room lost us; join
+                    // again rather than tell the user they left.
+                    room.requeue(shared, &room_jid);
+                    self.queue.push_back(room_jid.clone());
+                    self.pump();
+                    out.extend(self.take_output());
+                } else if own && new_nick.is_none() {
                     self.rooms.remove(&room_jid);
+                    self.pump();
+                    out.extend(self.take_output());
                     shared.emit(ClientEvent::RoomLeft {
                         room: room_jid.to_string(),
                         reason: format!("{removal:?}").to_lowercase(),
@@ -257,8 +467,24 @@ impl Rooms {
             r.disco.as_deref() == Some(id)
                 || r.configuring.as_deref() == Some(id)
                 || r.catchup.as_ref().is_some_and(|c| c.iq_id == id)
+                || r.pinging.as_ref().is_some_and(|p| p.0 == id)
         })?;
         let room_jid = room_jid.clone();
+        if room.pinging.as_ref().is_some_and(|p| p.0 == id) {
+            room.pinging = None;
+            // The answer must come from the occupant JID we pinged.
+            let from_room = iq
+                .attr("from")
+                .and_then(|f| f.parse::<jid::Jid>().ok())
+                .is_some_and(|f| f.to_bare() == room_jid);
+            if from_room && muc::self_ping_outcome(Some(iq)) == muc::SelfPing::Rejoin {
+                tracing::info!("a room lost us without telling; joining it again");
+                room.requeue(shared, &room_jid);
+                self.queue.push_back(room_jid);
+                self.pump();
+            }
+            return Some(self.take_output());
+        }
         if room.disco.as_deref() == Some(id) {
             room.disco = None;
             // An error (item-not-found: the room does not exist yet, and
@@ -277,7 +503,11 @@ impl Rooms {
                 tracing::warn!("the new room refused its default configuration");
             }
             self.joined_since = true;
-            return Some(complete_join(shared, &room_jid, room).into_iter().collect());
+            let mut out: Vec<Element> =
+                complete_join(shared, &room_jid, room).into_iter().collect();
+            self.pump();
+            out.extend(self.take_output());
+            return Some(out);
         }
         Some(
             on_page_end(shared, &room_jid, room, iq)
@@ -325,6 +555,23 @@ impl Rooms {
                 catchup.page.push(stored);
             }
             return RoomMessage::Taken;
+        }
+        if element.attr("type") == Some("error") {
+            // Our message bounced off a room (not-acceptable: we are not an
+            // occupant any more, XEP-0410 §2): ask the room; the bounce
+            // itself marks the message failed on the 1:1 path.
+            let from = element
+                .attr("from")
+                .and_then(|f| f.parse::<jid::Jid>().ok());
+            if let Some(room) = from
+                .map(|f| f.to_bare())
+                .filter(|r| self.rooms.contains_key(r))
+            {
+                if let Some(now) = self.now {
+                    self.ping(&room, now);
+                }
+            }
+            return RoomMessage::NotOurs;
         }
         let Some(parsed) = muc_messages::parse_groupchat(element) else {
             return RoomMessage::NotOurs;

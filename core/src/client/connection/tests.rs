@@ -591,3 +591,6 @@ fn a_bound_login_pins_binding_and_an_unbound_retry_is_remembered() {
     pin_authentication(&f.shared, "HT-SHA-256-EXPR", false);
     assert_eq!(flag(AccountState::CHANNEL_BINDING_PINNED), Some(true));
 }
+
+#[path = "rooms_tests.rs"]
+mod rooms;

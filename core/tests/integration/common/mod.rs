@@ -89,6 +89,22 @@ impl TestServer {
         }
     }
 
+    /// Runs Lua inside the running server (its admin shell, `>` mode) and
+    /// returns what the shell printed.
+    pub fn lua(&self, code: &str) -> String {
+        let out = Command::new("prosodyctl")
+            .arg("--config")
+            .arg(self.dir.path().join("prosody.cfg.lua"))
+            .arg("shell")
+            .arg(format!("> {code}"))
+            .output()
+            .expect("run prosodyctl shell");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "prosodyctl shell failed: {text}");
+        text
+    }
+
     pub fn config(&self, user: &str, password: &str, store_dir: PathBuf) -> ClientConfig {
         ClientConfig {
             jid: format!("{user}@localhost"),

@@ -1,0 +1,179 @@
+//! The rooms part of the connection without a server: the join queue,
+//! rejoining after a fresh session, self-ping outcomes, and what a room
+//! may not make us believe.
+
+use std::time::{Duration, Instant};
+
+use minidom::Element;
+use tokio::sync::oneshot;
+
+use super::super::rooms::{RoomMessage, Rooms};
+use super::{xml, Fixture};
+use crate::client::events::ClientEvent;
+
+fn disco_result(id: &str, room: &str) -> Element {
+    xml(&format!(
+        "<iq xmlns='jabber:client' type='result' id='{id}' from='{room}'>\
+         <query xmlns='http://jabber.org/protocol/disco#info'>\
+         <feature var='http://jabber.org/protocol/muc'/></query></iq>"
+    ))
+}
+
+fn own_presence(room: &str, nick: &str) -> Element {
+    xml(&format!(
+        "<presence xmlns='jabber:client' from='{room}/{nick}'>\
+         <x xmlns='http://jabber.org/protocol/muc#user'>\
+         <item affiliation='member' role='participant'/><status code='110'/></x></presence>"
+    ))
+}
+
+fn queries_to(out: &[Element], name: &str) -> Vec<String> {
+    out.iter()
+        .filter(|e| e.name() == name)
+        .filter_map(|e| e.attr("to").map(str::to_owned))
+        .collect()
+}
+
+/// Joins `room` as `nick` through disco and our own presence.
+fn join(f: &Fixture, rooms: &mut Rooms, room: &str, nick: &str) -> Vec<Element> {
+    let (reply, _answer) = oneshot::channel();
+    let out = rooms.join(room.parse().unwrap(), nick.into(), reply);
+    let id = out[0].attr("id").unwrap().to_owned();
+    let joining = rooms.on_iq(&f.shared, &disco_result(&id, room)).unwrap();
+    assert_eq!(queries_to(&joining, "presence"), [format!("{room}/{nick}")]);
+    let (ours, after) = rooms.on_presence(&f.shared, &own_presence(room, nick));
+    assert!(ours);
+    after
+}
+
+#[test]
+fn joins_wait_in_a_bounded_queue_and_start_as_others_end() {
+    let f = Fixture::new();
+    let mut rooms = Rooms::default();
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let (reply, _answer) = oneshot::channel();
+        sent.extend(rooms.join(
+            format!("r{i}@muc.localhost").parse().unwrap(),
+            "alice".into(),
+            reply,
+        ));
+    }
+    assert_eq!(
+        queries_to(&sent, "iq"),
+        ["r0@muc.localhost", "r1@muc.localhost", "r2@muc.localhost"],
+        "three joins at a time"
+    );
+    let id = sent[0].attr("id").unwrap().to_owned();
+    rooms.on_iq(&f.shared, &disco_result(&id, "r0@muc.localhost"));
+    let (_, after) = rooms.on_presence(&f.shared, &own_presence("r0@muc.localhost", "alice"));
+    assert_eq!(queries_to(&after, "iq"), ["r3@muc.localhost"]);
+}
+
+#[test]
+fn a_fresh_session_joins_every_room_again_and_leaves_no_ghost_occupants() {
+    let f = Fixture::new();
+    let mut rooms = Rooms::default();
+    join(&f, &mut rooms, "team@muc.localhost", "alice");
+    assert!(rooms.is_joined("team@muc.localhost"));
+    f.events.0.lock().unwrap().clear();
+    let out = rooms.on_fresh_session(&f.shared);
+    assert!(!rooms.is_joined("team@muc.localhost"));
+    assert_eq!(
+        queries_to(&out, "iq"),
+        ["team@muc.localhost"],
+        "disco again"
+    );
+    let events = f.events.0.lock().unwrap().clone();
+    assert!(
+        events.iter().any(|e| matches!(e,
+            ClientEvent::RoomOccupantsChanged { occupants, .. } if occupants.is_empty())),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn self_ping_errors_rejoin_but_silence_and_remote_errors_wait() {
+    let f = Fixture::new();
+    let mut rooms = Rooms::default();
+    let room = "team@muc.localhost";
+    join(&f, &mut rooms, room, "alice");
+    let now = Instant::now();
+
+    // No answer: ask again later, nothing else.
+    let ping = rooms.ping_all(now);
+    assert_eq!(queries_to(&ping, "iq"), [format!("{room}/alice")]);
+    let timeout = rooms.deadline().unwrap();
+    assert!(timeout <= now + Duration::from_secs(15));
+    assert!(rooms.on_deadline(timeout).is_empty());
+    assert!(rooms.is_joined(room));
+
+    // The room's server is unreachable: still in, as far as we know.
+    let ping = rooms.ping_all(now);
+    let id = ping[0].attr("id").unwrap();
+    let remote = xml(&format!(
+        "<iq xmlns='jabber:client' type='error' id='{id}' from='{room}/alice'>\
+         <error type='cancel'><remote-server-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    ));
+    assert!(rooms.on_iq(&f.shared, &remote).unwrap().is_empty());
+    assert!(rooms.is_joined(room));
+
+    // not-acceptable: we are out; join again.
+    let ping = rooms.ping_all(now);
+    let id = ping[0].attr("id").unwrap();
+    let out_of_room = xml(&format!(
+        "<iq xmlns='jabber:client' type='error' id='{id}' from='{room}/alice'>\
+         <error type='cancel'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    ));
+    let rejoin = rooms.on_iq(&f.shared, &out_of_room).unwrap();
+    assert_eq!(queries_to(&rejoin, "iq"), [room], "disco for the rejoin");
+    assert!(!rooms.is_joined(room));
+}
+
+#[test]
+fn a_self_ping_answer_from_elsewhere_changes_nothing() {
+    let f = Fixture::new();
+    let mut rooms = Rooms::default();
+    let room = "team@muc.localhost";
+    join(&f, &mut rooms, room, "alice");
+    let ping = rooms.ping_all(Instant::now());
+    let id = ping[0].attr("id").unwrap();
+    let forged = xml(&format!(
+        "<iq xmlns='jabber:client' type='error' id='{id}' from='mallory@localhost/x'>\
+         <error type='cancel'><not-acceptable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    ));
+    rooms.on_iq(&f.shared, &forged);
+    assert!(rooms.is_joined(room));
+}
+
+#[test]
+fn what_a_room_we_are_not_in_sends_is_not_believed() {
+    let f = Fixture::new();
+    let mut rooms = Rooms::default();
+    join(&f, &mut rooms, "team@muc.localhost", "alice");
+    // A message from another room.
+    let stray = xml(
+        "<message xmlns='jabber:client' type='groupchat' from='other@muc.localhost/bob'>\
+         <body>hi</body></message>",
+    );
+    assert!(matches!(
+        rooms.on_message(&f.shared, &stray),
+        RoomMessage::Dropped(_)
+    ));
+    // Status 110 from a room we never asked to join.
+    let (ours, out) = rooms.on_presence(&f.shared, &own_presence("other@muc.localhost", "alice"));
+    assert!(!ours && out.is_empty());
+    assert!(!rooms.is_joined("other@muc.localhost"));
+    // An archive result for a query we did not make.
+    let result = xml(
+        "<message xmlns='jabber:client' from='team@muc.localhost'>\
+         <result xmlns='urn:xmpp:mam:2' queryid='nope' id='A1'><forwarded xmlns='urn:xmpp:forward:0'>\
+         <message xmlns='jabber:client' type='groupchat' from='team@muc.localhost/bob'><body>old</body></message>\
+         </forwarded></result></message>",
+    );
+    assert!(matches!(
+        rooms.on_message(&f.shared, &result),
+        RoomMessage::Dropped(_)
+    ));
+    assert!(f.history("team@muc.localhost").is_empty());
+}
