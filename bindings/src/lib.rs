@@ -193,6 +193,23 @@ impl WaxwingClient {
         Ok(self.client()?.send_message(&to, &body)?.into())
     }
 
+    /// Joins a group chat as `nick` (creating it if it does not exist);
+    /// returns the nick the room gave us. Refusals (a taken nick, a
+    /// members-only room, a ban) are `Refused` with the reason.
+    pub async fn join_room(&self, room: String, nick: String) -> Result<String, WaxwingError> {
+        Ok(self.client()?.join_room(&room, &nick).await?)
+    }
+
+    pub fn leave_room(&self, room: String) -> Result<(), WaxwingError> {
+        Ok(self.client()?.leave_room(&room)?)
+    }
+
+    /// Stores a message to a room we joined; it goes out while we are in
+    /// the room and is `Delivered` once the room reflects it.
+    pub fn send_room_message(&self, room: String, body: String) -> Result<Message, WaxwingError> {
+        Ok(self.client()?.send_room_message(&room, &body)?.into())
+    }
+
     pub fn set_presence(
         &self,
         availability: Availability,

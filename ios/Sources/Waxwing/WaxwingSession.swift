@@ -128,6 +128,19 @@ public final class WaxwingSession: Sendable {
         try client.sendMessage(to: to, body: body)
     }
 
+    // Group chats (XEP-0045).
+    /// Joins `room` as `nick` (creating it if needed); returns the nick the room gave us.
+    @discardableResult
+    public func joinRoom(_ room: String, nick: String) async throws -> String {
+        try await client.joinRoom(room: room, nick: nick)
+    }
+    public func leaveRoom(_ room: String) throws { try client.leaveRoom(room: room) }
+    /// Stored first; goes out while we are in the room, `.delivered` once the room reflects it.
+    @discardableResult
+    public func sendRoomMessage(_ body: String, to room: String) throws -> Message {
+        try client.sendRoomMessage(room: room, body: body)
+    }
+
     public func setPresence(_ availability: Availability, status: String? = nil) throws {
         try client.setPresence(availability: availability, status: status)
     }

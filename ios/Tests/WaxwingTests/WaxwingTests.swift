@@ -131,6 +131,39 @@ final class WaxwingTests: XCTestCase {
         XCTAssertEqual(try again.conversations().map(\.peer), ["sbob@localhost"])
     }
 
+    func testRoomsAreJoinedAndTheirMessagesSayWhoWroteThem() async throws {
+        let alice = try WaxwingSession(config: config("salice", "pw1", tempDir()))
+        let bob = try WaxwingSession(config: config("sbob", "pw2", tempDir()))
+        try await alice.login()
+        try await bob.login()
+        let room = unique("swift").replacingOccurrences(of: " ", with: "-").lowercased() + "@muc.localhost"
+        let aliceNick = try await alice.joinRoom(room, nick: "alice")
+        XCTAssertEqual(aliceNick, "alice")
+        let bobNick = try await bob.joinRoom(room, nick: "bob")
+        XCTAssertEqual(bobNick, "bob")
+        let other = try WaxwingSession(config: config("sbob", "pw2", tempDir()))
+        try await other.login()
+        do {
+            try await other.joinRoom(room, nick: "alice")
+            XCTFail("a taken nick should be refused")
+        } catch WaxwingError.Refused(let condition) {
+            XCTAssertTrue(condition.contains("NickInUse"), condition)
+        }
+        let body = unique("to the room")
+        let sent = try alice.sendRoomMessage(body, to: room)
+        let got = try await awaitEvent(bob, "bob receiving the room message", received(body))
+        XCTAssertEqual(got.peer, room)
+        XCTAssertEqual(got.room?.nick, "alice")
+        _ = try await awaitEvent(alice, "the room reflecting the message") { event -> Message? in
+            if case .messageStateChanged(let m) = event, m.id == sent.id, m.state == .delivered { return m }
+            return nil
+        }
+        XCTAssertEqual(try alice.history(with: room).filter { $0.body == body }.count, 1)
+        try await alice.logout()
+        try await bob.logout()
+        try await other.logout()
+    }
+
     func testWrongPasswordIsATypedException() async throws {
         let client = try WaxwingSession(config: config("salice", "not-the-password", tempDir()))
         do {

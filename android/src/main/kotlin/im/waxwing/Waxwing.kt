@@ -48,6 +48,13 @@ class Waxwing private constructor(
     suspend fun sendMessage(to: String, body: String): Message =
         withContext(Dispatchers.IO) { client.sendMessage(to, body) }
 
+    /** Joins a group chat as [nick] (creating it if needed); returns the nick the room gave us. */
+    suspend fun joinRoom(room: String, nick: String): String = client.joinRoom(room, nick)
+    fun leaveRoom(room: String) = client.leaveRoom(room)
+    /** Stored first; goes out while we are in [room], DELIVERED once the room reflects it. */
+    suspend fun sendRoomMessage(room: String, body: String): Message =
+        withContext(Dispatchers.IO) { client.sendRoomMessage(room, body) }
+
     suspend fun setPresence(availability: Availability, status: String? = null) =
         withContext(Dispatchers.IO) { client.setPresence(availability, status) }
 

@@ -121,6 +121,32 @@ class WaxwingTest {
     }
 
     @Test
+    fun roomsAreJoinedAndTheirMessagesSayWhoWroteThem() = runBlocking<Unit> {
+        val alice = Waxwing.open(config("kalice", "pw1", tempDir()))
+        val bob = Waxwing.open(config("kbob", "pw2", tempDir()))
+        alice.login(); bob.login()
+        val room = "kotlin-${System.nanoTime()}@muc.localhost"
+        assertEquals("alice", alice.joinRoom(room, "alice"))
+        assertEquals("bob", bob.joinRoom(room, "bob"))
+        val other = Waxwing.open(config("kbob", "pw2", tempDir()))
+        other.login()
+        val taken = assertFailsWith<WaxwingException.Refused> { other.joinRoom(room, "alice") }
+        assertTrue(taken.condition.contains("NickInUse"), taken.condition)
+        other.logout(); other.close()
+        val body = "to the room ${System.nanoTime()}"
+        val sent = alice.sendRoomMessage(room, body)
+        val got = bob.events.awaitEvent { (it as? Event.MessageReceived)?.message?.takeIf { m -> m.body == body } }
+        assertEquals(room, got.peer)
+        assertEquals("alice", got.room?.nick)
+        alice.events.awaitEvent {
+            (it as? Event.MessageStateChanged)?.message?.takeIf { m -> m.id == sent.id && m.state == MessageState.DELIVERED }
+        }
+        assertEquals(1, alice.history(room).count { it.body == body })
+        alice.logout(); bob.logout()
+        alice.close(); bob.close()
+    }
+
+    @Test
     fun wrongPasswordIsATypedException() = runBlocking<Unit> {
         val client = Waxwing.open(config("kalice", "not-the-password", tempDir()))
         assertFailsWith<WaxwingException.AuthenticationFailed> { client.login() }
