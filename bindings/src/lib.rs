@@ -200,6 +200,41 @@ impl WaxwingClient {
         Ok(self.client()?.join_room(&room, &nick).await?)
     }
 
+    /// Bookmarks `room` on the account (XEP-0402): with `autojoin` every
+    /// device joins it (now and at each login); without, they leave it.
+    /// `None` keeps the bookmark's name or nick.
+    pub async fn set_bookmark(
+        &self,
+        room: String,
+        name: Option<String>,
+        nick: Option<String>,
+        autojoin: bool,
+    ) -> Result<(), WaxwingError> {
+        Ok(self
+            .client()?
+            .set_bookmark(&room, name, nick, autojoin)
+            .await?)
+    }
+
+    pub async fn remove_bookmark(&self, room: String) -> Result<(), WaxwingError> {
+        Ok(self.client()?.remove_bookmark(&room).await?)
+    }
+
+    /// The account's bookmarked rooms, as last fetched or edited.
+    pub fn bookmarks(&self) -> Result<Vec<RoomBookmark>, WaxwingError> {
+        Ok(self
+            .client()?
+            .bookmarks()?
+            .into_iter()
+            .map(|b| RoomBookmark {
+                room: b.room,
+                name: b.name,
+                nick: b.nick,
+                autojoin: b.autojoin,
+            })
+            .collect())
+    }
+
     pub fn leave_room(&self, room: String) -> Result<(), WaxwingError> {
         Ok(self.client()?.leave_room(&room)?)
     }

@@ -273,6 +273,15 @@ pub struct Message {
     pub room: Option<RoomSender>,
 }
 
+/// A bookmarked room (XEP-0402).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RoomBookmark {
+    pub room: String,
+    pub name: Option<String>,
+    pub nick: String,
+    pub autojoin: bool,
+}
+
 /// The writer of a group-chat message: the nick, and the real JID where
 /// the room shows it.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -460,6 +469,8 @@ pub enum Event {
     EventsDropped {
         count: u64,
     },
+    /// The account's room bookmarks changed (see `bookmarks()`).
+    BookmarksChanged,
     /// The subject of `room` (on joining, and when it changes).
     RoomSubject {
         room: String,
@@ -524,6 +535,7 @@ impl From<ClientEvent> for Event {
             },
             ClientEvent::RoomLeft { room, reason } => Event::RoomLeft { room, reason },
             ClientEvent::RoomSubject { room, subject } => Event::RoomSubject { room, subject },
+            ClientEvent::BookmarksChanged => Event::BookmarksChanged,
         }
     }
 }

@@ -220,6 +220,40 @@ fn event_json(event: &ClientEvent) -> Value {
         ClientEvent::RoomSubject { room, subject } => {
             json!({"event": "room_subject", "room": room, "subject": subject})
         }
+        ClientEvent::BookmarksChanged => json!({"event": "bookmarks"}),
+    }
+}
+
+/// Waits (up to 10 s) for the bookmarks to arrive and every autojoin room
+/// to be joined; returns the rooms joined.
+async fn await_autojoins(
+    client: &Client,
+    events: &mut mpsc::UnboundedReceiver<ClientEvent>,
+) -> std::collections::BTreeSet<String> {
+    let mut joined = std::collections::BTreeSet::new();
+    let mut fetched = false;
+    let deadline = tokio::time::sleep(Duration::from_secs(10));
+    tokio::pin!(deadline);
+    loop {
+        if fetched {
+            let wanted = client.bookmarks().unwrap_or_else(|e| fail(e));
+            if wanted
+                .iter()
+                .filter(|b| b.autojoin)
+                .all(|b| joined.contains(&b.room))
+            {
+                return joined;
+            }
+        }
+        tokio::select! {
+            Some(event) = events.recv() => match event {
+                ClientEvent::BookmarksChanged => fetched = true,
+                ClientEvent::RoomJoined { room, .. } => { joined.insert(room); }
+                ClientEvent::RoomLeft { room, .. } => { joined.remove(&room); }
+                _ => {}
+            },
+            _ = &mut deadline => return joined,
+        }
     }
 }
 
@@ -364,7 +398,35 @@ async fn run(args: Args) -> i32 {
                 .join_room(room, &nick)
                 .await
                 .unwrap_or_else(|e| fail(e));
+            // Bookmarked with autojoin: every login (and every device of
+            // the account) joins it again.
+            client
+                .set_bookmark(room, None, Some(nick.clone()), true)
+                .await
+                .unwrap_or_else(|e| fail(e));
             print(json!({"joined": {"room": room, "nick": nick}}));
+            0
+        }
+        ["leave", room] => {
+            login(&client, &mut events).await;
+            // The bookmark stays, without autojoin (which also leaves the
+            // room on the account's other devices).
+            client
+                .set_bookmark(room, None, None, false)
+                .await
+                .unwrap_or_else(|e| fail(e));
+            client.leave_room(room).unwrap_or_else(|e| fail(e));
+            print(json!({"left": {"room": room}}));
+            0
+        }
+        ["rooms"] => {
+            login(&client, &mut events).await;
+            let joined = await_autojoins(&client, &mut events).await;
+            for b in client.bookmarks().unwrap_or_else(|e| fail(e)) {
+                let in_room = joined.contains(&b.room);
+                print(json!({"room": b.room, "name": b.name, "nick": b.nick,
+                             "autojoin": b.autojoin, "joined": in_room}));
+            }
             0
         }
         ["send", to, body] => {

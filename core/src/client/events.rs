@@ -57,6 +57,9 @@ pub enum ClientEvent {
         device_id: u32,
         trust: crate::store::DeviceTrust,
     },
+    /// The account's room bookmarks changed (fetched at login, or edited
+    /// here or on another device): see `Client::bookmarks`.
+    BookmarksChanged,
     /// The subject of `room` (sent by the room when we join, §7.2.15, and
     /// whenever it changes).
     RoomSubject {

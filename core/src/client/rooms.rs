@@ -8,7 +8,10 @@ use tokio::sync::oneshot;
 
 use super::connection::Command;
 use super::{now_ms, random_id, Client, ClientError};
-use crate::store::StoredMessage;
+use crate::features::bookmarks::{self, Bookmark};
+use crate::store::{RoomBookmark, StoredMessage};
+use jid::ResourcePart;
+use xmpp_parsers::bookmarks2::Conference;
 
 /// How long a join may take: the room answers with every occupant's
 /// presence first, then ours.
@@ -76,6 +79,63 @@ impl Client {
             .map_err(|_| ClientError::InvalidJid)?
             .to_bare();
         Ok(self.store()?.lock().room(room.as_str())?.map(|r| r.nick))
+    }
+
+    /// Bookmarks `room` on the account (XEP-0402), keeping what other
+    /// clients stored with it: `autojoin` true joins it on every device
+    /// (this one included, now and at each login), false leaves it.
+    /// `name` and `nick` left `None` keep what the bookmark had.
+    pub async fn set_bookmark(
+        &self,
+        room: &str,
+        name: Option<String>,
+        nick: Option<String>,
+        autojoin: bool,
+    ) -> Result<(), ClientError> {
+        let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
+        let stored = self.store()?.lock().bookmark_element(room.as_str())?;
+        let mut conference = stored
+            .and_then(|xml| xml.parse::<minidom::Element>().ok())
+            .and_then(|e| Conference::try_from(e).ok())
+            .unwrap_or_default();
+        conference.autojoin = autojoin;
+        if name.is_some() {
+            conference.name = name;
+        }
+        if let Some(nick) = nick {
+            let nick = ResourcePart::new(&nick).map_err(|_| ClientError::InvalidJid)?;
+            conference.nick = Some(nick.into_owned());
+        }
+        let bookmark = Bookmark { room, conference };
+        self.iq(bookmarks::publish(&random_id(), &bookmark)).await?;
+        // Our own notification records it too; the store is current now.
+        let element: minidom::Element = bookmark.conference.clone().into();
+        let xml = String::from_utf8(crate::xml::to_bytes(&element)).unwrap_or_default();
+        let nick = bookmark
+            .nick()
+            .or_else(|| self.own.node().map(|n| n.to_string()))
+            .unwrap_or_default();
+        self.store()?.lock().set_bookmark(
+            bookmark.room.as_str(),
+            &nick,
+            bookmark.conference.name.as_deref(),
+            autojoin,
+            &xml,
+        )?;
+        Ok(())
+    }
+
+    /// Removes `room`'s bookmark (and leaves it, on every device).
+    pub async fn remove_bookmark(&self, room: &str) -> Result<(), ClientError> {
+        let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
+        self.iq(bookmarks::retract(&random_id(), &room)).await?;
+        self.store()?.lock().remove_bookmark(room.as_str())?;
+        Ok(())
+    }
+
+    /// The account's bookmarked rooms, as last fetched or edited.
+    pub fn bookmarks(&self) -> Result<Vec<RoomBookmark>, ClientError> {
+        Ok(self.store()?.lock().bookmarks()?)
     }
 
     /// Leaves `room` (nothing happens if we are not in it).

@@ -27,6 +27,8 @@ fn features() -> Vec<&'static str> {
         "urn:xmpp:sid:0",
         "eu.siacs.conversations.axolotl.devicelist+notify",
         "urn:xmpp:omemo:2:devices+notify",
+        // XEP-0402 §4: our other devices' bookmark changes.
+        "urn:xmpp:bookmarks:1+notify",
     ];
     features.sort_unstable();
     features

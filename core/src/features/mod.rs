@@ -4,6 +4,7 @@
 //! multi-user chat presence (XEP-0045, XEP-0410).
 //! Pure functions: the client decides when to send and what to store.
 
+pub mod bookmarks;
 pub mod carbons;
 pub mod disco;
 pub mod mam;

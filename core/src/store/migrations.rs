@@ -166,6 +166,12 @@ const MIGRATIONS: &[&str] = &[
         features TEXT NOT NULL DEFAULT '[]',   -- JSON: its disco#info features when last joined
         subject  TEXT
     );",
+    // 10 (issue 14): room bookmarks (XEP-0402), kept with the room: the
+    // `<conference/>` as last published (NULL: not bookmarked), so the
+    // extensions other clients put there survive our edits.
+    "ALTER TABLE rooms ADD COLUMN autojoin INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rooms ADD COLUMN name TEXT;
+    ALTER TABLE rooms ADD COLUMN bookmark TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -33,7 +33,7 @@ pub use omemo::{
     ConversationEncryption, DeviceRecord, DeviceTrust, EncryptionScheme, MessageSecurity,
     OmemoWrites, OwnDevice, Pinned, SecretKey, SessionArchive, TrustPolicy,
 };
-pub use rooms::StoredRoom;
+pub use rooms::{RoomBookmark, StoredRoom};
 pub use roster::{RosterEntry, Subscription};
 
 use hmac::{KeyInit, Mac};

@@ -8,6 +8,16 @@ use rusqlite::{params, OptionalExtension};
 
 use super::{Store, StoreError};
 
+/// A bookmarked room (XEP-0402).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoomBookmark {
+    pub room: String,
+    pub name: Option<String>,
+    /// Our nick in the room, as bookmarked or last joined.
+    pub nick: String,
+    pub autojoin: bool,
+}
+
 /// A room as the store knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredRoom {
@@ -49,6 +59,58 @@ impl Store {
                 })
             })
             .optional()?)
+    }
+
+    /// Records a bookmark: `conference` is the `<conference/>` element as
+    /// published (kept whole for the extensions in it).
+    pub fn set_bookmark(
+        &self,
+        room: &str,
+        nick: &str,
+        name: Option<&str>,
+        autojoin: bool,
+        conference: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO rooms(jid, nick, name, autojoin, bookmark) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(jid) DO UPDATE SET nick = ?2, name = ?3, autojoin = ?4, bookmark = ?5",
+            )?
+            .execute(params![room, nick, name, autojoin, conference])?;
+        Ok(())
+    }
+
+    pub fn remove_bookmark(&self, room: &str) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached("UPDATE rooms SET bookmark = NULL, autojoin = 0 WHERE jid = ?1")?
+            .execute([room])?;
+        Ok(())
+    }
+
+    /// Every bookmark, by room JID.
+    pub fn bookmarks(&self) -> Result<Vec<RoomBookmark>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT jid, name, nick, autojoin FROM rooms WHERE bookmark IS NOT NULL ORDER BY jid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(RoomBookmark {
+                room: r.get(0)?,
+                name: r.get(1)?,
+                nick: r.get(2)?,
+                autojoin: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The `<conference/>` of a bookmark, as stored.
+    pub fn bookmark_element(&self, room: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT bookmark FROM rooms WHERE jid = ?1")?
+            .query_row([room], |r| r.get(0))
+            .optional()?
+            .flatten())
     }
 
     pub fn set_room_subject(&self, room: &str, subject: &str) -> Result<(), StoreError> {

@@ -201,3 +201,126 @@ async fn a_room_that_silently_lost_us_is_noticed_by_self_ping_and_joined_again_w
     alice.logout().await;
     bob.logout().await;
 }
+
+/// The cli's room commands: `join` bookmarks with autojoin, `rooms` lists
+/// the bookmarks (a fresh login joins the autojoin ones), `send` to a room
+/// is a groupchat message, `history` shows who wrote what, `leave` keeps
+/// the bookmark without autojoin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_joins_bookmarks_lists_sends_to_and_leaves_rooms() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let bob_dir = tempfile::tempdir().unwrap();
+    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
+    bob.login().await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let key = "cd".repeat(32);
+    let room = "club@muc.localhost";
+    let run = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = run_cli(&server, "alice", "pw-a", store.path(), &key, args);
+        assert!(
+            out.status.success(),
+            "cli {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect()
+    };
+    let joined = run(&["join", room, "ally"]);
+    assert!(
+        joined.iter().any(|l| l["joined"]["nick"] == "ally"),
+        "{joined:?}"
+    );
+    bob.join_room(room, "bob").await.unwrap();
+
+    // A new login joins the bookmarked room by itself.
+    let rooms = run(&["rooms"]);
+    let listed: Vec<&serde_json::Value> =
+        rooms.iter().filter(|l| l.get("room").is_some()).collect();
+    assert_eq!(listed.len(), 1, "{rooms:?}");
+    assert_eq!(listed[0]["room"], room);
+    assert_eq!(listed[0]["autojoin"], true);
+    assert_eq!(listed[0]["joined"], true);
+
+    let body = unique("from the cli");
+    run(&["send", room, &body]);
+    let got = bob_events
+        .wait_for(10, |e| match e {
+            ClientEvent::MessageReceived(m) if m.body == body => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got.room.as_ref().map(|r| r.nick.as_str()), Some("ally"));
+    let reply = unique("reply from bob");
+    bob.send_room_message(room, &reply).unwrap();
+    bob_events
+        .wait_for(10, |e| {
+            matches!(e, ClientEvent::MessageStateChanged(m)
+                if m.body == reply && m.state == waxwing_core::store::MessageState::Delivered)
+            .then_some(())
+        })
+        .await;
+
+    // The next login catches up with the room's archive; history shows
+    // who wrote what.
+    run(&["rooms"]);
+    let history = run(&["history", room]);
+    let messages: Vec<&serde_json::Value> = history.iter().map(|l| &l["message"]).collect();
+    let by_body = |b: &str| messages.iter().find(|m| m["body"] == b).copied();
+    let ours = by_body(&body).expect("our message in the history");
+    assert_eq!(ours["room"], room);
+    assert_eq!(ours["nick"], "ally");
+    assert_eq!(ours["sender_jid"], "alice@localhost");
+    let theirs = by_body(&reply).expect("bob's reply in the history");
+    assert_eq!(theirs["nick"], "bob");
+    assert_eq!(theirs["room"], room);
+
+    run(&["leave", room]);
+    let rooms = run(&["rooms"]);
+    let listed: Vec<&serde_json::Value> =
+        rooms.iter().filter(|l| l.get("room").is_some()).collect();
+    assert_eq!(listed[0]["autojoin"], false, "{rooms:?}");
+    assert_eq!(listed[0]["joined"], false);
+    bob.logout().await;
+}
+
+/// A bookmark set on one device joins the room on the account's other
+/// device at once (the `+notify` event), and its retraction leaves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bookmark_from_another_device_joins_and_its_removal_leaves() {
+    let server = TestServer::start(&["alice:pw-a"]);
+    let (phone_dir, laptop_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut laptop_config = server.config("alice", "pw-a", laptop_dir.path().into());
+    laptop_config.resource = Some("laptop".into());
+    let (phone, _phone_events) =
+        open_client(server.config("alice", "pw-a", phone_dir.path().into()));
+    let (laptop, laptop_events) = open_client(laptop_config);
+    phone.login().await.unwrap();
+    laptop.login().await.unwrap();
+    let room = "shared@muc.localhost";
+    phone
+        .set_bookmark(room, Some("Shared".into()), Some("alice".into()), true)
+        .await
+        .unwrap();
+    laptop_events
+        .wait_for(10, |e| {
+            matches!(e, ClientEvent::RoomJoined { room: r, .. } if r == room).then_some(())
+        })
+        .await;
+    let bookmarks = laptop.bookmarks().unwrap();
+    assert_eq!(bookmarks.len(), 1);
+    assert_eq!(bookmarks[0].name.as_deref(), Some("Shared"));
+    assert!(bookmarks[0].autojoin);
+
+    phone.remove_bookmark(room).await.unwrap();
+    laptop_events
+        .wait_for(10, |e| {
+            matches!(e, ClientEvent::RoomLeft { room: r, .. } if r == room).then_some(())
+        })
+        .await;
+    assert!(laptop.bookmarks().unwrap().is_empty());
+    phone.logout().await;
+    laptop.logout().await;
+}

@@ -135,6 +135,12 @@ public final class WaxwingSession: Sendable {
         try await client.joinRoom(room: room, nick: nick)
     }
     public func leaveRoom(_ room: String) throws { try client.leaveRoom(room: room) }
+    /// Bookmarks `room` (XEP-0402): with `autojoin` every device joins it, now and at each login; without, they leave it.
+    public func setBookmark(_ room: String, autojoin: Bool, name: String? = nil, nick: String? = nil) async throws {
+        try await client.setBookmark(room: room, name: name, nick: nick, autojoin: autojoin)
+    }
+    public func removeBookmark(_ room: String) async throws { try await client.removeBookmark(room: room) }
+    public func bookmarks() throws -> [RoomBookmark] { try client.bookmarks() }
     /// Stored first; goes out while we are in the room, `.delivered` once the room reflects it.
     @discardableResult
     public func sendRoomMessage(_ body: String, to room: String) throws -> Message {

@@ -159,6 +159,12 @@ final class WaxwingTests: XCTestCase {
             return nil
         }
         XCTAssertEqual(try alice.history(with: room).filter { $0.body == body }.count, 1)
+        try await alice.setBookmark(room, autojoin: true, name: "Swift room")
+        let bookmark = try alice.bookmarks().first { $0.room == room }
+        XCTAssertEqual(bookmark?.name, "Swift room")
+        XCTAssertEqual(bookmark?.autojoin, true)
+        try await alice.removeBookmark(room)
+        XCTAssertTrue(try alice.bookmarks().allSatisfy { $0.room != room })
         try await alice.logout()
         try await bob.logout()
         try await other.logout()

@@ -10,6 +10,7 @@
 //! the end of each driver turn, before the engine may acknowledge it.
 
 pub(crate) mod account;
+pub(crate) mod bookmarks;
 pub(crate) mod catchup;
 pub(crate) mod inbound;
 pub(crate) mod iq;
@@ -103,6 +104,9 @@ pub(crate) struct ConnectionHandler {
     requests: Requests,
     presences: Presences,
     rooms: rooms::Rooms,
+    bookmarks: bookmarks::Bookmarks,
+    /// Joins and leaves bookmark notifications asked for during the turn.
+    room_actions: Vec<bookmarks::RoomAction>,
     /// The session state as this client last wrote it to the store: when
     /// the store holds something else, another process (a push handler)
     /// used the session meanwhile.
@@ -150,6 +154,8 @@ impl ConnectionHandler {
             requests: Requests::default(),
             presences: Presences::new(presences),
             rooms: rooms::Rooms::default(),
+            bookmarks: bookmarks::Bookmarks::default(),
+            room_actions: Vec::new(),
             written,
             omemo: None,
             omemo_outbox: Vec::new(),
@@ -315,6 +321,9 @@ impl ConnectionHandler {
             // (the server ended our occupancy when the session hibernated).
             let pings = self.rooms.ping_all(now);
             self.send_all(session, now, &pings);
+            if let Some(fetch) = self.bookmarks.on_online(true) {
+                self.send(session, now, &fetch);
+            }
             // Stream management guarantees nothing was missed, but the
             // server re-sends its backlog right after resuming.
             let barrier = self.requests.resume_barrier();
@@ -330,6 +339,9 @@ impl ConnectionHandler {
         // again every room we were in, after our presence.
         let rejoins = self.rooms.on_fresh_session(&self.shared);
         self.send_all(session, now, &rejoins);
+        if let Some(fetch) = self.bookmarks.on_online(false) {
+            self.send(session, now, &fetch);
+        }
         let discover = self.requests.discover_server(&self.shared);
         self.send(session, now, &discover);
         if !carbons_enabled {
@@ -365,7 +377,24 @@ impl ConnectionHandler {
         }
     }
 
+    /// Joins and leaves the bookmarks asked for.
+    fn apply_room_actions(&mut self, session: &mut Session, now: Instant) {
+        for action in std::mem::take(&mut self.room_actions) {
+            let out = match action {
+                bookmarks::RoomAction::Join { room, nick } => {
+                    self.rooms.join_bookmarked(room, nick)
+                }
+                bookmarks::RoomAction::Leave(room) => self.rooms.leave(&room).into_iter().collect(),
+            };
+            self.send_all(session, now, &out);
+        }
+    }
+
     fn on_message(&mut self, element: Element) {
+        if let Some(actions) = self.bookmarks.on_message(&self.shared, &element) {
+            self.room_actions.extend(actions);
+            return;
+        }
         match self.rooms.on_message(&self.shared, &element) {
             rooms::RoomMessage::NotOurs => {}
             rooms::RoomMessage::Taken => return,
@@ -484,6 +513,11 @@ impl ConnectionHandler {
                 let reply = iq::answer_request(&self.shared, &element);
                 self.send(session, now, &reply);
             }
+            return;
+        }
+        if let Some(actions) = self.bookmarks.on_iq(&self.shared, &element) {
+            self.room_actions.extend(actions);
+            self.apply_room_actions(session, now);
             return;
         }
         if let Some(out) = self.rooms.on_iq(&self.shared, &element) {
@@ -670,6 +704,7 @@ impl Handler for ConnectionHandler {
         for stanza in std::mem::take(&mut self.omemo_outbox) {
             self.send(session, now, &stanza);
         }
+        self.apply_room_actions(session, now);
         let rooms = self.rooms.end_of_turn(now);
         self.send_all(session, now, &rooms);
         self.written

@@ -182,6 +182,18 @@ impl Rooms {
         self.take_output()
     }
 
+    /// Joins `room` for a bookmark (nobody waits for the answer), unless
+    /// we are in it or joining already.
+    pub fn join_bookmarked(&mut self, room: BareJid, nick: String) -> Vec<Element> {
+        if self.rooms.contains_key(&room) || room.with_resource_str(&nick).is_err() {
+            return Vec::new();
+        }
+        self.rooms.insert(room.clone(), Room::new(nick, None));
+        self.queue.push_back(room);
+        self.pump();
+        self.take_output()
+    }
+
     /// Starts queued joins while slots are free (disco#info first).
     fn pump(&mut self) {
         while self.rooms.values().filter(|r| r.in_flight()).count() < MAX_JOINS_IN_FLIGHT {
@@ -763,14 +775,16 @@ fn catchup_query(room: &BareJid, catchup: &mut CatchUp, page: Page, max: u32) ->
 /// send) when it has one.
 fn complete_join(shared: &Shared, room_jid: &BareJid, room: &mut Room) -> Option<Element> {
     room.joined = true;
-    if let Some(waiting) = room.waiting.take() {
-        let _ = waiting.send(Ok(room.nick.clone()));
-    }
+    // Recorded before the caller hears of it: its next call (a message to
+    // the room) reads our nick from the store.
     if let Err(err) = shared
         .store()
         .save_room(room_jid.as_str(), &room.nick, &room.features)
     {
         tracing::warn!(error = %err, "cannot record a joined room");
+    }
+    if let Some(waiting) = room.waiting.take() {
+        let _ = waiting.send(Ok(room.nick.clone()));
     }
     shared.emit(ClientEvent::RoomJoined {
         room: room_jid.to_string(),

@@ -51,6 +51,11 @@ class Waxwing private constructor(
     /** Joins a group chat as [nick] (creating it if needed); returns the nick the room gave us. */
     suspend fun joinRoom(room: String, nick: String): String = client.joinRoom(room, nick)
     fun leaveRoom(room: String) = client.leaveRoom(room)
+    /** Bookmarks [room] (XEP-0402): with [autojoin] every device joins it, now and at each login; without, they leave it. */
+    suspend fun setBookmark(room: String, autojoin: Boolean, name: String? = null, nick: String? = null) =
+        client.setBookmark(room, name, nick, autojoin)
+    suspend fun removeBookmark(room: String) = client.removeBookmark(room)
+    suspend fun bookmarks(): List<RoomBookmark> = withContext(Dispatchers.IO) { client.bookmarks() }
     /** Stored first; goes out while we are in [room], DELIVERED once the room reflects it. */
     suspend fun sendRoomMessage(room: String, body: String): Message =
         withContext(Dispatchers.IO) { client.sendRoomMessage(room, body) }

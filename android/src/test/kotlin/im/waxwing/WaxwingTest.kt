@@ -142,6 +142,12 @@ class WaxwingTest {
             (it as? Event.MessageStateChanged)?.message?.takeIf { m -> m.id == sent.id && m.state == MessageState.DELIVERED }
         }
         assertEquals(1, alice.history(room).count { it.body == body })
+        alice.setBookmark(room, autojoin = true, name = "Kotlin room")
+        val bookmark = alice.bookmarks().single { it.room == room }
+        assertEquals("Kotlin room", bookmark.name)
+        assertTrue(bookmark.autojoin)
+        alice.removeBookmark(room)
+        assertTrue(alice.bookmarks().none { it.room == room })
         alice.logout(); bob.logout()
         alice.close(); bob.close()
     }
