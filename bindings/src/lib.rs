@@ -235,6 +235,32 @@ impl WaxwingClient {
             .collect())
     }
 
+    /// Invites `jid` to `room`, through the room (in a members-only room an
+    /// owner's invitation makes them a member) or, with `direct`, from us.
+    pub fn invite_to_room(
+        &self,
+        room: String,
+        jid: String,
+        reason: Option<String>,
+        direct: bool,
+    ) -> Result<(), WaxwingError> {
+        Ok(self
+            .client()?
+            .invite_to_room(&room, &jid, reason.as_deref(), direct)?)
+    }
+
+    /// Declines an invitation to `room` from `inviter` (a mediated one).
+    pub fn decline_invite(
+        &self,
+        room: String,
+        inviter: String,
+        reason: Option<String>,
+    ) -> Result<(), WaxwingError> {
+        Ok(self
+            .client()?
+            .decline_invite(&room, &inviter, reason.as_deref())?)
+    }
+
     pub fn leave_room(&self, room: String) -> Result<(), WaxwingError> {
         Ok(self.client()?.leave_room(&room)?)
     }

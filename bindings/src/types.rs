@@ -471,6 +471,14 @@ pub enum Event {
     },
     /// The account's room bookmarks changed (see `bookmarks()`).
     BookmarksChanged,
+    /// An invitation to `room` from `from`; nothing is joined by itself.
+    RoomInvite {
+        room: String,
+        from: String,
+        reason: Option<String>,
+        password: Option<String>,
+        direct: bool,
+    },
     /// The subject of `room` (on joining, and when it changes).
     RoomSubject {
         room: String,
@@ -536,6 +544,19 @@ impl From<ClientEvent> for Event {
             ClientEvent::RoomLeft { room, reason } => Event::RoomLeft { room, reason },
             ClientEvent::RoomSubject { room, subject } => Event::RoomSubject { room, subject },
             ClientEvent::BookmarksChanged => Event::BookmarksChanged,
+            ClientEvent::RoomInvite {
+                room,
+                from,
+                reason,
+                password,
+                direct,
+            } => Event::RoomInvite {
+                room,
+                from,
+                reason,
+                password,
+                direct,
+            },
         }
     }
 }

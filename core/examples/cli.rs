@@ -221,6 +221,14 @@ fn event_json(event: &ClientEvent) -> Value {
             json!({"event": "room_subject", "room": room, "subject": subject})
         }
         ClientEvent::BookmarksChanged => json!({"event": "bookmarks"}),
+        ClientEvent::RoomInvite {
+            room,
+            from,
+            reason,
+            direct,
+            ..
+        } => json!({"event": "invite", "room": room, "from": from, "reason": reason,
+                    "direct": direct}),
     }
 }
 
@@ -405,6 +413,15 @@ async fn run(args: Args) -> i32 {
                 .await
                 .unwrap_or_else(|e| fail(e));
             print(json!({"joined": {"room": room, "nick": nick}}));
+            0
+        }
+        ["invite", room, jid] => {
+            login(&client, &mut events).await;
+            client
+                .invite_to_room(room, jid, None, false)
+                .unwrap_or_else(|e| fail(e));
+            // Out once the server has it (the logout waits for the ack).
+            print(json!({"invited": {"room": room, "jid": jid}}));
             0
         }
         ["leave", room] => {

@@ -57,6 +57,16 @@ pub enum ClientEvent {
         device_id: u32,
         trust: crate::store::DeviceTrust,
     },
+    /// An invitation to `room` from `from` (through the room, or direct,
+    /// XEP-0249). Nothing is joined by itself: `join_room` accepts,
+    /// `decline_invite` declines a mediated one.
+    RoomInvite {
+        room: String,
+        from: String,
+        reason: Option<String>,
+        password: Option<String>,
+        direct: bool,
+    },
     /// The account's room bookmarks changed (fetched at login, or edited
     /// here or on another device): see `Client::bookmarks`.
     BookmarksChanged,

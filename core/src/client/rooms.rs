@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use super::connection::Command;
 use super::{now_ms, random_id, Client, ClientError};
 use crate::features::bookmarks::{self, Bookmark};
+use crate::features::muc_invites;
 use crate::store::{RoomBookmark, StoredMessage};
 use jid::ResourcePart;
 use xmpp_parsers::bookmarks2::Conference;
@@ -136,6 +137,46 @@ impl Client {
     /// The account's bookmarked rooms, as last fetched or edited.
     pub fn bookmarks(&self) -> Result<Vec<RoomBookmark>, ClientError> {
         Ok(self.store()?.lock().bookmarks()?)
+    }
+
+    /// Invites `jid` to `room`: through the room (XEP-0045 §7.8.2; in a
+    /// members-only room an owner's or admin's invitation makes them a
+    /// member) or, with `direct`, from us (XEP-0249).
+    pub fn invite_to_room(
+        &self,
+        room: &str,
+        jid: &str,
+        reason: Option<&str>,
+        direct: bool,
+    ) -> Result<(), ClientError> {
+        let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
+        let jid: BareJid = jid.parse().map_err(|_| ClientError::InvalidJid)?;
+        let id = random_id();
+        let message = if direct {
+            muc_invites::direct(&room, &jid, reason, &id)
+        } else {
+            muc_invites::mediated(&room, &jid, reason, &id)
+        };
+        let commands = self.commands().ok_or(ClientError::NotConnected)?;
+        commands
+            .send(Command::Send(message))
+            .map_err(|_| ClientError::NotConnected)
+    }
+
+    /// Declines a mediated invitation to `room` from `inviter`.
+    pub fn decline_invite(
+        &self,
+        room: &str,
+        inviter: &str,
+        reason: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
+        let inviter: BareJid = inviter.parse().map_err(|_| ClientError::InvalidJid)?;
+        let message = muc_invites::decline(&room, &inviter, reason, &random_id());
+        let commands = self.commands().ok_or(ClientError::NotConnected)?;
+        commands
+            .send(Command::Send(message))
+            .map_err(|_| ClientError::NotConnected)
     }
 
     /// Leaves `room` (nothing happens if we are not in it).

@@ -324,3 +324,76 @@ async fn a_bookmark_from_another_device_joins_and_its_removal_leaves() {
     phone.logout().await;
     laptop.logout().await;
 }
+
+/// Invitations both ways: through the room and direct, each an event the
+/// invitee decides on; one from a stranger joins nothing by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invitations_are_events_the_invitee_decides_on() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b", "mallory:pw-m"]);
+    let (alice, _alice_events, bob, bob_events, _stores) = alice_and_bob(&server).await;
+    let mallory_dir = tempfile::tempdir().unwrap();
+    let (mallory, _) = open_client(server.config("mallory", "pw-m", mallory_dir.path().into()));
+    mallory.login().await.unwrap();
+    let room = "party@muc.localhost";
+    alice.join_room(room, "alice").await.unwrap();
+
+    let invite_from = |from: &'static str, direct: bool| {
+        move |e: &ClientEvent| match e {
+            ClientEvent::RoomInvite {
+                room: r,
+                from: f,
+                direct: d,
+                reason,
+                ..
+            } if r == room && f == from && *d == direct => Some(reason.clone()),
+            _ => None,
+        }
+    };
+    alice
+        .invite_to_room(room, "bob@localhost", Some("cake"), false)
+        .unwrap();
+    // The room is semi-anonymous: it names Alice by her nick.
+    let reason = bob_events
+        .wait_for(10, invite_from("party@muc.localhost/alice", false))
+        .await;
+    assert_eq!(reason.as_deref(), Some("cake"));
+    alice
+        .invite_to_room(room, "bob@localhost", None, true)
+        .unwrap();
+    bob_events
+        .wait_for(10, invite_from("alice@localhost", true))
+        .await;
+
+    // A stranger's invitation is told, never acted on.
+    mallory
+        .invite_to_room(
+            "trap@muc.localhost",
+            "bob@localhost",
+            Some("free stuff"),
+            true,
+        )
+        .unwrap();
+    bob_events
+        .wait_for(10, |e| match e {
+            ClientEvent::RoomInvite { room, from, .. }
+                if room == "trap@muc.localhost" && from == "mallory@localhost" =>
+            {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !bob_events
+            .events()
+            .iter()
+            .any(|e| matches!(e, ClientEvent::RoomJoined { .. })),
+        "no room joined by itself"
+    );
+    // Accepting is joining.
+    bob.join_room(room, "bob").await.unwrap();
+    alice.logout().await;
+    bob.logout().await;
+    mallory.logout().await;
+}

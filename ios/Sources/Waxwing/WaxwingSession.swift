@@ -135,6 +135,14 @@ public final class WaxwingSession: Sendable {
         try await client.joinRoom(room: room, nick: nick)
     }
     public func leaveRoom(_ room: String) throws { try client.leaveRoom(room: room) }
+    /// Invites `jid` to `room`: through the room (an owner's invitation to a members-only room makes them a member) or, `direct`, from us.
+    public func inviteToRoom(_ room: String, jid: String, reason: String? = nil, direct: Bool = false) throws {
+        try client.inviteToRoom(room: room, jid: jid, reason: reason, direct: direct)
+    }
+    /// Declines a `.roomInvite` that came through the room.
+    public func declineInvite(_ room: String, inviter: String, reason: String? = nil) throws {
+        try client.declineInvite(room: room, inviter: inviter, reason: reason)
+    }
     /// Bookmarks `room` (XEP-0402): with `autojoin` every device joins it, now and at each login; without, they leave it.
     public func setBookmark(_ room: String, autojoin: Bool, name: String? = nil, nick: String? = nil) async throws {
         try await client.setBookmark(room: room, name: name, nick: nick, autojoin: autojoin)

@@ -139,6 +139,15 @@ final class WaxwingTests: XCTestCase {
         let room = unique("swift").replacingOccurrences(of: " ", with: "-").lowercased() + "@muc.localhost"
         let aliceNick = try await alice.joinRoom(room, nick: "alice")
         XCTAssertEqual(aliceNick, "alice")
+        try alice.inviteToRoom(room, jid: "sbob@localhost", reason: "come in")
+        let invite = try await awaitEvent(bob, "bob invited") { event -> (String, String, String?)? in
+            if case .roomInvite(let r, let from, let reason, _, _) = event { return (r, from, reason) }
+            return nil
+        }
+        XCTAssertEqual(invite.0, room)
+        // A semi-anonymous room names the inviter by nick.
+        XCTAssertEqual(invite.1, "\(room)/alice")
+        XCTAssertEqual(invite.2, "come in")
         let bobNick = try await bob.joinRoom(room, nick: "bob")
         XCTAssertEqual(bobNick, "bob")
         let other = try WaxwingSession(config: config("sbob", "pw2", tempDir()))

@@ -382,7 +382,7 @@ impl ConnectionHandler {
         for action in std::mem::take(&mut self.room_actions) {
             let out = match action {
                 bookmarks::RoomAction::Join { room, nick } => {
-                    self.rooms.join_bookmarked(room, nick)
+                    self.rooms.join_bookmarked(room, nick, now)
                 }
                 bookmarks::RoomAction::Leave(room) => self.rooms.leave(&room).into_iter().collect(),
             };
@@ -391,6 +391,17 @@ impl ConnectionHandler {
     }
 
     fn on_message(&mut self, element: Element) {
+        if let Some(invite) = crate::features::muc_invites::parse_invite(&element) {
+            // An event only, whoever sent it: the user decides.
+            self.emit(ClientEvent::RoomInvite {
+                room: invite.room.to_string(),
+                from: invite.from,
+                reason: invite.reason,
+                password: invite.password,
+                direct: invite.direct,
+            });
+            return;
+        }
         if let Some(actions) = self.bookmarks.on_message(&self.shared, &element) {
             self.room_actions.extend(actions);
             return;
@@ -643,7 +654,7 @@ impl Handler for ConnectionHandler {
                 self.send_all(session, now, &out);
             }
             Command::JoinRoom { room, nick, reply } => {
-                let out = self.rooms.join(room, nick, reply);
+                let out = self.rooms.join(room, nick, reply, now);
                 self.send_all(session, now, &out);
             }
             Command::LeaveRoom(room) => {
@@ -682,7 +693,7 @@ impl Handler for ConnectionHandler {
 
     fn on_deadline(&mut self, session: &mut Session, now: Instant) {
         if self.rooms.deadline().is_some_and(|at| at <= now) {
-            let out = self.rooms.on_deadline(now);
+            let out = self.rooms.on_deadline(&self.shared, now);
             self.send_all(session, now, &out);
         }
         if self.catchup.deadline().is_some_and(|at| at <= now) {

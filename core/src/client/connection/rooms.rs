@@ -49,6 +49,10 @@ const MAX_JOINS_IN_FLIGHT: usize = 3;
 /// How often, while the app is in use, we ask each room whether we are
 /// still in it (XEP-0410; Dino: 3 min, Monal: 1 h on iOS).
 const SELF_PING_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// How long a room may take to let us in (disco, join, configuration):
+/// one that never answers must not hold a join slot (or its caller) for
+/// ever.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a self-ping may go unanswered before we ask again later.
 const SELF_PING_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -74,6 +78,8 @@ struct Room {
     queued: bool,
     /// A self-ping in flight: its id and when it counts as unanswered.
     pinging: Option<(String, Instant)>,
+    /// When a join in flight gives up.
+    join_deadline: Option<Instant>,
 }
 
 impl Room {
@@ -89,6 +95,7 @@ impl Room {
             catchup: None,
             queued: true,
             pinging: None,
+            join_deadline: None,
         }
     }
 
@@ -101,6 +108,7 @@ impl Room {
         self.catchup = None;
         self.pinging = None;
         self.queued = true;
+        self.join_deadline = None;
         if !self.occupants.is_empty() {
             self.occupants.clear();
             shared.emit(ClientEvent::RoomOccupantsChanged {
@@ -160,7 +168,14 @@ impl Rooms {
     /// Queues a join of `room` as `nick`: what to send now (the room's
     /// disco#info when a join slot is free). A room we are in answers at
     /// once; one being joined answers when that join ends.
-    pub fn join(&mut self, room: BareJid, nick: String, reply: JoinReply) -> Vec<Element> {
+    pub fn join(
+        &mut self,
+        room: BareJid,
+        nick: String,
+        reply: JoinReply,
+        now: Instant,
+    ) -> Vec<Element> {
+        self.now = Some(now);
         if let Some(existing) = self.rooms.get_mut(&room) {
             if existing.joined {
                 let _ = reply.send(Ok(existing.nick.clone()));
@@ -184,7 +199,8 @@ impl Rooms {
 
     /// Joins `room` for a bookmark (nobody waits for the answer), unless
     /// we are in it or joining already.
-    pub fn join_bookmarked(&mut self, room: BareJid, nick: String) -> Vec<Element> {
+    pub fn join_bookmarked(&mut self, room: BareJid, nick: String, now: Instant) -> Vec<Element> {
+        self.now = Some(now);
         if self.rooms.contains_key(&room) || room.with_resource_str(&nick).is_err() {
             return Vec::new();
         }
@@ -204,6 +220,7 @@ impl Rooms {
                 continue;
             };
             room.queued = false;
+            room.join_deadline = self.now.map(|now| now + JOIN_TIMEOUT);
             let id = random_id();
             self.out.push(disco::info_query(&id, jid.as_str()));
             room.disco = Some(id);
@@ -304,19 +321,46 @@ impl Rooms {
             .rooms
             .values()
             .filter_map(|r| r.pinging.as_ref().map(|p| p.1));
-        pings.chain(self.next_periodic_ping).min()
+        let joins = self
+            .rooms
+            .values()
+            .filter(|r| r.in_flight())
+            .filter_map(|r| r.join_deadline);
+        pings.chain(joins).chain(self.next_periodic_ping).min()
     }
 
     /// Deadlines reached: an unanswered self-ping means "ask again later"
     /// (XEP-0410 §3.2); the periodic round pings every room.
-    pub fn on_deadline(&mut self, now: Instant) -> Vec<Element> {
+    pub fn on_deadline(&mut self, shared: &Shared, now: Instant) -> Vec<Element> {
+        self.now = Some(now);
         for room in self.rooms.values_mut() {
             if room.pinging.as_ref().is_some_and(|p| p.1 <= now) {
                 room.pinging = None;
             }
         }
+        let stalled: Vec<BareJid> = self
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.in_flight() && r.join_deadline.is_some_and(|at| at <= now))
+            .map(|(j, _)| j.clone())
+            .collect();
+        for jid in stalled {
+            tracing::info!("a room did not answer our join in time");
+            if let Some(room) = self.rooms.remove(&jid) {
+                if let Some(waiting) = room.waiting {
+                    let _ = waiting.send(Err(ClientError::Timeout));
+                }
+            }
+            shared.emit(ClientEvent::RoomLeft {
+                room: jid.to_string(),
+                reason: "timeout".into(),
+            });
+        }
+        self.pump();
         if self.next_periodic_ping.is_some_and(|at| at <= now) {
-            return self.ping_all(now);
+            let mut out = self.take_output();
+            out.extend(self.ping_all(now));
+            return out;
         }
         self.take_output()
     }

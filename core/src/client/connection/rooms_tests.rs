@@ -37,7 +37,7 @@ fn queries_to(out: &[Element], name: &str) -> Vec<String> {
 /// Joins `room` as `nick` through disco and our own presence.
 fn join(f: &Fixture, rooms: &mut Rooms, room: &str, nick: &str) -> Vec<Element> {
     let (reply, _answer) = oneshot::channel();
-    let out = rooms.join(room.parse().unwrap(), nick.into(), reply);
+    let out = rooms.join(room.parse().unwrap(), nick.into(), reply, Instant::now());
     let id = out[0].attr("id").unwrap().to_owned();
     let joining = rooms.on_iq(&f.shared, &disco_result(&id, room)).unwrap();
     assert_eq!(queries_to(&joining, "presence"), [format!("{room}/{nick}")]);
@@ -57,6 +57,7 @@ fn joins_wait_in_a_bounded_queue_and_start_as_others_end() {
             format!("r{i}@muc.localhost").parse().unwrap(),
             "alice".into(),
             reply,
+            Instant::now(),
         ));
     }
     assert_eq!(
@@ -105,7 +106,7 @@ fn self_ping_errors_rejoin_but_silence_and_remote_errors_wait() {
     assert_eq!(queries_to(&ping, "iq"), [format!("{room}/alice")]);
     let timeout = rooms.deadline().unwrap();
     assert!(timeout <= now + Duration::from_secs(15));
-    assert!(rooms.on_deadline(timeout).is_empty());
+    assert!(rooms.on_deadline(&f.shared, timeout).is_empty());
     assert!(rooms.is_joined(room));
 
     // The room's server is unreachable: still in, as far as we know.
@@ -176,4 +177,48 @@ fn what_a_room_we_are_not_in_sends_is_not_believed() {
         RoomMessage::Dropped(_)
     ));
     assert!(f.history("team@muc.localhost").is_empty());
+}
+
+#[test]
+fn a_room_that_never_answers_the_join_times_out_and_frees_its_slot() {
+    let f = Fixture::new();
+    let mut rooms = Rooms::default();
+    let now = Instant::now();
+    let (reply, mut answer) = oneshot::channel();
+    rooms.join(
+        "silent@muc.localhost".parse().unwrap(),
+        "alice".into(),
+        reply,
+        now,
+    );
+    let later = now + Duration::from_secs(1);
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        let (reply, _answer) = oneshot::channel();
+        queued.extend(rooms.join(
+            format!("r{i}@muc.localhost").parse().unwrap(),
+            "alice".into(),
+            reply,
+            later,
+        ));
+    }
+    assert_eq!(
+        queries_to(&queued, "iq"),
+        ["r0@muc.localhost", "r1@muc.localhost"]
+    );
+    let deadline = rooms.deadline().expect("the join has a deadline");
+    assert_eq!(deadline, now + Duration::from_secs(30));
+    let out = rooms.on_deadline(&f.shared, deadline);
+    assert!(matches!(
+        answer.try_recv(),
+        Ok(Err(crate::client::ClientError::Timeout))
+    ));
+    assert_eq!(
+        queries_to(&out, "iq"),
+        ["r2@muc.localhost"],
+        "its slot goes to the next"
+    );
+    let events = f.events.0.lock().unwrap().clone();
+    assert!(events.iter().any(|e| matches!(e,
+        ClientEvent::RoomLeft { room, reason } if room == "silent@muc.localhost" && reason == "timeout")));
 }

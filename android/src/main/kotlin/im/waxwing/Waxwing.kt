@@ -51,6 +51,11 @@ class Waxwing private constructor(
     /** Joins a group chat as [nick] (creating it if needed); returns the nick the room gave us. */
     suspend fun joinRoom(room: String, nick: String): String = client.joinRoom(room, nick)
     fun leaveRoom(room: String) = client.leaveRoom(room)
+    /** Invites [jid] to [room]: through the room (an owner's invitation to a members-only room makes them a member) or, [direct], from us. */
+    fun inviteToRoom(room: String, jid: String, reason: String? = null, direct: Boolean = false) =
+        client.inviteToRoom(room, jid, reason, direct)
+    /** Declines an [Event.RoomInvite] that came through the room. */
+    fun declineInvite(room: String, inviter: String, reason: String? = null) = client.declineInvite(room, inviter, reason)
     /** Bookmarks [room] (XEP-0402): with [autojoin] every device joins it, now and at each login; without, they leave it. */
     suspend fun setBookmark(room: String, autojoin: Boolean, name: String? = null, nick: String? = null) =
         client.setBookmark(room, name, nick, autojoin)

@@ -127,6 +127,12 @@ class WaxwingTest {
         alice.login(); bob.login()
         val room = "kotlin-${System.nanoTime()}@muc.localhost"
         assertEquals("alice", alice.joinRoom(room, "alice"))
+        alice.inviteToRoom(room, "kbob@localhost", "come in")
+        val invite = bob.events.awaitEvent { it as? Event.RoomInvite }
+        assertEquals(room, invite.room)
+        // A semi-anonymous room names the inviter by nick.
+        assertEquals("$room/alice", invite.from)
+        assertEquals("come in", invite.reason)
         assertEquals("bob", bob.joinRoom(room, "bob"))
         val other = Waxwing.open(config("kbob", "pw2", tempDir()))
         other.login()
