@@ -261,6 +261,64 @@ impl WaxwingClient {
             .decline_invite(&room, &inviter, reason.as_deref())?)
     }
 
+    /// Creates `room` as a private group or a channel (persistent,
+    /// archived) and joins it; `Refused("room-exists")` if it exists.
+    pub async fn create_room(
+        &self,
+        room: String,
+        nick: String,
+        kind: RoomKind,
+        name: Option<String>,
+    ) -> Result<String, WaxwingError> {
+        Ok(self
+            .client()?
+            .create_room(&room, &nick, kind.into(), name)
+            .await?)
+    }
+
+    /// Gives `jid` an affiliation with `room` (the room's admins and owners
+    /// may): a member of a private group, an admin, an outcast (banned).
+    pub async fn set_room_affiliation(
+        &self,
+        room: String,
+        jid: String,
+        affiliation: RoomAffiliation,
+        reason: Option<String>,
+    ) -> Result<(), WaxwingError> {
+        Ok(self
+            .client()?
+            .set_room_affiliation(&room, &jid, affiliation.into(), reason.as_deref())
+            .await?)
+    }
+
+    /// Everyone who is a member, admin or owner of `room`, by bare JID.
+    pub async fn room_members(&self, room: String) -> Result<Vec<String>, WaxwingError> {
+        Ok(self.client()?.room_members(&room).await?)
+    }
+
+    pub async fn kick_from_room(
+        &self,
+        room: String,
+        nick: String,
+        reason: Option<String>,
+    ) -> Result<(), WaxwingError> {
+        Ok(self
+            .client()?
+            .kick_from_room(&room, &nick, reason.as_deref())
+            .await?)
+    }
+
+    pub async fn destroy_room(
+        &self,
+        room: String,
+        reason: Option<String>,
+    ) -> Result<(), WaxwingError> {
+        Ok(self
+            .client()?
+            .destroy_room(&room, reason.as_deref())
+            .await?)
+    }
+
     pub fn leave_room(&self, room: String) -> Result<(), WaxwingError> {
         Ok(self.client()?.leave_room(&room)?)
     }

@@ -273,6 +273,46 @@ pub struct Message {
     pub room: Option<RoomSender>,
 }
 
+/// What a room we create is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum RoomKind {
+    /// Members only, real JIDs visible to members (OMEMO works), unlisted.
+    PrivateGroup,
+    /// Open and listed, real JIDs only for moderators.
+    Channel,
+}
+
+impl From<RoomKind> for waxwing_core::features::muc_admin::RoomKind {
+    fn from(k: RoomKind) -> Self {
+        match k {
+            RoomKind::PrivateGroup => Self::PrivateGroup,
+            RoomKind::Channel => Self::Channel,
+        }
+    }
+}
+
+/// A long-lived relation to a room (outcast: banned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum RoomAffiliation {
+    Owner,
+    Admin,
+    Member,
+    Outcast,
+    None,
+}
+
+impl From<RoomAffiliation> for waxwing_core::features::muc_admin::Affiliation {
+    fn from(a: RoomAffiliation) -> Self {
+        match a {
+            RoomAffiliation::Owner => Self::Owner,
+            RoomAffiliation::Admin => Self::Admin,
+            RoomAffiliation::Member => Self::Member,
+            RoomAffiliation::Outcast => Self::Outcast,
+            RoomAffiliation::None => Self::None,
+        }
+    }
+}
+
 /// A bookmarked room (XEP-0402).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct RoomBookmark {

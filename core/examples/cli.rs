@@ -42,6 +42,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use waxwing_core::client::wake::{self, EncryptedPush, WakeOutcome};
 use waxwing_core::client::ConnectionState;
+use waxwing_core::features::muc_admin::RoomKind;
 use waxwing_core::features::presence::Availability;
 use waxwing_core::store::{
     ConversationEncryption, DeviceTrust, MessageState, StoreKey, StoredMessage, TrustPolicy,
@@ -54,7 +55,9 @@ const USAGE: &str = "usage: cli --jid JID [--server HOST:PORT] [--direct-tls] [-
     (send [--encrypt omemo0.3|omemo2|auto] TO BODY [--await-reply SECS] | listen [--count N] [--timeout SECS] \
     | roster | history WITH [--limit N] | fingerprints [JID] \
     | trust JID DEVICE_ID (verified --fingerprint HEX|distrusted|blind) | trust-policy [blind|manual] | replace-session JID DEVICE_ID \
-    | push enable --service JID --node NODE [--secret S] | push disable | wake [--payload FILE] [--deadline SECS])";
+    | push enable --service JID --node NODE [--secret S] | push disable | wake [--payload FILE] [--deadline SECS] \
+    | create ROOM (--private|--channel) [--name NAME] | join ROOM [NICK] | leave ROOM | rooms | invite ROOM JID \
+    | occupants ROOM)";
 
 struct Args {
     jid: Option<String>,
@@ -77,6 +80,8 @@ struct Args {
     deadline: u64,
     encrypt: Option<String>,
     fingerprint: Option<String>,
+    room_kind: Option<RoomKind>,
+    name: Option<String>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -101,6 +106,8 @@ fn parse_args() -> Result<Args, String> {
         deadline: 25,
         encrypt: None,
         fingerprint: None,
+        room_kind: None,
+        name: None,
     };
     let mut it = std::env::args().skip(1);
     let number = |v: Option<String>, name: &str| -> Result<u64, String> {
@@ -133,6 +140,9 @@ fn parse_args() -> Result<Args, String> {
             "--deadline" => args.deadline = number(it.next(), "--deadline")?,
             "--encrypt" => args.encrypt = it.next(),
             "--fingerprint" => args.fingerprint = it.next(),
+            "--private" => args.room_kind = Some(RoomKind::PrivateGroup),
+            "--channel" => args.room_kind = Some(RoomKind::Channel),
+            "--name" => args.name = it.next(),
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other if other.starts_with("--") => {
                 return Err(format!("unknown option {other}\n{USAGE}"))
@@ -230,6 +240,15 @@ fn event_json(event: &ClientEvent) -> Value {
         } => json!({"event": "invite", "room": room, "from": from, "reason": reason,
                     "direct": direct}),
     }
+}
+
+/// The nick we use in rooms unless told otherwise: our JID's local part.
+fn own_nick(args: &Args) -> String {
+    args.jid
+        .as_deref()
+        .and_then(|j| j.split('@').next())
+        .unwrap_or("waxwing")
+        .to_owned()
 }
 
 /// Waits (up to 10 s) for the bookmarks to arrive and every autojoin room
@@ -394,13 +413,10 @@ async fn run(args: Args) -> i32 {
             0
         }
         ["join", room, rest @ ..] => {
-            let default_nick = args
-                .jid
-                .as_deref()
-                .and_then(|j| j.split('@').next())
-                .unwrap_or("waxwing")
-                .to_owned();
-            let nick = rest.first().map(|n| n.to_string()).unwrap_or(default_nick);
+            let nick = rest
+                .first()
+                .map(|n| n.to_string())
+                .unwrap_or_else(|| own_nick(&args));
             login(&client, &mut events).await;
             let nick = client
                 .join_room(room, &nick)
@@ -413,6 +429,57 @@ async fn run(args: Args) -> i32 {
                 .await
                 .unwrap_or_else(|e| fail(e));
             print(json!({"joined": {"room": room, "nick": nick}}));
+            0
+        }
+        ["create", room] => {
+            let Some(kind) = args.room_kind else {
+                fail("create needs --private or --channel")
+            };
+            let nick = own_nick(&args);
+            login(&client, &mut events).await;
+            let nick = client
+                .create_room(room, &nick, kind, args.name.clone())
+                .await
+                .unwrap_or_else(|e| fail(e));
+            client
+                .set_bookmark(room, args.name.clone(), Some(nick.clone()), true)
+                .await
+                .unwrap_or_else(|e| fail(e));
+            print(json!({"created": {"room": room, "nick": nick}}));
+            0
+        }
+        ["occupants", room] => {
+            let nick = client
+                .room_nick(room)
+                .unwrap_or_else(|e| fail(e))
+                .unwrap_or_else(|| own_nick(&args));
+            login(&client, &mut events).await;
+            client
+                .join_room(room, &nick)
+                .await
+                .unwrap_or_else(|e| fail(e));
+            let wait = async {
+                loop {
+                    match events.recv().await {
+                        Some(ClientEvent::RoomOccupantsChanged { room: r, occupants })
+                            if r == *room =>
+                        {
+                            break occupants
+                        }
+                        Some(_) => continue,
+                        None => fail("the connection ended"),
+                    }
+                }
+            };
+            let occupants = tokio::time::timeout(Duration::from_secs(10), wait)
+                .await
+                .unwrap_or_else(|_| fail("no occupants within 10 s"));
+            for o in occupants {
+                print(
+                    json!({"occupant": {"nick": o.nick, "jid": o.real_jid.map(|j| j.to_string()),
+                             "affiliation": o.affiliation, "role": o.role}}),
+                );
+            }
             0
         }
         ["invite", room, jid] => {

@@ -9,6 +9,7 @@ use tokio::sync::oneshot;
 use super::connection::Command;
 use super::{now_ms, random_id, Client, ClientError};
 use crate::features::bookmarks::{self, Bookmark};
+use crate::features::muc_admin::{self, Affiliation, RoomKind};
 use crate::features::muc_invites;
 use crate::store::{RoomBookmark, StoredMessage};
 use jid::ResourcePart;
@@ -26,6 +27,29 @@ impl Client {
     /// the reason). Needs a connection; a new session leaves every room
     /// (`RoomLeft` with `disconnected`), a resumed one keeps them.
     pub async fn join_room(&self, room: &str, nick: &str) -> Result<String, ClientError> {
+        self.join_or_create(room, nick, None).await
+    }
+
+    /// Creates `room` as a private group (members only, real JIDs visible
+    /// to its members, so OMEMO works) or a channel (public, real JIDs for
+    /// moderators only), both persistent and archived, and joins it as
+    /// `nick`. `Refused { condition: "room-exists" }` if it exists.
+    pub async fn create_room(
+        &self,
+        room: &str,
+        nick: &str,
+        kind: RoomKind,
+        name: Option<String>,
+    ) -> Result<String, ClientError> {
+        self.join_or_create(room, nick, Some((kind, name))).await
+    }
+
+    async fn join_or_create(
+        &self,
+        room: &str,
+        nick: &str,
+        create: Option<(RoomKind, Option<String>)>,
+    ) -> Result<String, ClientError> {
         let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
         if room.node().is_none() || nick.is_empty() {
             return Err(ClientError::InvalidJid);
@@ -36,6 +60,7 @@ impl Client {
             .send(Command::JoinRoom {
                 room,
                 nick: nick.to_owned(),
+                create,
                 reply,
             })
             .map_err(|_| ClientError::NotConnected)?;
@@ -137,6 +162,63 @@ impl Client {
     /// The account's bookmarked rooms, as last fetched or edited.
     pub fn bookmarks(&self) -> Result<Vec<RoomBookmark>, ClientError> {
         Ok(self.store()?.lock().bookmarks()?)
+    }
+
+    /// Gives `jid` an affiliation with `room` (member, admin, owner; none
+    /// takes it away; outcast bans). Needs the room's admin or owner.
+    pub async fn set_room_affiliation(
+        &self,
+        room: &str,
+        jid: &str,
+        affiliation: Affiliation,
+        reason: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
+        let jid: BareJid = jid.parse().map_err(|_| ClientError::InvalidJid)?;
+        let iq = muc_admin::set_affiliation(&random_id(), &room, &jid, affiliation, reason);
+        self.iq(iq).await.map(|_| ())
+    }
+
+    /// Kicks the occupant `nick` out of `room` (a moderator's power).
+    pub async fn kick_from_room(
+        &self,
+        room: &str,
+        nick: &str,
+        reason: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
+        self.iq(muc_admin::kick(&random_id(), &room, nick, reason))
+            .await
+            .map(|_| ())
+    }
+
+    /// Everyone affiliated with `room` as member, admin or owner (what a
+    /// private group's messages are encrypted to), by bare JID.
+    pub async fn room_members(&self, room: &str) -> Result<Vec<String>, ClientError> {
+        let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
+        let mut members = std::collections::BTreeSet::new();
+        for affiliation in [Affiliation::Owner, Affiliation::Admin, Affiliation::Member] {
+            let answer = self
+                .iq(muc_admin::affiliation_list(
+                    &random_id(),
+                    &room,
+                    affiliation,
+                ))
+                .await?;
+            let list = muc_admin::parse_affiliation_list(&answer).ok_or_else(|| {
+                ClientError::Protocol("a room's affiliation list did not read".into())
+            })?;
+            members.extend(list.into_iter().map(|j| j.to_string()));
+        }
+        Ok(members.into_iter().collect())
+    }
+
+    /// Destroys `room` (its owner's power); occupants are told `reason`.
+    pub async fn destroy_room(&self, room: &str, reason: Option<&str>) -> Result<(), ClientError> {
+        let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
+        self.iq(muc_admin::destroy(&random_id(), &room, reason))
+            .await
+            .map(|_| ())
     }
 
     /// Invites `jid` to `room`: through the room (XEP-0045 §7.8.2; in a

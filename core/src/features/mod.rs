@@ -10,6 +10,7 @@ pub mod disco;
 pub mod mam;
 pub mod messages;
 pub mod muc;
+pub mod muc_admin;
 pub mod muc_invites;
 pub mod muc_messages;
 pub mod omemo;

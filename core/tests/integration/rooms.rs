@@ -397,3 +397,168 @@ async fn invitations_are_events_the_invitee_decides_on() {
     bob.logout().await;
     mallory.logout().await;
 }
+
+/// A private group: members only, real JIDs for its members; a channel:
+/// open, real JIDs hidden; member lists, kicks and destruction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_groups_and_channels_are_configured_as_such() {
+    use waxwing_core::features::muc_admin::{Affiliation, RoomKind};
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let (alice, _alice_events, bob, bob_events, _stores) = alice_and_bob(&server).await;
+
+    let group = "secret@muc.localhost";
+    let nick = alice
+        .create_room(
+            group,
+            "alice",
+            RoomKind::PrivateGroup,
+            Some("Secret".into()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(nick, "alice");
+    let refused = bob.join_room(group, "bob").await.unwrap_err();
+    assert!(
+        matches!(&refused, ClientError::Refused { condition } if condition.contains("MembersOnly")),
+        "{refused:?}"
+    );
+    alice
+        .set_room_affiliation(group, "bob@localhost", Affiliation::Member, None)
+        .await
+        .unwrap();
+    bob.join_room(group, "bob").await.unwrap();
+    assert_eq!(
+        alice.room_members(group).await.unwrap(),
+        ["alice@localhost", "bob@localhost"]
+    );
+    // Members see each other's real JIDs, in presence and on messages.
+    let seen = bob_events
+        .wait_for(10, |e| match e {
+            ClientEvent::RoomOccupantsChanged { room, occupants } if room == group => occupants
+                .iter()
+                .find(|o| o.nick == "alice")
+                .and_then(|o| o.real_jid.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(seen.to_bare().as_str(), "alice@localhost");
+    let body = unique("in the group");
+    alice.send_room_message(group, &body).unwrap();
+    let got = bob_events
+        .wait_for(10, |e| match e {
+            ClientEvent::MessageReceived(m) if m.body == body => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        got.room.and_then(|r| r.real_jid).as_deref(),
+        Some("alice@localhost")
+    );
+    // Creating what exists is refused.
+    let exists = alice
+        .create_room(group, "alice2", RoomKind::Channel, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&exists, ClientError::Refused { condition } if condition == "room-exists"),
+        "{exists:?}"
+    );
+
+    let channel = "lobby@muc.localhost";
+    alice
+        .create_room(channel, "alice", RoomKind::Channel, None)
+        .await
+        .unwrap();
+    let taken = bob
+        .create_room(channel, "bob", RoomKind::Channel, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&taken, ClientError::Refused { condition } if condition == "room-exists"),
+        "{taken:?}"
+    );
+    bob_events.clear();
+    bob.join_room(channel, "bob").await.unwrap();
+    let hidden = bob_events
+        .wait_for(10, |e| match e {
+            ClientEvent::RoomOccupantsChanged { room, occupants } if room == channel => occupants
+                .iter()
+                .find(|o| o.nick == "alice")
+                .map(|o| o.real_jid.is_none()),
+            _ => None,
+        })
+        .await;
+    assert!(hidden, "a channel hides real JIDs from participants");
+    alice
+        .kick_from_room(channel, "bob", Some("bye"))
+        .await
+        .unwrap();
+    bob_events
+        .wait_for(10, |e| {
+            matches!(e, ClientEvent::RoomLeft { room, reason } if room == channel && reason == "kicked")
+                .then_some(())
+        })
+        .await;
+    alice.destroy_room(channel, Some("done")).await.unwrap();
+    alice.logout().await;
+    bob.logout().await;
+}
+
+/// The cli creates a private group, lists who is in it, and invites.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_a_private_group_lists_occupants_and_invites() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let bob_dir = tempfile::tempdir().unwrap();
+    let (bob, bob_events) = open_client(server.config("bob", "pw-b", bob_dir.path().into()));
+    bob.login().await.unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let key = "ef".repeat(32);
+    let room = "crew@muc.localhost";
+    let run = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = run_cli(&server, "alice", "pw-a", store.path(), &key, args);
+        assert!(
+            out.status.success(),
+            "cli {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+            .collect()
+    };
+    let created = run(&["create", room, "--private", "--name", "Crew"]);
+    assert!(
+        created.iter().any(|l| l["created"]["room"] == room),
+        "{created:?}"
+    );
+    let rooms = run(&["rooms"]);
+    assert!(
+        rooms
+            .iter()
+            .any(|l| l["room"] == room && l["name"] == "Crew"),
+        "{rooms:?}"
+    );
+    let occupants = run(&["occupants", room]);
+    let alice = occupants
+        .iter()
+        .find(|l| l["occupant"]["nick"] == "alice")
+        .expect("alice in her room");
+    // A private group shows real JIDs.
+    assert!(
+        alice["occupant"]["jid"]
+            .as_str()
+            .is_some_and(|j| j.starts_with("alice@localhost")),
+        "{alice:?}"
+    );
+    assert_eq!(alice["occupant"]["affiliation"], "owner");
+    run(&["invite", room, "bob@localhost"]);
+    bob_events
+        .wait_for(10, |e| {
+            matches!(e, ClientEvent::RoomInvite { room: r, .. } if r == room).then_some(())
+        })
+        .await;
+    // The owner's invitation made Bob a member of the members-only room.
+    bob.join_room(room, "bob").await.unwrap();
+    bob.logout().await;
+}

@@ -135,6 +135,22 @@ public final class WaxwingSession: Sendable {
         try await client.joinRoom(room: room, nick: nick)
     }
     public func leaveRoom(_ room: String) throws { try client.leaveRoom(room: room) }
+    /// Creates `room` as a private group or a channel and joins it; `.Refused("room-exists")` if it exists.
+    @discardableResult
+    public func createRoom(_ room: String, nick: String, kind: RoomKind, name: String? = nil) async throws -> String {
+        try await client.createRoom(room: room, nick: nick, kind: kind, name: name)
+    }
+    public func setRoomAffiliation(_ room: String, jid: String, affiliation: RoomAffiliation, reason: String? = nil) async throws {
+        try await client.setRoomAffiliation(room: room, jid: jid, affiliation: affiliation, reason: reason)
+    }
+    /// Members, admins and owners of `room`, by bare JID.
+    public func roomMembers(_ room: String) async throws -> [String] { try await client.roomMembers(room: room) }
+    public func kickFromRoom(_ room: String, nick: String, reason: String? = nil) async throws {
+        try await client.kickFromRoom(room: room, nick: nick, reason: reason)
+    }
+    public func destroyRoom(_ room: String, reason: String? = nil) async throws {
+        try await client.destroyRoom(room: room, reason: reason)
+    }
     /// Invites `jid` to `room`: through the room (an owner's invitation to a members-only room makes them a member) or, `direct`, from us.
     public func inviteToRoom(_ room: String, jid: String, reason: String? = nil, direct: Bool = false) throws {
         try client.inviteToRoom(room: room, jid: jid, reason: reason, direct: direct)

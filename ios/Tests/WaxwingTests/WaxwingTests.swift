@@ -174,6 +174,21 @@ final class WaxwingTests: XCTestCase {
         XCTAssertEqual(bookmark?.autojoin, true)
         try await alice.removeBookmark(room)
         XCTAssertTrue(try alice.bookmarks().allSatisfy { $0.room != room })
+        // A private group: bob gets in once he is a member.
+        let group = unique("sgroup").replacingOccurrences(of: " ", with: "-").lowercased() + "@muc.localhost"
+        try await alice.createRoom(group, nick: "alice", kind: .privateGroup, name: "Swift group")
+        do {
+            try await bob.joinRoom(group, nick: "bob")
+            XCTFail("a members-only room should refuse a non-member")
+        } catch WaxwingError.Refused(let condition) {
+            XCTAssertTrue(condition.contains("MembersOnly"), condition)
+        }
+        try await alice.setRoomAffiliation(group, jid: "sbob@localhost", affiliation: .member)
+        let bobInGroup = try await bob.joinRoom(group, nick: "bob")
+        XCTAssertEqual(bobInGroup, "bob")
+        let members = try await alice.roomMembers(group)
+        XCTAssertEqual(members, ["salice@localhost", "sbob@localhost"])
+        try await alice.destroyRoom(group)
         try await alice.logout()
         try await bob.logout()
         try await other.logout()

@@ -72,6 +72,8 @@ pub(crate) enum Command {
     JoinRoom {
         room: BareJid,
         nick: String,
+        /// Create it as this kind of room (refused if it exists).
+        create: Option<(crate::features::muc_admin::RoomKind, Option<String>)>,
         reply: rooms::JoinReply,
     },
     LeaveRoom(BareJid),
@@ -653,8 +655,13 @@ impl Handler for ConnectionHandler {
                 };
                 self.send_all(session, now, &out);
             }
-            Command::JoinRoom { room, nick, reply } => {
-                let out = self.rooms.join(room, nick, reply, now);
+            Command::JoinRoom {
+                room,
+                nick,
+                create,
+                reply,
+            } => {
+                let out = self.rooms.join(room, nick, reply, create, now);
                 self.send_all(session, now, &out);
             }
             Command::LeaveRoom(room) => {

@@ -21,13 +21,12 @@ use crate::client::{now_ms, random_id};
 use crate::features::mam::{self, MamMessage, Page};
 use crate::features::messages::format_xep0082_ms;
 use crate::features::muc::{self, JoinHistory, Occupant, RoomPresence};
+use crate::features::muc_admin::{self, RoomKind};
 use crate::features::muc_messages::{self, GroupMessage};
 use crate::features::omemo::encrypted_child;
 use crate::features::{disco, stanza, with_attrs};
 use crate::ns::{NS_DATA, NS_MAM};
 use crate::store::{Direction, IncomingMessage, MessageSecurity, Position, RoomSender};
-
-const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 
 /// The answer to a join: our nick as the room set it.
 pub(crate) type JoinReply = oneshot::Sender<Result<String, ClientError>>;
@@ -80,6 +79,12 @@ struct Room {
     pinging: Option<(String, Instant)>,
     /// When a join in flight gives up.
     join_deadline: Option<Instant>,
+    /// We are creating the room: the configuration to submit once it
+    /// exists (and a refusal if it existed already).
+    create: Option<(RoomKind, Option<String>)>,
+    /// The room we created took its configuration; its features are being
+    /// asked again (they decide archive catch-up and stanza-id trust).
+    refreshing: bool,
 }
 
 impl Room {
@@ -96,6 +101,8 @@ impl Room {
             queued: true,
             pinging: None,
             join_deadline: None,
+            create: None,
+            refreshing: false,
         }
     }
 
@@ -173,11 +180,16 @@ impl Rooms {
         room: BareJid,
         nick: String,
         reply: JoinReply,
+        create: Option<(RoomKind, Option<String>)>,
         now: Instant,
     ) -> Vec<Element> {
         self.now = Some(now);
         if let Some(existing) = self.rooms.get_mut(&room) {
-            if existing.joined {
+            if existing.joined && create.is_some() {
+                let _ = reply.send(Err(ClientError::Refused {
+                    condition: "room-exists".into(),
+                }));
+            } else if existing.joined {
                 let _ = reply.send(Ok(existing.nick.clone()));
             } else if let Some(previous) = existing.waiting.replace(reply) {
                 let _ = previous.send(Err(ClientError::Refused {
@@ -190,8 +202,9 @@ impl Rooms {
             let _ = reply.send(Err(ClientError::InvalidJid));
             return Vec::new();
         }
-        self.rooms
-            .insert(room.clone(), Room::new(nick, Some(reply)));
+        let mut state = Room::new(nick, Some(reply));
+        state.create = create;
+        self.rooms.insert(room.clone(), state);
         self.queue.push_back(room);
         self.pump();
         self.take_output()
@@ -452,10 +465,31 @@ impl Rooms {
                 }
                 if own && created {
                     // §10.1.2: Prosody keeps a new room locked until its
-                    // configuration is submitted; the defaults do.
+                    // configuration is submitted: ours when we create a
+                    // private group or a channel, else the defaults.
                     let id = crate::client::random_id();
-                    out.push(instant_room(&room_jid, &id));
+                    out.push(match room.create.take() {
+                        Some((kind, name)) => {
+                            muc_admin::configure(&id, &room_jid, kind, name.as_deref())
+                        }
+                        None => instant_room(&room_jid, &id),
+                    });
                     room.configuring = Some(id);
+                } else if own && room.create.is_some() && !room.joined {
+                    // We meant to create it, but it exists: not ours to
+                    // configure; leave again and say so.
+                    let nick = room.nick.clone();
+                    let failed = self.rooms.remove(&room_jid);
+                    if let Some(waiting) = failed.and_then(|r| r.waiting) {
+                        let _ = waiting.send(Err(ClientError::Refused {
+                            condition: "room-exists".into(),
+                        }));
+                    }
+                    if let Ok(occupant) = room_jid.with_resource_str(&nick) {
+                        out.push(muc::leave(&occupant));
+                    }
+                    self.pump();
+                    out.extend(self.take_output());
                 } else if own && room.configuring.is_none() {
                     out.extend(complete_join(shared, &room_jid, room));
                     self.joined_since = true;
@@ -475,6 +509,11 @@ impl Rooms {
                 removal,
                 ..
             } => {
+                if own && !room.joined && new_nick.is_none() {
+                    // The confirmation of an earlier leave, arriving while
+                    // we join again: not about this join.
+                    return (true, out);
+                }
                 room.occupants.remove(&occupant.nick);
                 if own && new_nick.is_none() && removal.rejoin() {
                     // §9.9 status 333 and the like: the room lost us; join
@@ -541,6 +580,18 @@ impl Rooms {
             }
             return Some(self.take_output());
         }
+        if room.disco.as_deref() == Some(id) && room.refreshing {
+            // The features of the room we created and configured.
+            room.disco = None;
+            room.refreshing = false;
+            room.features = disco::result_features(iq).unwrap_or_default();
+            self.joined_since = true;
+            let mut out: Vec<Element> =
+                complete_join(shared, &room_jid, room).into_iter().collect();
+            self.pump();
+            out.extend(self.take_output());
+            return Some(out);
+        }
         if room.disco.as_deref() == Some(id) {
             room.disco = None;
             // An error (item-not-found: the room does not exist yet, and
@@ -556,14 +607,14 @@ impl Rooms {
         if room.configuring.as_deref() == Some(id) {
             room.configuring = None;
             if iq.attr("type") != Some("result") {
-                tracing::warn!("the new room refused its default configuration");
+                tracing::warn!("the new room refused its configuration");
             }
-            self.joined_since = true;
-            let mut out: Vec<Element> =
-                complete_join(shared, &room_jid, room).into_iter().collect();
-            self.pump();
-            out.extend(self.take_output());
-            return Some(out);
+            // Ask what the room now offers (archive, stanza-ids) before
+            // the join completes.
+            let disco_id = random_id();
+            room.disco = Some(disco_id.clone());
+            room.refreshing = true;
+            return Some(vec![disco::info_query(&disco_id, room_jid.as_str())]);
         }
         Some(
             on_page_end(shared, &room_jid, room, iq)
@@ -862,7 +913,7 @@ fn complete_join(shared: &Shared, room_jid: &BareJid, room: &mut Room) -> Option
 /// Accepts the default configuration of a room we just created (§10.1.2,
 /// "instant room").
 fn instant_room(room: &BareJid, id: &str) -> Element {
-    let mut query = Element::bare("query", NS_MUC_OWNER);
+    let mut query = Element::bare("query", muc_admin::NS_MUC_OWNER);
     query.append_child(with_attrs(
         Element::bare("x", NS_DATA),
         &[("type", "submit")],

@@ -37,7 +37,13 @@ fn queries_to(out: &[Element], name: &str) -> Vec<String> {
 /// Joins `room` as `nick` through disco and our own presence.
 fn join(f: &Fixture, rooms: &mut Rooms, room: &str, nick: &str) -> Vec<Element> {
     let (reply, _answer) = oneshot::channel();
-    let out = rooms.join(room.parse().unwrap(), nick.into(), reply, Instant::now());
+    let out = rooms.join(
+        room.parse().unwrap(),
+        nick.into(),
+        reply,
+        None,
+        Instant::now(),
+    );
     let id = out[0].attr("id").unwrap().to_owned();
     let joining = rooms.on_iq(&f.shared, &disco_result(&id, room)).unwrap();
     assert_eq!(queries_to(&joining, "presence"), [format!("{room}/{nick}")]);
@@ -57,6 +63,7 @@ fn joins_wait_in_a_bounded_queue_and_start_as_others_end() {
             format!("r{i}@muc.localhost").parse().unwrap(),
             "alice".into(),
             reply,
+            None,
             Instant::now(),
         ));
     }
@@ -189,6 +196,7 @@ fn a_room_that_never_answers_the_join_times_out_and_frees_its_slot() {
         "silent@muc.localhost".parse().unwrap(),
         "alice".into(),
         reply,
+        None,
         now,
     );
     let later = now + Duration::from_secs(1);
@@ -199,6 +207,7 @@ fn a_room_that_never_answers_the_join_times_out_and_frees_its_slot() {
             format!("r{i}@muc.localhost").parse().unwrap(),
             "alice".into(),
             reply,
+            None,
             later,
         ));
     }
@@ -221,4 +230,33 @@ fn a_room_that_never_answers_the_join_times_out_and_frees_its_slot() {
     let events = f.events.0.lock().unwrap().clone();
     assert!(events.iter().any(|e| matches!(e,
         ClientEvent::RoomLeft { room, reason } if room == "silent@muc.localhost" && reason == "timeout")));
+}
+
+#[test]
+fn a_late_leave_confirmation_does_not_end_the_next_join() {
+    let f = Fixture::new();
+    let mut rooms = Rooms::default();
+    let room = "team@muc.localhost";
+    let (reply, mut answer) = oneshot::channel();
+    rooms.join(
+        room.parse().unwrap(),
+        "alice".into(),
+        reply,
+        None,
+        Instant::now(),
+    );
+    let left = xml(&format!(
+        "<presence xmlns='jabber:client' type='unavailable' from='{room}/alice'>\
+         <x xmlns='http://jabber.org/protocol/muc#user'>\
+         <item affiliation='none' role='none'/><status code='110'/></x></presence>"
+    ));
+    rooms.on_presence(&f.shared, &left);
+    assert!(
+        matches!(answer.try_recv(), Err(oneshot::error::TryRecvError::Empty)),
+        "the join still waits"
+    );
+    assert!(
+        rooms.on_fresh_session(&f.shared).len() == 1,
+        "and is still ours"
+    );
 }

@@ -51,6 +51,15 @@ class Waxwing private constructor(
     /** Joins a group chat as [nick] (creating it if needed); returns the nick the room gave us. */
     suspend fun joinRoom(room: String, nick: String): String = client.joinRoom(room, nick)
     fun leaveRoom(room: String) = client.leaveRoom(room)
+    /** Creates [room] as a private group or a channel and joins it; Refused("room-exists") if it exists. */
+    suspend fun createRoom(room: String, nick: String, kind: RoomKind, name: String? = null): String =
+        client.createRoom(room, nick, kind, name)
+    suspend fun setRoomAffiliation(room: String, jid: String, affiliation: RoomAffiliation, reason: String? = null) =
+        client.setRoomAffiliation(room, jid, affiliation, reason)
+    /** Members, admins and owners of [room], by bare JID. */
+    suspend fun roomMembers(room: String): List<String> = client.roomMembers(room)
+    suspend fun kickFromRoom(room: String, nick: String, reason: String? = null) = client.kickFromRoom(room, nick, reason)
+    suspend fun destroyRoom(room: String, reason: String? = null) = client.destroyRoom(room, reason)
     /** Invites [jid] to [room]: through the room (an owner's invitation to a members-only room makes them a member) or, [direct], from us. */
     fun inviteToRoom(room: String, jid: String, reason: String? = null, direct: Boolean = false) =
         client.inviteToRoom(room, jid, reason, direct)

@@ -154,6 +154,15 @@ class WaxwingTest {
         assertTrue(bookmark.autojoin)
         alice.removeBookmark(room)
         assertTrue(alice.bookmarks().none { it.room == room })
+        // A private group: bob gets in once he is a member.
+        val group = "kgroup-${System.nanoTime()}@muc.localhost"
+        alice.createRoom(group, "alice", RoomKind.PRIVATE_GROUP, "Kotlin group")
+        val refused = assertFailsWith<WaxwingException.Refused> { bob.joinRoom(group, "bob") }
+        assertTrue(refused.condition.contains("MembersOnly"), refused.condition)
+        alice.setRoomAffiliation(group, "kbob@localhost", RoomAffiliation.MEMBER)
+        assertEquals("bob", bob.joinRoom(group, "bob"))
+        assertEquals(listOf("kalice@localhost", "kbob@localhost"), alice.roomMembers(group))
+        alice.destroyRoom(group)
         alice.logout(); bob.logout()
         alice.close(); bob.close()
     }
