@@ -319,6 +319,12 @@ impl WaxwingClient {
             .await?)
     }
 
+    /// Changes our nick in `room`; a taken nick is `Refused` and leaves us
+    /// in the room under the old one.
+    pub async fn change_nick(&self, room: String, nick: String) -> Result<String, WaxwingError> {
+        Ok(self.client()?.change_nick(&room, &nick).await?)
+    }
+
     pub fn leave_room(&self, room: String) -> Result<(), WaxwingError> {
         Ok(self.client()?.leave_room(&room)?)
     }

@@ -98,6 +98,27 @@ impl Client {
         Ok(message)
     }
 
+    /// Changes our nick in `room` (XEP-0045 §7.6); returns the nick the
+    /// room gave us. A taken nick is `Refused` and leaves us in the room
+    /// under the old one.
+    pub async fn change_nick(&self, room: &str, nick: &str) -> Result<String, ClientError> {
+        let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
+        let commands = self.commands().ok_or(ClientError::NotConnected)?;
+        let (reply, answer) = oneshot::channel();
+        commands
+            .send(Command::ChangeNick {
+                room,
+                nick: nick.to_owned(),
+                reply,
+            })
+            .map_err(|_| ClientError::NotConnected)?;
+        match tokio::time::timeout(JOIN_TIMEOUT, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ClientError::NotConnected),
+            Err(_) => Err(ClientError::Timeout),
+        }
+    }
+
     /// Our nick in `room`, if we joined it before (from the store).
     pub fn room_nick(&self, room: &str) -> Result<Option<String>, ClientError> {
         let room = room

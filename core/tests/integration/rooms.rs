@@ -562,3 +562,40 @@ async fn the_cli_creates_a_private_group_lists_occupants_and_invites() {
     bob.join_room(room, "bob").await.unwrap();
     bob.logout().await;
 }
+
+/// A nick change goes through (others see the new nick, our messages carry
+/// it); a taken nick is refused and leaves us in the room as we were.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nick_change_goes_through_and_a_taken_nick_leaves_us_as_we_were() {
+    let server = TestServer::start(&["alice:pw-a", "bob:pw-b"]);
+    let (alice, _alice_events, bob, bob_events, _stores) = alice_and_bob(&server).await;
+    let room = "names@muc.localhost";
+    alice.join_room(room, "alice").await.unwrap();
+    bob.join_room(room, "bob").await.unwrap();
+    assert_eq!(alice.change_nick(room, "ally").await.unwrap(), "ally");
+    bob_events
+        .wait_for(10, |e| match e {
+            ClientEvent::RoomOccupantsChanged { room: r, occupants } if r == room => {
+                let nicks: Vec<&str> = occupants.iter().map(|o| o.nick.as_str()).collect();
+                (nicks == ["ally", "bob"]).then_some(())
+            }
+            _ => None,
+        })
+        .await;
+    let taken = alice.change_nick(room, "bob").await.unwrap_err();
+    assert!(
+        matches!(&taken, ClientError::Refused { condition } if condition.contains("NickInUse")),
+        "{taken:?}"
+    );
+    let body = unique("still here");
+    alice.send_room_message(room, &body).unwrap();
+    let got = bob_events
+        .wait_for(10, |e| match e {
+            ClientEvent::MessageReceived(m) if m.body == body => Some(m.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(got.room.map(|r| r.nick).as_deref(), Some("ally"));
+    alice.logout().await;
+    bob.logout().await;
+}

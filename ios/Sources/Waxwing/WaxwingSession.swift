@@ -135,6 +135,11 @@ public final class WaxwingSession: Sendable {
         try await client.joinRoom(room: room, nick: nick)
     }
     public func leaveRoom(_ room: String) throws { try client.leaveRoom(room: room) }
+    /// Changes our nick in `room`; a taken one is `.Refused` and leaves us as we were.
+    @discardableResult
+    public func changeNick(_ room: String, nick: String) async throws -> String {
+        try await client.changeNick(room: room, nick: nick)
+    }
     /// Creates `room` as a private group or a channel and joins it; `.Refused("room-exists")` if it exists.
     @discardableResult
     public func createRoom(_ room: String, nick: String, kind: RoomKind, name: String? = nil) async throws -> String {

@@ -168,6 +168,8 @@ final class WaxwingTests: XCTestCase {
             return nil
         }
         XCTAssertEqual(try alice.history(with: room).filter { $0.body == body }.count, 1)
+        let newNick = try await bob.changeNick(room, nick: "bobby")
+        XCTAssertEqual(newNick, "bobby")
         try await alice.setBookmark(room, autojoin: true, name: "Swift room")
         let bookmark = try alice.bookmarks().first { $0.room == room }
         XCTAssertEqual(bookmark?.name, "Swift room")

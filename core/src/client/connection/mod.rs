@@ -77,6 +77,12 @@ pub(crate) enum Command {
         reply: rooms::JoinReply,
     },
     LeaveRoom(BareJid),
+    /// Change our nick in a room; the reply carries the new nick.
+    ChangeNick {
+        room: BareJid,
+        nick: String,
+        reply: rooms::JoinReply,
+    },
     /// The user replaced the session with this device (archived already):
     /// build a new one now and tell the device.
     RebuildOmemoSession(String, u32),
@@ -662,6 +668,10 @@ impl Handler for ConnectionHandler {
                 reply,
             } => {
                 let out = self.rooms.join(room, nick, reply, create, now);
+                self.send_all(session, now, &out);
+            }
+            Command::ChangeNick { room, nick, reply } => {
+                let out = self.rooms.change_nick(&room, nick, reply);
                 self.send_all(session, now, &out);
             }
             Command::LeaveRoom(room) => {

@@ -85,6 +85,8 @@ struct Room {
     /// The room we created took its configuration; its features are being
     /// asked again (they decide archive catch-up and stanza-id trust).
     refreshing: bool,
+    /// A nick change in flight (§7.6): the nick asked for, and who waits.
+    renaming: Option<(String, JoinReply)>,
 }
 
 impl Room {
@@ -103,6 +105,7 @@ impl Room {
             join_deadline: None,
             create: None,
             refreshing: false,
+            renaming: None,
         }
     }
 
@@ -223,6 +226,35 @@ impl Rooms {
         self.take_output()
     }
 
+    /// Asks `room` for a new nick (§7.6): the presence to send. The answer
+    /// (the room's 303 and our presence under the new nick, or an error
+    /// such as a taken nick, which leaves us in the room as we were)
+    /// reaches `reply`.
+    pub fn change_nick(&mut self, room: &BareJid, nick: String, reply: JoinReply) -> Vec<Element> {
+        let Some(state) = self.rooms.get_mut(room).filter(|r| r.joined) else {
+            let _ = reply.send(Err(ClientError::Refused {
+                condition: "not-a-room-we-joined".into(),
+            }));
+            return Vec::new();
+        };
+        if state.renaming.is_some() {
+            let _ = reply.send(Err(ClientError::Refused {
+                condition: "nick-change-in-progress".into(),
+            }));
+            return Vec::new();
+        }
+        let Ok(occupant) = room.with_resource_str(&nick) else {
+            let _ = reply.send(Err(ClientError::InvalidJid));
+            return Vec::new();
+        };
+        state.renaming = Some((nick, reply));
+        vec![crate::features::stanza(
+            "presence",
+            &[("to", Some(occupant.as_str()))],
+            vec![],
+        )]
+    }
+
     /// Starts queued joins while slots are free (disco#info first).
     fn pump(&mut self) {
         while self.rooms.values().filter(|r| r.in_flight()).count() < MAX_JOINS_IN_FLIGHT {
@@ -280,10 +312,12 @@ impl Rooms {
     /// A self-ping of `room` to the nick the room gave us, unless one is
     /// in flight or we are not (yet) in the room.
     fn ping(&mut self, jid: &BareJid, now: Instant) {
+        // XEP-0410 §4: not during a nick change (the room may answer for
+        // the old nick or the new one).
         let Some(room) = self
             .rooms
             .get_mut(jid)
-            .filter(|r| r.joined && r.pinging.is_none())
+            .filter(|r| r.joined && r.pinging.is_none() && r.renaming.is_none())
         else {
             return;
         };
@@ -426,6 +460,15 @@ impl Rooms {
         };
         let mut out = Vec::new();
         match parsed {
+            RoomPresence::Error { error, .. } if room.joined => {
+                // In the room already: a refused nick change (or presence
+                // update) leaves us there as we were.
+                if let Some((_, waiting)) = room.renaming.take() {
+                    let _ = waiting.send(Err(ClientError::Refused {
+                        condition: format!("{error:?}"),
+                    }));
+                }
+            }
             RoomPresence::Error { error, .. } => {
                 let was_joined = room.joined;
                 let failed = self.rooms.remove(&room_jid);
@@ -533,7 +576,20 @@ impl Rooms {
                 } else {
                     if own {
                         if let Some(nick) = new_nick {
+                            // §7.6.3: 303 says the change went through
+                            // (under the nick the room chose).
                             room.nick = nick;
+                            let saved = shared.store().save_room(
+                                room_jid.as_str(),
+                                &room.nick,
+                                &room.features,
+                            );
+                            if let Err(err) = saved {
+                                tracing::warn!(error = %err, "cannot record our new nick");
+                            }
+                            if let Some((_, waiting)) = room.renaming.take() {
+                                let _ = waiting.send(Ok(room.nick.clone()));
+                            }
                         }
                     }
                     shared.emit(ClientEvent::RoomOccupantsChanged {

@@ -51,6 +51,8 @@ class Waxwing private constructor(
     /** Joins a group chat as [nick] (creating it if needed); returns the nick the room gave us. */
     suspend fun joinRoom(room: String, nick: String): String = client.joinRoom(room, nick)
     fun leaveRoom(room: String) = client.leaveRoom(room)
+    /** Changes our nick in [room]; a taken one is Refused and leaves us as we were. */
+    suspend fun changeNick(room: String, nick: String): String = client.changeNick(room, nick)
     /** Creates [room] as a private group or a channel and joins it; Refused("room-exists") if it exists. */
     suspend fun createRoom(room: String, nick: String, kind: RoomKind, name: String? = null): String =
         client.createRoom(room, nick, kind, name)

@@ -148,6 +148,7 @@ class WaxwingTest {
             (it as? Event.MessageStateChanged)?.message?.takeIf { m -> m.id == sent.id && m.state == MessageState.DELIVERED }
         }
         assertEquals(1, alice.history(room).count { it.body == body })
+        assertEquals("bobby", bob.changeNick(room, "bobby"))
         alice.setBookmark(room, autojoin = true, name = "Kotlin room")
         val bookmark = alice.bookmarks().single { it.room == room }
         assertEquals("Kotlin room", bookmark.name)
