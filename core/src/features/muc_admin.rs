@@ -19,7 +19,8 @@ pub const MAX_LIST: usize = 2000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomKind {
     /// Members only, everyone sees real JIDs (so OMEMO works), not listed,
-    /// persistent, archived.
+    /// persistent, archived; only moderators change the subject or invite
+    /// (as Conversations configures it).
     PrivateGroup,
     /// Open to anyone, listed, real JIDs only to moderators, persistent,
     /// archived.
@@ -27,7 +28,7 @@ pub enum RoomKind {
 }
 
 /// The configuration form submitted for a room we just created (§10.1.3).
-/// Archiving is asked for under the three names servers use.
+/// Archiving is asked for under the names servers use.
 pub fn configure(id: &str, room: &BareJid, kind: RoomKind, name: Option<&str>) -> Element {
     let private = kind == RoomKind::PrivateGroup;
     let flag = |on: bool| if on { "1" } else { "0" };
@@ -40,11 +41,13 @@ pub fn configure(id: &str, room: &BareJid, kind: RoomKind, name: Option<&str>) -
             "muc#roomconfig_whois",
             if private { "anyone" } else { "moderators" },
         ),
-        ("muc#roomconfig_changesubject", flag(private)),
-        ("muc#roomconfig_allowinvites", flag(private)),
+        ("muc#roomconfig_changesubject", "0"),
+        ("muc#roomconfig_allowinvites", "0"),
+        // Archiving (XEP-0313) under the names servers use; never
+        // `muc#roomconfig_enablelogging`, which means public web logs.
         ("muc#roomconfig_enablearchiving", "1"),
+        ("muc#roomconfig_mam", "1"),
         ("mam", "1"),
-        ("muc#roomconfig_enablelogging", "1"),
     ];
     if let Some(name) = name {
         fields.push(("muc#roomconfig_roomname", name));

@@ -34,7 +34,9 @@ fn bounded(text: Option<String>) -> Option<String> {
 
 /// Reads an invitation in a `<message/>`.
 pub fn parse_invite(message: &Element) -> Option<Invite> {
-    if message.attr("type") == Some("error") {
+    // A bounce is not an invitation, nor a room message that happens to
+    // carry a conference element.
+    if matches!(message.attr("type"), Some("error") | Some("groupchat")) {
         return None;
     }
     let from: Jid = message.attr("from")?.parse().ok()?;
@@ -192,6 +194,9 @@ mod tests {
             // A bounce.
             "<message xmlns='jabber:client' type='error' from='alice@localhost'>\
              <x xmlns='jabber:x:conference' jid='team@muc.localhost'/></message>",
+            // A room message that carries a conference element.
+            "<message xmlns='jabber:client' type='groupchat' from='team@muc.localhost/bob'>\
+             <body>see</body><x xmlns='jabber:x:conference' jid='other@muc.localhost'/></message>",
         ] {
             assert_eq!(parse_invite(&xml(text)), None, "{text}");
         }

@@ -134,14 +134,16 @@ impl Store {
             .optional()?)
     }
 
-    /// When the newest message of a conversation was sent: where a room
-    /// without an archive replays history from (`since`).
+    /// When the newest message we received in a conversation was sent (by
+    /// the room's clock, for delayed history): where a room without an
+    /// archive replays history from (`since`). Our own messages are left
+    /// out: one waiting in the outbox says nothing about what we missed.
     pub fn last_message_ms(&self, peer: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
             .conn
             .prepare_cached(
                 "SELECT max(m.timestamp_ms) FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                 WHERE c.peer_jid = ?1",
+                 WHERE c.peer_jid = ?1 AND m.direction = 0",
             )?
             .query_row([peer], |r| r.get(0))?)
     }

@@ -503,3 +503,31 @@ fn migration_8_voids_trust_that_no_key_backs() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn a_rooms_history_replay_starts_at_the_last_message_received_not_one_we_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), &StoreKey::from_bytes([5; 32])).unwrap();
+    let room = "team@muc.example.org";
+    let incoming = IncomingMessage {
+        direction: Direction::Incoming,
+        peer: room.into(),
+        sender: format!("{room}/bob"),
+        body: "hi".into(),
+        origin_id: None,
+        stanza_id: None,
+        remote_id: Some("r1".into()),
+        timestamp_ms: 1_000,
+        position: Position::Append,
+        security: Default::default(),
+        room: Some(crate::store::RoomSender {
+            nick: "bob".into(),
+            real_jid: None,
+        }),
+    };
+    store.insert_incoming_batch(&[incoming]).unwrap();
+    store
+        .insert_outgoing_to_room(room, "alice@example.org", "alice", "queued", "o1", 9_000)
+        .unwrap();
+    assert_eq!(store.last_message_ms(room).unwrap(), Some(1_000));
+}

@@ -87,6 +87,8 @@ struct Room {
     refreshing: bool,
     /// A nick change in flight (§7.6): the nick asked for, and who waits.
     renaming: Option<(String, JoinReply)>,
+    /// The user left; the room has not confirmed yet.
+    leaving: bool,
 }
 
 impl Room {
@@ -106,6 +108,7 @@ impl Room {
             create: None,
             refreshing: false,
             renaming: None,
+            leaving: false,
         }
     }
 
@@ -119,6 +122,10 @@ impl Room {
         self.pinging = None;
         self.queued = true;
         self.join_deadline = None;
+        self.refreshing = false;
+        if let Some((_, waiting)) = self.renaming.take() {
+            let _ = waiting.send(Err(ClientError::NotConnected));
+        }
         if !self.occupants.is_empty() {
             self.occupants.clear();
             shared.emit(ClientEvent::RoomOccupantsChanged {
@@ -187,6 +194,11 @@ impl Rooms {
         now: Instant,
     ) -> Vec<Element> {
         self.now = Some(now);
+        if self.rooms.get(&room).is_some_and(|r| r.leaving) {
+            // Joining again before the room confirmed our leave: a new
+            // join (the confirmation, when it comes, is ignored).
+            self.rooms.remove(&room);
+        }
         if let Some(existing) = self.rooms.get_mut(&room) {
             if existing.joined && create.is_some() {
                 let _ = reply.send(Err(ClientError::Refused {
@@ -284,6 +296,14 @@ impl Rooms {
         let mut jids: Vec<BareJid> = self.rooms.keys().cloned().collect();
         jids.sort();
         for jid in jids {
+            if self.rooms.get(&jid).is_some_and(|r| r.leaving) {
+                self.rooms.remove(&jid);
+                shared.emit(ClientEvent::RoomLeft {
+                    room: jid.to_string(),
+                    reason: "left".into(),
+                });
+                continue;
+            }
             if let Some(room) = self.rooms.get_mut(&jid) {
                 room.requeue(shared, &jid);
                 self.queue.push_back(jid);
@@ -317,7 +337,7 @@ impl Rooms {
         let Some(room) = self
             .rooms
             .get_mut(jid)
-            .filter(|r| r.joined && r.pinging.is_none() && r.renaming.is_none())
+            .filter(|r| r.joined && !r.leaving && r.pinging.is_none() && r.renaming.is_none())
         else {
             return;
         };
@@ -423,8 +443,25 @@ impl Rooms {
     /// Leaves `room`: the presence to send (none if we are not in it). The
     /// room's answer (our unavailable presence) ends it, with `RoomLeft`.
     pub fn leave(&mut self, room: &BareJid) -> Option<Element> {
-        let state = self.rooms.get(room)?;
+        let state = self.rooms.get_mut(room)?;
         let occupant = room.with_resource_str(&state.nick).ok()?;
+        if !state.joined {
+            // Not in yet (queued, or asking): forget it; a presence sent
+            // already is undone by the leave.
+            let sent = state.in_flight();
+            if let Some(state) = self.rooms.remove(room) {
+                if let Some(waiting) = state.waiting {
+                    let _ = waiting.send(Err(ClientError::Refused {
+                        condition: "left".into(),
+                    }));
+                }
+            }
+            self.pump();
+            return sent.then(|| muc::leave(&occupant));
+        }
+        // Out as far as we are concerned: no rejoin, no self-ping, until
+        // the room confirms.
+        state.leaving = true;
         Some(muc::leave(&occupant))
     }
 
@@ -558,7 +595,7 @@ impl Rooms {
                     return (true, out);
                 }
                 room.occupants.remove(&occupant.nick);
-                if own && new_nick.is_none() && removal.rejoin() {
+                if own && new_nick.is_none() && removal.rejoin() && !room.leaving {
                     // §9.9 status 333 and the like: the room lost us; join
                     // again rather than tell the user they left.
                     room.requeue(shared, &room_jid);
@@ -663,7 +700,22 @@ impl Rooms {
         if room.configuring.as_deref() == Some(id) {
             room.configuring = None;
             if iq.attr("type") != Some("result") {
+                // Locked and not as asked: not a room to hand to the user.
                 tracing::warn!("the new room refused its configuration");
+                let nick = room.nick.clone();
+                if let Some(state) = self.rooms.remove(&room_jid) {
+                    if let Some(waiting) = state.waiting {
+                        let _ = waiting.send(Err(ClientError::Refused {
+                            condition: "configuration-refused".into(),
+                        }));
+                    }
+                }
+                self.pump();
+                let mut out = self.take_output();
+                if let Ok(occupant) = room_jid.with_resource_str(&nick) {
+                    out.push(muc::leave(&occupant));
+                }
+                return Some(out);
             }
             // Ask what the room now offers (archive, stanza-ids) before
             // the join completes.
@@ -711,7 +763,16 @@ impl Rooms {
             else {
                 return RoomMessage::Taken;
             };
-            let mut stored = to_store(shared, room, parsed, &message);
+            // An archived copy names its writer's real JID where the room
+            // keeps it (Prosody does in non-anonymous rooms); the nick may
+            // have belonged to someone else then, us included.
+            let writer = message
+                .get_child("x", muc::NS_MUC_USER)
+                .and_then(|x| x.get_child("item", muc::NS_MUC_USER))
+                .and_then(|i| i.attr("jid"))
+                .and_then(|j| j.parse::<jid::Jid>().ok())
+                .map(|j| j.to_bare());
+            let mut stored = to_store(shared, room, parsed, &message, writer);
             stored.stanza_id = Some(archive_id);
             stored.timestamp_ms = stamp_ms.unwrap_or(stored.timestamp_ms);
             if let Some(catchup) = room.catchup.as_mut() {
@@ -762,7 +823,7 @@ impl Rooms {
             return RoomMessage::Taken;
         }
         let trust_ids = room.features.contains(FEATURE_STANZA_IDS);
-        let mut stored = to_store(shared, room, parsed, element);
+        let mut stored = to_store(shared, room, parsed, element, None);
         if !trust_ids {
             stored.stanza_id = None;
         }
@@ -783,7 +844,8 @@ fn join_history(shared: &Shared, room: &BareJid, features: &BTreeSet<String>) ->
         return JoinHistory::FromArchive;
     }
     match shared.store().last_message_ms(room.as_str()) {
-        Ok(Some(ms)) => JoinHistory::Since(format_xep0082_ms(ms + 1000)),
+        // Inclusive: what comes again is deduplicated.
+        Ok(Some(ms)) => JoinHistory::Since(format_xep0082_ms(ms)),
         _ => JoinHistory::ServerDefault,
     }
 }
@@ -791,10 +853,21 @@ fn join_history(shared: &Shared, room: &BareJid, features: &BTreeSet<String>) ->
 /// A room message as the store keeps it: ours (our nick's reflection)
 /// outgoing, anyone else's incoming, with the writer's real JID where the
 /// room showed it in their presence.
-fn to_store(shared: &Shared, room: &Room, g: GroupMessage, element: &Element) -> IncomingMessage {
-    let ours = g.nick == room.nick;
+fn to_store(
+    shared: &Shared,
+    room: &Room,
+    g: GroupMessage,
+    element: &Element,
+    writer: Option<BareJid>,
+) -> IncomingMessage {
+    let ours = match &writer {
+        Some(jid) => *jid == shared.own,
+        None => g.nick == room.nick,
+    };
     let real_jid = if ours {
         Some(shared.own.to_string())
+    } else if let Some(jid) = writer {
+        Some(jid.to_string())
     } else {
         room.occupants
             .get(&g.nick)

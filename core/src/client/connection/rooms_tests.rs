@@ -260,3 +260,170 @@ fn a_late_leave_confirmation_does_not_end_the_next_join() {
         "and is still ours"
     );
 }
+
+#[test]
+fn a_room_left_before_it_was_joined_is_not_joined_and_one_left_is_not_rejoined() {
+    let f = Fixture::new();
+    let mut rooms = Rooms::default();
+    let now = Instant::now();
+    // Three in flight, the fourth queued: leaving it means it never goes out.
+    let mut sent = Vec::new();
+    for i in 0..4 {
+        let (reply, _answer) = oneshot::channel();
+        sent.extend(rooms.join(
+            format!("r{i}@muc.localhost").parse().unwrap(),
+            "alice".into(),
+            reply,
+            None,
+            now,
+        ));
+    }
+    assert_eq!(rooms.leave(&"r3@muc.localhost".parse().unwrap()), None);
+    // Leaving one in flight frees its slot; the one left stays out.
+    assert!(rooms.leave(&"r0@muc.localhost".parse().unwrap()).is_some());
+    assert!(rooms.take_output().is_empty(), "r3 is not joined after all");
+
+    // A joined room we left (unconfirmed) is not joined again by a fresh
+    // session, nor pinged.
+    let mut rooms = Rooms::default();
+    join(&f, &mut rooms, "team@muc.localhost", "alice");
+    assert!(rooms
+        .leave(&"team@muc.localhost".parse().unwrap())
+        .is_some());
+    assert!(rooms.ping_all(now).is_empty());
+    let out = rooms.on_fresh_session(&f.shared);
+    assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_fresh_session_ends_a_nick_change_in_flight_and_self_ping_resumes() {
+    let f = Fixture::new();
+    let mut rooms = Rooms::default();
+    let room = "team@muc.localhost";
+    join(&f, &mut rooms, room, "alice");
+    let (reply, mut answer) = oneshot::channel();
+    rooms.change_nick(&room.parse().unwrap(), "ally".into(), reply);
+    assert!(
+        rooms.ping_all(Instant::now()).is_empty(),
+        "no ping during a change"
+    );
+    let disco = rooms.on_fresh_session(&f.shared);
+    assert!(matches!(
+        answer.try_recv(),
+        Ok(Err(crate::client::ClientError::NotConnected))
+    ));
+    let id = disco[0].attr("id").unwrap().to_owned();
+    rooms.on_iq(&f.shared, &disco_result(&id, room));
+    rooms.on_presence(&f.shared, &own_presence(room, "alice"));
+    assert_eq!(
+        queries_to(&rooms.ping_all(Instant::now()), "iq"),
+        [format!("{room}/alice")],
+        "pinged again once back in"
+    );
+}
+
+#[test]
+fn a_refused_configuration_fails_the_creation() {
+    use crate::features::muc_admin::RoomKind;
+    let f = Fixture::new();
+    let mut rooms = Rooms::default();
+    let room = "new@muc.localhost";
+    let (reply, mut answer) = oneshot::channel();
+    let out = rooms.join(
+        room.parse().unwrap(),
+        "alice".into(),
+        reply,
+        Some((RoomKind::PrivateGroup, None)),
+        Instant::now(),
+    );
+    let id = out[0].attr("id").unwrap().to_owned();
+    rooms.on_iq(&f.shared, &disco_result(&id, room));
+    let created = xml(&format!(
+        "<presence xmlns='jabber:client' from='{room}/alice'>\
+         <x xmlns='http://jabber.org/protocol/muc#user'>\
+         <item affiliation='owner' role='moderator'/><status code='110'/><status code='201'/></x></presence>"
+    ));
+    let (_, config) = rooms.on_presence(&f.shared, &created);
+    let config_id = config[0].attr("id").unwrap().to_owned();
+    let refused = xml(&format!(
+        "<iq xmlns='jabber:client' type='error' id='{config_id}' from='{room}'>\
+         <error type='modify'><bad-request xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+    ));
+    let out = rooms.on_iq(&f.shared, &refused).unwrap();
+    assert!(matches!(
+        answer.try_recv(),
+        Ok(Err(crate::client::ClientError::Refused { condition })) if condition == "configuration-refused"
+    ));
+    assert_eq!(
+        queries_to(&out, "presence"),
+        [format!("{room}/alice")],
+        "and we leave"
+    );
+    assert!(!rooms.is_joined(room));
+}
+
+#[test]
+fn an_archived_message_is_ours_by_its_real_jid_not_by_the_nick() {
+    let f = Fixture::new();
+    let mut rooms = Rooms::default();
+    let room = "team@muc.localhost";
+    let (reply, _answer) = oneshot::channel();
+    let out = rooms.join(
+        room.parse().unwrap(),
+        "alice".into(),
+        reply,
+        None,
+        Instant::now(),
+    );
+    let id = out[0].attr("id").unwrap().to_owned();
+    let with_archive = xml(&format!(
+        "<iq xmlns='jabber:client' type='result' id='{id}' from='{room}'>\
+         <query xmlns='http://jabber.org/protocol/disco#info'>\
+         <feature var='http://jabber.org/protocol/muc'/><feature var='urn:xmpp:mam:2'/>\
+         <feature var='urn:xmpp:sid:0'/></query></iq>"
+    ));
+    rooms.on_iq(&f.shared, &with_archive);
+    let (_, catchup) = rooms.on_presence(&f.shared, &own_presence(room, "alice"));
+    let query = catchup
+        .iter()
+        .find(|e| e.name() == "iq")
+        .expect("a catch-up query");
+    let iq_id = query.attr("id").unwrap().to_owned();
+    let query_id = query
+        .get_child("query", "urn:xmpp:mam:2")
+        .and_then(|q| q.attr("queryid"))
+        .unwrap()
+        .to_owned();
+    // Written by Eve when she was "alice"; and one by us.
+    for (archive_id, jid, body) in [
+        ("A1", "eve@localhost", "eve's"),
+        ("A2", "alice@localhost/phone", "ours"),
+    ] {
+        let result = xml(&format!(
+            "<message xmlns='jabber:client' from='{room}'>\
+             <result xmlns='urn:xmpp:mam:2' queryid='{query_id}' id='{archive_id}'>\
+             <forwarded xmlns='urn:xmpp:forward:0'>\
+             <message xmlns='jabber:client' type='groupchat' from='{room}/alice'><body>{body}</body>\
+             <x xmlns='http://jabber.org/protocol/muc#user'><item jid='{jid}'/></x></message>\
+             </forwarded></result></message>"
+        ));
+        assert!(matches!(
+            rooms.on_message(&f.shared, &result),
+            RoomMessage::Taken
+        ));
+    }
+    let fin = xml(&format!(
+        "<iq xmlns='jabber:client' type='result' id='{iq_id}' from='{room}'>\
+         <fin xmlns='urn:xmpp:mam:2' complete='true'/></iq>"
+    ));
+    rooms.on_iq(&f.shared, &fin);
+    let stored = f.shared.store().history(room, None, 10).unwrap();
+    let eve = stored.iter().find(|m| m.body == "eve's").unwrap();
+    assert_eq!(eve.direction, crate::store::Direction::Incoming);
+    assert_eq!(
+        eve.room.as_ref().and_then(|r| r.real_jid.as_deref()),
+        Some("eve@localhost")
+    );
+    let ours = stored.iter().find(|m| m.body == "ours").unwrap();
+    assert_eq!(ours.direction, crate::store::Direction::Outgoing);
+}
