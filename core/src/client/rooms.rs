@@ -54,15 +54,25 @@ impl Client {
         if room.node().is_none() || nick.is_empty() {
             return Err(ClientError::InvalidJid);
         }
+        self.ask_rooms(|reply| Command::JoinRoom {
+            room,
+            nick: nick.to_owned(),
+            create,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends the connection a rooms command and waits (bounded) for the
+    /// nick it answers with.
+    async fn ask_rooms(
+        &self,
+        command: impl FnOnce(super::connection::rooms::JoinReply) -> Command,
+    ) -> Result<String, ClientError> {
         let commands = self.commands().ok_or(ClientError::NotConnected)?;
         let (reply, answer) = oneshot::channel();
         commands
-            .send(Command::JoinRoom {
-                room,
-                nick: nick.to_owned(),
-                create,
-                reply,
-            })
+            .send(command(reply))
             .map_err(|_| ClientError::NotConnected)?;
         match tokio::time::timeout(JOIN_TIMEOUT, answer).await {
             Ok(Ok(result)) => result,
@@ -103,20 +113,12 @@ impl Client {
     /// under the old one.
     pub async fn change_nick(&self, room: &str, nick: &str) -> Result<String, ClientError> {
         let room: BareJid = room.parse().map_err(|_| ClientError::InvalidJid)?;
-        let commands = self.commands().ok_or(ClientError::NotConnected)?;
-        let (reply, answer) = oneshot::channel();
-        commands
-            .send(Command::ChangeNick {
-                room,
-                nick: nick.to_owned(),
-                reply,
-            })
-            .map_err(|_| ClientError::NotConnected)?;
-        match tokio::time::timeout(JOIN_TIMEOUT, answer).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(ClientError::NotConnected),
-            Err(_) => Err(ClientError::Timeout),
-        }
+        self.ask_rooms(|reply| Command::ChangeNick {
+            room,
+            nick: nick.to_owned(),
+            reply,
+        })
+        .await
     }
 
     /// Our nick in `room`, if we joined it before (from the store).

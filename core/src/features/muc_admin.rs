@@ -52,8 +52,25 @@ pub fn configure(id: &str, room: &BareJid, kind: RoomKind, name: Option<&str>) -
     if let Some(name) = name {
         fields.push(("muc#roomconfig_roomname", name));
     }
+    owner_iq(id, room, submit_form(&fields))
+}
+
+/// Accepts the service's default configuration for a room we just
+/// created (§10.1.2, "instant room"): an empty submitted form.
+pub fn instant(id: &str, room: &BareJid) -> Element {
+    owner_iq(
+        id,
+        room,
+        with_attrs(
+            Element::bare("x", crate::ns::NS_DATA),
+            &[("type", "submit")],
+        ),
+    )
+}
+
+fn owner_iq(id: &str, room: &BareJid, payload: Element) -> Element {
     let mut query = Element::bare("query", NS_MUC_OWNER);
-    query.append_child(submit_form(&fields));
+    query.append_child(payload);
     stanza(
         "iq",
         &[
@@ -166,17 +183,7 @@ pub fn destroy(id: &str, room: &BareJid, reason: Option<&str>) -> Element {
     if let Some(reason) = reason {
         destroy.append_child(text_element("reason", NS_MUC_OWNER, reason));
     }
-    let mut query = Element::bare("query", NS_MUC_OWNER);
-    query.append_child(destroy);
-    stanza(
-        "iq",
-        &[
-            ("type", Some("set")),
-            ("to", Some(room.as_str())),
-            ("id", Some(id)),
-        ],
-        vec![query],
-    )
+    owner_iq(id, room, destroy)
 }
 
 #[cfg(test)]

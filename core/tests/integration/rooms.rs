@@ -64,6 +64,26 @@ async fn rooms_are_created_joined_and_left_with_their_occupants() {
     bob.logout().await;
 }
 
+/// Runs the cli as alice with `store`; its output, one JSON value a line.
+fn run_alice_cli(
+    server: &TestServer,
+    store: &std::path::Path,
+    key: &str,
+    args: &[&str],
+) -> Vec<serde_json::Value> {
+    let out = run_cli(server, "alice", "pw-a", store, key, args);
+    assert!(
+        out.status.success(),
+        "cli {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect()
+}
+
 fn room_bodies(client: &waxwing_core::Client, room: &str) -> Vec<String> {
     let mut page = client.history(room, None, 50).unwrap();
     page.reverse();
@@ -215,19 +235,7 @@ async fn the_cli_joins_bookmarks_lists_sends_to_and_leaves_rooms() {
     let store = tempfile::tempdir().unwrap();
     let key = "cd".repeat(32);
     let room = "club@muc.localhost";
-    let run = |args: &[&str]| -> Vec<serde_json::Value> {
-        let out = run_cli(&server, "alice", "pw-a", store.path(), &key, args);
-        assert!(
-            out.status.success(),
-            "cli {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-            .collect()
-    };
+    let run = |args: &[&str]| run_alice_cli(&server, store.path(), &key, args);
     let joined = run(&["join", room, "ally"]);
     assert!(
         joined.iter().any(|l| l["joined"]["nick"] == "ally"),
@@ -514,19 +522,7 @@ async fn the_cli_creates_a_private_group_lists_occupants_and_invites() {
     let store = tempfile::tempdir().unwrap();
     let key = "ef".repeat(32);
     let room = "crew@muc.localhost";
-    let run = |args: &[&str]| -> Vec<serde_json::Value> {
-        let out = run_cli(&server, "alice", "pw-a", store.path(), &key, args);
-        assert!(
-            out.status.success(),
-            "cli {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-            .collect()
-    };
+    let run = |args: &[&str]| run_alice_cli(&server, store.path(), &key, args);
     let created = run(&["create", room, "--private", "--name", "Crew"]);
     assert!(
         created.iter().any(|l| l["created"]["room"] == room),

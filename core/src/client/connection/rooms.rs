@@ -18,14 +18,14 @@ use crate::client::connection::shared::Shared;
 use crate::client::events::ClientEvent;
 use crate::client::ClientError;
 use crate::client::{now_ms, random_id};
+use crate::features::disco;
 use crate::features::mam::{self, MamMessage, Page};
 use crate::features::messages::format_xep0082_ms;
 use crate::features::muc::{self, JoinHistory, Occupant, RoomPresence};
 use crate::features::muc_admin::{self, RoomKind};
 use crate::features::muc_messages::{self, GroupMessage};
 use crate::features::omemo::encrypted_child;
-use crate::features::{disco, stanza, with_attrs};
-use crate::ns::{NS_DATA, NS_MAM};
+use crate::ns::NS_MAM;
 use crate::store::{Direction, IncomingMessage, MessageSecurity, Position, RoomSender};
 
 /// The answer to a join: our nick as the room set it.
@@ -552,7 +552,7 @@ impl Rooms {
                         Some((kind, name)) => {
                             muc_admin::configure(&id, &room_jid, kind, name.as_deref())
                         }
-                        None => instant_room(&room_jid, &id),
+                        None => muc_admin::instant(&id, &room_jid),
                     });
                     room.configuring = Some(id);
                 } else if own && room.create.is_some() && !room.joined {
@@ -1037,23 +1037,4 @@ fn complete_join(shared: &Shared, room_jid: &BareJid, room: &mut Room) -> Option
     let query = catchup_query(room_jid, &mut catchup, page, max);
     room.catchup = Some(catchup);
     Some(query)
-}
-
-/// Accepts the default configuration of a room we just created (§10.1.2,
-/// "instant room").
-fn instant_room(room: &BareJid, id: &str) -> Element {
-    let mut query = Element::bare("query", muc_admin::NS_MUC_OWNER);
-    query.append_child(with_attrs(
-        Element::bare("x", NS_DATA),
-        &[("type", "submit")],
-    ));
-    stanza(
-        "iq",
-        &[
-            ("type", Some("set")),
-            ("to", Some(room.as_str())),
-            ("id", Some(id)),
-        ],
-        vec![query],
-    )
 }
